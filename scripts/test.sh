@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The project's test command (README). Installs what the tests need, then runs every test.
+# Fixtures come from $HIGGS_FIXTURES (default ../shared/fixtures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-deps.sh
+cargo test --workspace --locked "$@"
