@@ -1,1 +1,24 @@
 //! Higgs Audio v2 generation model (Llama-3.2 backbone + DualFFN audio adapter) on candle.
+//!
+//! - [`HiggsConfig`]: `config.json` in the legacy (`higgs_audio`) and transformers
+//!   (`higgs_audio_v2`) layouts.
+//! - [`WeightFiles`]: memory-mapped safetensors (single file or sharded), legacy / `model.`-prefixed
+//!   / transformers names, split frozen+trainable tensors.
+//! - [`HiggsAudioModel`]: the packed, batched forward pass over a slot-based [`KvCache`].
+//! - [`random`]: random checkpoints in the real on-disk layouts (tests, demos, benchmarks).
+
+pub mod config;
+pub mod error;
+pub mod kv_cache;
+pub mod layers;
+pub mod modeling_higgs_audio;
+pub mod random;
+pub mod weights;
+
+pub use config::{CheckpointLayout, HiggsConfig};
+pub use error::{ForwardError, LoadError};
+pub use kv_cache::KvCache;
+pub use modeling_higgs_audio::{
+    ForwardOptions, ForwardOutput, HiggsAudioModel, LogitsRequest, PositionKind, SeqInput,
+};
+pub use weights::WeightFiles;

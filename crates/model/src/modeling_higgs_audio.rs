@@ -1,0 +1,726 @@
+//! The Higgs Audio v2 generation model, mirroring `boson_multimodal/model/higgs_audio/
+//! modeling_higgs_audio.py` and `audio_head.py` (boson-ai/higgs-audio @ f04f5df), reference spec §3.
+//!
+//! The forward pass is *packed*: the new positions of several sequences are concatenated into one
+//! `[N, hidden]` activation so that every projection and MLP runs once per step for the whole
+//! batch, while attention runs per sequence against that sequence's KV-cache slot. A sequence can
+//! contribute a whole prompt (prefill) or a single token (decode) in the same call.
+
+use candle_core::{DType, Device, Module, Tensor};
+
+use crate::config::HiggsConfig;
+use crate::error::{ForwardError, LoadError};
+use crate::kv_cache::KvCache;
+use crate::layers::{Mlp, RmsNorm, Rope};
+use crate::weights::WeightFiles;
+
+/// What one input position carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionKind {
+    /// A text token, embedded with `embed_tokens`, routed through the text FFN.
+    Text,
+    /// An audio-in code column (`<|AUDIO|>` expansion): audio FFN, no audio head.
+    AudioIn,
+    /// An audio-out code column (`<|AUDIO_OUT|>` expansion or a generated frame): audio FFN.
+    AudioOut,
+}
+
+impl PositionKind {
+    pub fn is_audio(self) -> bool {
+        !matches!(self, Self::Text)
+    }
+}
+
+/// Which heads to evaluate at the last new position of a sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogitsRequest {
+    pub text: bool,
+    pub audio: bool,
+}
+
+impl LogitsRequest {
+    pub const NONE: Self = Self {
+        text: false,
+        audio: false,
+    };
+    pub const TEXT: Self = Self {
+        text: true,
+        audio: false,
+    };
+    pub const AUDIO: Self = Self {
+        text: false,
+        audio: true,
+    };
+    pub const BOTH: Self = Self {
+        text: true,
+        audio: true,
+    };
+}
+
+/// New positions of one sequence for one forward call.
+#[derive(Debug, Clone, Default)]
+pub struct SeqInput {
+    /// KV-cache slot of the sequence; positions are appended after its cached ones.
+    pub slot: usize,
+    /// Text id per position (ignored at audio positions).
+    pub ids: Vec<u32>,
+    pub kinds: Vec<PositionKind>,
+    /// `num_codebooks` codes per audio position, in position order, raw values (0..codebook_size+1);
+    /// the per-codebook row offsets are added by the model.
+    pub codes: Vec<u32>,
+    pub logits: LogitsRequest,
+}
+
+impl SeqInput {
+    pub fn new(slot: usize) -> Self {
+        Self {
+            slot,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    pub fn push_text(&mut self, id: u32) -> &mut Self {
+        self.ids.push(id);
+        self.kinds.push(PositionKind::Text);
+        self
+    }
+
+    /// Appends one audio column (`num_codebooks` codes). `placeholder` is the text id the
+    /// reference keeps at that position (`<|AUDIO|>` / `<|AUDIO_OUT|>`); it is not embedded.
+    pub fn push_audio(
+        &mut self,
+        column: &[u32],
+        kind: PositionKind,
+        placeholder: u32,
+    ) -> &mut Self {
+        self.ids.push(placeholder);
+        self.kinds.push(kind);
+        self.codes.extend_from_slice(column);
+        self
+    }
+
+    pub fn with_logits(mut self, l: LogitsRequest) -> Self {
+        self.logits = l;
+        self
+    }
+}
+
+/// Result of a forward call. Logit rows follow the order of the sequences that requested them.
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// `[n, vocab]` f32, one row per sequence with `logits.text`.
+    pub text_logits: Option<Tensor>,
+    /// `[n, num_codebooks, codebook_size + 2]` f32, one row per sequence with `logits.audio`.
+    pub audio_logits: Option<Tensor>,
+    /// With [`ForwardOptions::capture_hidden`]: `[N, hidden]` states: the merged input embeddings,
+    /// the output of every decoder layer, then the final norm (all positions, packed order).
+    pub hidden: Vec<Tensor>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions {
+    /// Keep every layer's output and the final norm of all positions (parity/debugging; slower).
+    pub capture_hidden: bool,
+}
+
+struct Attention {
+    q: candle_nn::Linear,
+    k: candle_nn::Linear,
+    v: candle_nn::Linear,
+    o: candle_nn::Linear,
+}
+
+struct DecoderLayer {
+    attn: Attention,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+    /// `None` for a fast-forward layer.
+    audio: Option<AudioBranch>,
+}
+
+struct AudioBranch {
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// The Higgs Audio v2 generation model (`HiggsAudioModel`).
+pub struct HiggsAudioModel {
+    cfg: HiggsConfig,
+    embed_tokens: Tensor,
+    audio_codebook_embeddings: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    text_lm_head: Tensor,
+    audio_lm_head: Tensor,
+    rope: Rope,
+    dtype: DType,
+    device: Device,
+}
+
+impl HiggsAudioModel {
+    /// Loads `config.json` and the safetensors weights of a model directory (either layout).
+    pub fn load(dir: &std::path::Path, dtype: DType, device: &Device) -> Result<Self, LoadError> {
+        let cfg = HiggsConfig::from_file(&dir.join("config.json"))?;
+        let files = WeightFiles::open(dir)?;
+        Self::from_weights(cfg, &files, dtype, device)
+    }
+
+    pub fn from_weights(
+        cfg: HiggsConfig,
+        w: &WeightFiles,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
+        let h = cfg.hidden_size;
+        let i = cfg.intermediate_size;
+        let q_dim = cfg.num_attention_heads * cfg.head_dim;
+        let kv = cfg.kv_dim();
+        let get = |name: &str, shape: &[usize]| w.load(name, shape, dtype, device);
+        let linear = |name: &str, shape: &[usize]| -> Result<candle_nn::Linear, LoadError> {
+            Ok(candle_nn::Linear::new(get(name, shape)?, None))
+        };
+        let norm = |name: &str| -> Result<RmsNorm, LoadError> {
+            Ok(RmsNorm::new(get(name, &[h])?, cfg.rms_norm_eps))
+        };
+        let mlp = |p: &str| -> Result<Mlp, LoadError> {
+            Ok(Mlp::new(
+                get(&format!("{p}.gate_proj.weight"), &[i, h])?,
+                get(&format!("{p}.up_proj.weight"), &[i, h])?,
+                get(&format!("{p}.down_proj.weight"), &[h, i])?,
+            ))
+        };
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for (l, &dual) in cfg.dual_ffn_layers.iter().enumerate() {
+            let p = format!("layers.{l}");
+            let attn = Attention {
+                q: linear(&format!("{p}.self_attn.q_proj.weight"), &[q_dim, h])?,
+                k: linear(&format!("{p}.self_attn.k_proj.weight"), &[kv, h])?,
+                v: linear(&format!("{p}.self_attn.v_proj.weight"), &[kv, h])?,
+                o: linear(&format!("{p}.self_attn.o_proj.weight"), &[h, q_dim])?,
+            };
+            let audio = if dual {
+                Some(AudioBranch {
+                    input_layernorm: norm(&format!("{p}.audio_input_layernorm.weight"))?,
+                    post_attention_layernorm: norm(&format!(
+                        "{p}.audio_post_attention_layernorm.weight"
+                    ))?,
+                    mlp: mlp(&format!("{p}.audio_mlp"))?,
+                })
+            } else {
+                None
+            };
+            layers.push(DecoderLayer {
+                attn,
+                input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
+                post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                mlp: mlp(&format!("{p}.mlp"))?,
+                audio,
+            });
+        }
+        let av = cfg.audio_vocab();
+        let rope = Rope::new(&cfg, device).map_err(|e| LoadError::Tensor {
+            name: "rotary inv_freq".into(),
+            file: w.dir().to_path_buf(),
+            source: e,
+        })?;
+        Ok(Self {
+            embed_tokens: get("embed_tokens.weight", &[cfg.vocab_size, h])?,
+            audio_codebook_embeddings: get("audio_codebook_embeddings.weight", &[av, h])?,
+            norm: norm("norm.weight")?,
+            text_lm_head: get(
+                "audio_decoder_proj.text_lm_head.weight",
+                &[cfg.vocab_size, h],
+            )?,
+            audio_lm_head: get("audio_decoder_proj.audio_lm_head.weight", &[av, h])?,
+            layers,
+            rope,
+            dtype,
+            device: device.clone(),
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &HiggsConfig {
+        &self.cfg
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Text head over final-norm states `[n, hidden]` -> `[n, vocab]` f32.
+    pub fn text_head(&self, normed: &Tensor) -> candle_core::Result<Tensor> {
+        normed.matmul(&self.text_lm_head.t()?)?.to_dtype(DType::F32)
+    }
+
+    /// Audio head over final-norm states `[n, hidden]` -> `[n, num_codebooks, rows]` f32.
+    pub fn audio_head(&self, normed: &Tensor) -> candle_core::Result<Tensor> {
+        let n = normed.dim(0)?;
+        normed
+            .matmul(&self.audio_lm_head.t()?)?
+            .to_dtype(DType::F32)?
+            .reshape((n, self.cfg.num_codebooks, self.cfg.codebook_rows()))
+    }
+
+    /// Allocates a KV cache matching this model.
+    pub fn new_cache(&self, num_slots: usize, max_len: usize) -> candle_core::Result<KvCache> {
+        KvCache::new(&self.cfg, num_slots, max_len, self.dtype, &self.device)
+    }
+
+    /// One forward pass over the new positions of every sequence in `batch` (reference §3.1–3.5).
+    /// Appends their K/V to the cache.
+    pub fn forward(
+        &self,
+        batch: &[SeqInput],
+        cache: &mut KvCache,
+        opts: ForwardOptions,
+    ) -> Result<ForwardOutput, ForwardError> {
+        let plan = self.plan(batch, cache)?;
+        let dev = &self.device;
+        let n = plan.kinds.len();
+
+        // Embeddings (§3.1): text rows from embed_tokens, audio rows = sum over codebooks.
+        let text_ids = Tensor::from_vec(plan.text_ids.clone(), plan.text_ids.len(), dev)?;
+        let mut x = self.embed_tokens.embedding_rows(&text_ids)?;
+        if !plan.audio_rows.is_empty() {
+            let a = plan.audio_rows.len();
+            let nc = self.cfg.num_codebooks;
+            let idx = Tensor::from_vec(plan.audio_codes.clone(), a * nc, dev)?;
+            let e = self
+                .audio_codebook_embeddings
+                .embedding_rows(&idx)?
+                .reshape((a, nc, self.cfg.hidden_size))?;
+            let e = if self.cfg.audio_embed_avg {
+                e.mean(1)?
+            } else {
+                e.sum(1)?
+            };
+            let rows = Tensor::from_vec(plan.audio_rows.clone(), a, dev)?;
+            let text_rows = Tensor::from_vec(plan.text_rows.clone(), plan.text_rows.len(), dev)?;
+            let base = Tensor::zeros((n, self.cfg.hidden_size), self.dtype, dev)?;
+            let base = if plan.text_rows.is_empty() {
+                base
+            } else {
+                base.index_add(&text_rows, &x, 0)?
+            };
+            x = base.index_add(&rows, &e, 0)?;
+        }
+        let mut hidden = Vec::new();
+        if opts.capture_hidden {
+            hidden.push(x.clone());
+        }
+
+        let positions = Tensor::from_vec(plan.positions.clone(), n, dev)?;
+        let (cos, sin) = self.rope.cos_sin(&positions, self.dtype)?;
+        let masks = RowMasks::new(&plan, dev)?;
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(li, layer, &x, &plan, &masks, &cos, &sin, cache)?;
+            if opts.capture_hidden {
+                hidden.push(x.clone());
+            }
+        }
+        for (s, seq) in batch.iter().enumerate() {
+            cache.commit(
+                seq.slot,
+                &plan.audio_flags[plan.seq_start[s]..plan.seq_start[s] + seq.len()],
+            );
+        }
+
+        // Final norm only where a head is needed, unless every position was asked for.
+        let last_rows: Vec<u32> = batch
+            .iter()
+            .enumerate()
+            .map(|(s, q)| (plan.seq_start[s] + q.len() - 1) as u32)
+            .collect();
+        if opts.capture_hidden {
+            hidden.push(self.norm.forward(&x)?);
+        }
+        let pick = |want: &dyn Fn(&LogitsRequest) -> bool| -> Vec<u32> {
+            batch
+                .iter()
+                .zip(&last_rows)
+                .filter(|(q, _)| want(&q.logits))
+                .map(|(_, &r)| r)
+                .collect()
+        };
+        let text_rows = pick(&|l| l.text);
+        let audio_rows = pick(&|l| l.audio);
+        let normed_rows = |rows: &[u32]| -> candle_core::Result<Tensor> {
+            let idx = Tensor::from_vec(rows.to_vec(), rows.len(), dev)?;
+            self.norm.forward(&x.index_select(&idx, 0)?)
+        };
+        let text_logits = if text_rows.is_empty() {
+            None
+        } else {
+            Some(self.text_head(&normed_rows(&text_rows)?)?)
+        };
+        let audio_logits = if audio_rows.is_empty() {
+            None
+        } else {
+            Some(self.audio_head(&normed_rows(&audio_rows)?)?)
+        };
+        Ok(ForwardOutput {
+            text_logits,
+            audio_logits,
+            hidden,
+        })
+    }
+
+    /// Validates the batch and flattens it into row-level arrays.
+    fn plan(&self, batch: &[SeqInput], cache: &KvCache) -> Result<Plan, ForwardError> {
+        if batch.is_empty() {
+            return Err(ForwardError::Input("empty batch".into()));
+        }
+        let nc = self.cfg.num_codebooks;
+        let rows_per_cb = self.cfg.codebook_rows() as u32;
+        let mut p = Plan::default();
+        for (s, seq) in batch.iter().enumerate() {
+            let n = seq.len();
+            if n == 0 {
+                return Err(ForwardError::Input(format!(
+                    "sequence {s} has no new positions"
+                )));
+            }
+            if seq.ids.len() != n {
+                return Err(ForwardError::Input(format!(
+                    "sequence {s}: {} ids for {n} positions",
+                    seq.ids.len()
+                )));
+            }
+            if batch[..s].iter().any(|o| o.slot == seq.slot) {
+                return Err(ForwardError::Input(format!(
+                    "slot {} appears twice in the batch",
+                    seq.slot
+                )));
+            }
+            let n_audio = seq.kinds.iter().filter(|k| k.is_audio()).count();
+            if seq.codes.len() != n_audio * nc {
+                return Err(ForwardError::Input(format!(
+                    "sequence {s}: {} codes for {n_audio} audio positions of {nc} codebooks",
+                    seq.codes.len()
+                )));
+            }
+            let past = cache.check_room(seq.slot, n)?;
+            p.seq_start.push(p.kinds.len());
+            p.seq_past.push(past);
+            let mut codes = seq.codes.chunks(nc);
+            for (j, (&kind, &id)) in seq.kinds.iter().zip(&seq.ids).enumerate() {
+                let row = p.kinds.len() as u32;
+                p.positions.push((past + j) as u32);
+                p.kinds.push(kind);
+                p.audio_flags.push(kind.is_audio());
+                if kind.is_audio() {
+                    let col = codes.next().unwrap_or(&[]);
+                    for (k, &c) in col.iter().enumerate() {
+                        if c >= rows_per_cb {
+                            return Err(ForwardError::Input(format!(
+                                "sequence {s}: audio code {c} of codebook {k} is out of range (< {rows_per_cb})"
+                            )));
+                        }
+                        p.audio_codes.push(c + k as u32 * rows_per_cb);
+                    }
+                    p.audio_rows.push(row);
+                } else {
+                    if id as usize >= self.cfg.vocab_size {
+                        return Err(ForwardError::Input(format!(
+                            "sequence {s}: token id {id} is outside the vocabulary ({})",
+                            self.cfg.vocab_size
+                        )));
+                    }
+                    p.text_rows.push(row);
+                    p.text_ids.push(id);
+                }
+            }
+            p.slots.push(seq.slot);
+            p.lens.push(n);
+        }
+        Ok(p)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layer_forward(
+        &self,
+        li: usize,
+        layer: &DecoderLayer,
+        x: &Tensor,
+        plan: &Plan,
+        masks: &RowMasks,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor, ForwardError> {
+        let has_audio = !plan.audio_rows.is_empty();
+        let h_norm = match (&layer.audio, &masks.audio) {
+            (Some(a), Some(m)) => select_rows(
+                m,
+                &a.input_layernorm.forward(x)?,
+                &layer.input_layernorm.forward(x)?,
+            )?,
+            _ => layer.input_layernorm.forward(x)?,
+        };
+        let fast_forward = layer.audio.is_none();
+        let attn = self.attention(
+            li,
+            &layer.attn,
+            &h_norm,
+            plan,
+            cos,
+            sin,
+            cache,
+            fast_forward,
+        )?;
+        let r = (x + attn)?;
+        let out = match &layer.audio {
+            Some(a) if has_audio => {
+                let mut out = r.clone();
+                if !plan.text_rows.is_empty() {
+                    let t = masks.text_idx()?;
+                    let tr = r.index_select(t, 0)?;
+                    let d = layer
+                        .mlp
+                        .forward(&layer.post_attention_layernorm.forward(&tr)?)?;
+                    out = out.index_add(t, &d, 0)?;
+                }
+                let ai = masks.audio_idx()?;
+                let ar = r.index_select(ai, 0)?;
+                let d = a.mlp.forward(&a.post_attention_layernorm.forward(&ar)?)?;
+                out.index_add(ai, &d, 0)?
+            }
+            _ => {
+                let full = (&r
+                    + layer
+                        .mlp
+                        .forward(&layer.post_attention_layernorm.forward(&r)?)?)?;
+                match (&masks.audio, fast_forward) {
+                    // Fast-forward layer: audio positions leave with their input unchanged.
+                    (Some(m), true) => select_rows(m, x, &full)?,
+                    _ => full,
+                }
+            }
+        };
+        Ok(out)
+    }
+
+    /// Shared self-attention over the packed rows; each sequence attends to its cache slot.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        li: usize,
+        a: &Attention,
+        h: &Tensor,
+        plan: &Plan,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: &mut KvCache,
+        fast_forward: bool,
+    ) -> Result<Tensor, ForwardError> {
+        let cfg = &self.cfg;
+        let (n, _) = h.dims2()?;
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let n_rep = nh / nkv;
+        let q =
+            a.q.forward(h)?
+                .reshape((1, n, nh, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+        let k =
+            a.k.forward(h)?
+                .reshape((1, n, nkv, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+        let v =
+            a.v.forward(h)?
+                .reshape((1, n, nkv, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut outs = Vec::with_capacity(plan.slots.len());
+        for s in 0..plan.slots.len() {
+            let (start, len, past, slot) = (
+                plan.seq_start[s],
+                plan.lens[s],
+                plan.seq_past[s],
+                plan.slots[s],
+            );
+            let total = past + len;
+            let kc = cache.k[li].narrow(0, slot, 1)?;
+            let vc = cache.v[li].narrow(0, slot, 1)?;
+            kc.slice_set(&k.narrow(2, start, len)?.contiguous()?, 2, past)?;
+            vc.slice_set(&v.narrow(2, start, len)?.contiguous()?, 2, past)?;
+            let ks = kc.narrow(2, 0, total)?.squeeze(0)?.contiguous()?; // [nkv, T, hd]
+            let vs = vc.narrow(2, 0, total)?.squeeze(0)?.contiguous()?;
+            // GQA without copying K/V: query head g*n_rep + r uses KV head g.
+            let qs = q.narrow(2, start, len)?.reshape((nkv, n_rep * len, hd))?;
+            let scores = (qs.matmul(&ks.t()?)? * scale)?
+                .to_dtype(DType::F32)?
+                .reshape((nkv, n_rep, len, total))?;
+            let scores = match self.attention_mask(plan, s, cache, fast_forward)? {
+                Some(m) => scores.broadcast_add(&m)?,
+                None => scores,
+            };
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?
+                .to_dtype(self.dtype)?
+                .reshape((nkv, n_rep * len, total))?;
+            let o = probs
+                .matmul(&vs)? // [nkv, n_rep*len, hd]
+                .reshape((nh, len, hd))?
+                .transpose(0, 1)?
+                .reshape((len, nh * hd))?;
+            outs.push(o);
+        }
+        let o = if outs.len() == 1 {
+            outs.remove(0)
+        } else {
+            Tensor::cat(&outs, 0)?
+        };
+        Ok(a.o.forward(&o)?)
+    }
+
+    /// Additive mask `[len, total]` for sequence `s`: causal, and in fast-forward layers text
+    /// queries do not see audio keys. `None` when nothing is masked (single decode position).
+    fn attention_mask(
+        &self,
+        plan: &Plan,
+        s: usize,
+        cache: &KvCache,
+        fast_forward: bool,
+    ) -> Result<Option<Tensor>, ForwardError> {
+        let (start, len, past, slot) = (
+            plan.seq_start[s],
+            plan.lens[s],
+            plan.seq_past[s],
+            plan.slots[s],
+        );
+        let total = past + len;
+        let new_flags = &plan.audio_flags[start..start + len];
+        let past_flags = cache.audio_flags(slot);
+        let mask_audio = fast_forward
+            && (new_flags.iter().any(|&f| f) || past_flags.iter().any(|&f| f))
+            && new_flags.iter().any(|&f| !f);
+        if len == 1 && !mask_audio {
+            return Ok(None);
+        }
+        let is_audio_key = |j: usize| {
+            if j < past {
+                past_flags[j]
+            } else {
+                new_flags[j - past]
+            }
+        };
+        let mut m = vec![0f32; len * total];
+        for i in 0..len {
+            let qpos = past + i;
+            let text_query = !new_flags[i];
+            for j in 0..total {
+                if j > qpos || (mask_audio && text_query && is_audio_key(j)) {
+                    m[i * total + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Ok(Some(Tensor::from_vec(m, (len, total), &self.device)?))
+    }
+}
+
+/// Row-level view of a packed batch.
+#[derive(Default)]
+struct Plan {
+    slots: Vec<usize>,
+    lens: Vec<usize>,
+    seq_start: Vec<usize>,
+    seq_past: Vec<usize>,
+    kinds: Vec<PositionKind>,
+    audio_flags: Vec<bool>,
+    positions: Vec<u32>,
+    text_rows: Vec<u32>,
+    text_ids: Vec<u32>,
+    audio_rows: Vec<u32>,
+    audio_codes: Vec<u32>,
+}
+
+/// Device-side routing tensors built once per forward.
+struct RowMasks {
+    /// `[N, 1]` u8 mask of audio rows (None when the batch has no audio rows).
+    audio: Option<Tensor>,
+    text_idx: Option<Tensor>,
+    audio_idx: Option<Tensor>,
+}
+
+impl RowMasks {
+    fn new(plan: &Plan, dev: &Device) -> candle_core::Result<Self> {
+        if plan.audio_rows.is_empty() {
+            return Ok(Self {
+                audio: None,
+                text_idx: None,
+                audio_idx: None,
+            });
+        }
+        let n = plan.kinds.len();
+        let m: Vec<u8> = plan.audio_flags.iter().map(|&f| f as u8).collect();
+        Ok(Self {
+            audio: Some(Tensor::from_vec(m, (n, 1), dev)?),
+            text_idx: if plan.text_rows.is_empty() {
+                None
+            } else {
+                Some(Tensor::from_vec(
+                    plan.text_rows.clone(),
+                    plan.text_rows.len(),
+                    dev,
+                )?)
+            },
+            audio_idx: Some(Tensor::from_vec(
+                plan.audio_rows.clone(),
+                plan.audio_rows.len(),
+                dev,
+            )?),
+        })
+    }
+
+    fn text_idx(&self) -> candle_core::Result<&Tensor> {
+        self.text_idx
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("no text rows".into()))
+    }
+
+    fn audio_idx(&self) -> candle_core::Result<&Tensor> {
+        self.audio_idx
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("no audio rows".into()))
+    }
+}
+
+/// Row-wise select: `mask[i] ? on_true[i] : on_false[i]` for a `[N, 1]` mask.
+fn select_rows(mask: &Tensor, on_true: &Tensor, on_false: &Tensor) -> candle_core::Result<Tensor> {
+    mask.broadcast_as(on_true.shape())?
+        .where_cond(on_true, on_false)
+}
+
+trait EmbeddingRows {
+    fn embedding_rows(&self, ids: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+impl EmbeddingRows for Tensor {
+    fn embedding_rows(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.index_select(ids, 0)
+    }
+}
