@@ -7,6 +7,8 @@
 //! - [`HiggsAudioModel`]: the packed, batched forward pass over a slot-based [`KvCache`].
 //! - [`random`]: random checkpoints in the real on-disk layouts (tests, demos, benchmarks).
 
+#![recursion_limit = "256"]
+
 pub mod config;
 pub mod error;
 pub mod kv_cache;
