@@ -210,3 +210,157 @@ fn parity_decode_steps_with_kv_cache() {
         }
     }
 }
+
+/// The step input of prompt `p` at its generation step `step` (0 = the whole prefill).
+fn step_input(
+    model: &HiggsAudioModel,
+    g: &Golden,
+    p: &str,
+    step: usize,
+    slot: usize,
+) -> (SeqInput, Option<usize>, Option<usize>) {
+    let cfg = model.config();
+    let nc = cfg.num_codebooks;
+    let modes = g.i64s(&format!("{p}.steps.mode"));
+    let audio_idx = g.i64s(&format!("{p}.steps.audio_step_index"));
+    let text_idx = g.i64s(&format!("{p}.steps.text_step_index"));
+    let want_audio = audio_idx.iter().position(|&i| i as usize == step);
+    let want_text = text_idx.iter().position(|&i| i as usize == step);
+    let req = LogitsRequest {
+        text: want_text.is_some(),
+        audio: want_audio.is_some(),
+    };
+    let mut seq = if step == 0 {
+        prefill_input(model, g, p)
+    } else if modes[step] == 2 {
+        let audio_in = g.i64s(&format!("{p}.steps.input_audio"));
+        let col: Vec<u32> = audio_in[step * nc..(step + 1) * nc]
+            .iter()
+            .map(|&c| c as u32)
+            .collect();
+        let mut s = SeqInput::new(0);
+        s.push_audio(&col, PositionKind::AudioOut, cfg.audio_out_token_id);
+        s
+    } else {
+        let tokens = g.i64s(&format!("{p}.steps.input_token"));
+        let mut s = SeqInput::new(0);
+        s.push_text(tokens[step] as u32);
+        s
+    };
+    seq.slot = slot;
+    (seq.with_logits(req), want_text, want_audio)
+}
+
+/// Batched = alone: every prompt of the fixture set runs in ONE forward per step, joining at
+/// different steps (prefills mixed with other sequences' decode steps), each in its own KV slot;
+/// every sequence's logits must equal the reference's single-sequence logits.
+#[test]
+fn parity_batched_sequences_equal_single_sequence_reference() {
+    let model = load_model();
+    let g = Golden::load("llm/golden.safetensors");
+    let prompts = prompt_names();
+    let steps: Vec<usize> = prompts
+        .iter()
+        .map(|p| g.i64s(&format!("{p}.steps.mode")).len())
+        .collect();
+    let max_len = prompts
+        .iter()
+        .zip(&steps)
+        .map(|(p, &n)| g.i64s(&format!("{p}.prefill.expanded_input_ids")).len() + n)
+        .max()
+        .unwrap();
+    let mut cache = model.new_cache(prompts.len(), max_len + 1).unwrap();
+    let mut global: usize = 0;
+    loop {
+        let mut batch = Vec::new();
+        let mut meta = Vec::new();
+        for (s, p) in prompts.iter().enumerate() {
+            // Prompt s joins at global step 2*s.
+            let Some(step) = global.checked_sub(2 * s) else {
+                continue;
+            };
+            if step >= steps[s] {
+                continue;
+            }
+            let (seq, t, a) = step_input(&model, &g, p, step, s);
+            batch.push(seq);
+            meta.push((p.clone(), step, t, a));
+        }
+        if batch.is_empty() {
+            if global > 2 * prompts.len() {
+                break;
+            }
+            global += 1;
+            continue;
+        }
+        let out = model
+            .forward(&batch, &mut cache, ForwardOptions::default())
+            .unwrap();
+        let (mut ti, mut ai) = (0, 0);
+        for (p, step, t, a) in meta {
+            if let Some(j) = t {
+                let got = out.text_logits.as_ref().unwrap().get(ti).unwrap();
+                ti += 1;
+                let want = g.f32(&format!("{p}.steps.text_logits")).get(j).unwrap();
+                assert_close(
+                    &format!("batched {p} text logits step {step}"),
+                    &got,
+                    &want,
+                    TOL,
+                );
+            }
+            if let Some(j) = a {
+                let got = out.audio_logits.as_ref().unwrap().get(ai).unwrap();
+                ai += 1;
+                let want = g.f32(&format!("{p}.steps.audio_logits")).get(j).unwrap();
+                assert_close(
+                    &format!("batched {p} audio logits step {step}"),
+                    &got,
+                    &want,
+                    TOL,
+                );
+            }
+        }
+        global += 1;
+    }
+    for (s, p) in prompts.iter().enumerate() {
+        let expect = g.i64s(&format!("{p}.prefill.expanded_input_ids")).len() + steps[s] - 1;
+        assert_eq!(cache.len(s), expect, "{p}: cached positions");
+    }
+}
+
+/// bf16 (the production dtype on GPU) stays close to f32 on the fixture prompts. Prints the
+/// divergence so it can be reported; the bound is loose because bf16 has 8 mantissa bits.
+#[test]
+fn bf16_prefill_stays_close_to_f32() {
+    let f32_model = load_model();
+    let bf16_model = HiggsAudioModel::load(&fixture("llm"), DType::BF16, &Device::Cpu).unwrap();
+    let g = Golden::load("llm/golden.safetensors");
+    for p in prompt_names() {
+        let run = |m: &HiggsAudioModel| {
+            let seq = prefill_input(m, &g, &p);
+            let mut cache = m.new_cache(1, seq.len()).unwrap();
+            let out = m
+                .forward(&[seq], &mut cache, ForwardOptions::default())
+                .unwrap();
+            (out.text_logits.unwrap(), out.audio_logits.unwrap())
+        };
+        let (t32, a32) = run(&f32_model);
+        let (t16, a16) = run(&bf16_model);
+        for (what, x, y) in [("text", &t32, &t16), ("audio", &a32, &a16)] {
+            let (d, _) = higgs_testkit::max_abs_diff(y, x);
+            let scale = x
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            println!("{p}: bf16 vs f32 {what} logits max |diff| {d:.4} (max |logit| {scale:.2}, rel {:.4})", d / scale);
+            assert!(
+                d / scale < 0.1,
+                "{p}: bf16 {what} logits diverge: {d} vs scale {scale}"
+            );
+        }
+    }
+}
