@@ -1,0 +1,326 @@
+//! DAC acoustic encoder and decoder: `descriptaudiocodec/dac/model/dac.py` (`ResidualUnit`,
+//! `EncoderBlock`, `Encoder`, `DecoderBlock`, `Decoder`), as instantiated by `HiggsAudioTokenizer`
+//! (`dac2.Encoder(64, ratios, D)`, `dac2.Decoder(D, 1024, ratios)`). Widths come from the weights.
+
+use crate::checkpoint::Weights;
+use crate::error::{CodecError, Result};
+use crate::layers::{Conv1d, ConvTranspose1d, Pad, Snake1d};
+use candle_core::{Module, Tensor};
+
+/// Dilations of the three residual units of every DAC block (fixed by the architecture).
+pub(crate) const RESIDUAL_DILATIONS: [usize; 3] = [1, 3, 9];
+
+/// Snake → dilated conv k7 → Snake → conv k1, added to the (centre-cropped) input.
+#[derive(Debug, Clone)]
+struct ResidualUnit {
+    snake1: Snake1d,
+    conv1: Conv1d,
+    snake2: Snake1d,
+    conv2: Conv1d,
+    dilation: usize,
+}
+
+impl ResidualUnit {
+    fn load(w: &Weights, prefix: &str, ch: usize, dilation: usize) -> Result<Self> {
+        let p = |i: usize| format!("{prefix}.block.{i}");
+        Ok(Self {
+            snake1: Snake1d::load(w, &p(0), ch)?,
+            conv1: Conv1d::load(
+                w,
+                &p(1),
+                Some(ch),
+                Some(ch),
+                None,
+                1,
+                dilation,
+                1,
+                Pad::Same,
+                true,
+            )?,
+            snake2: Snake1d::load(w, &p(2), ch)?,
+            conv2: Conv1d::load(w, &p(3), Some(ch), Some(ch), None, 1, 1, 1, Pad::Same, true)?,
+            dilation,
+        })
+    }
+
+    /// One-sided reach of this unit, in samples at its own rate.
+    fn radius(&self) -> usize {
+        (self.conv1.kernel_size() - 1) / 2 * self.dilation + (self.conv2.kernel_size() - 1) / 2
+    }
+}
+
+impl Module for ResidualUnit {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.snake1.forward(x)?;
+        let y = self.conv1.forward(&y)?;
+        let y = self.snake2.forward(&y)?;
+        let y = self.conv2.forward(&y)?;
+        let (_, _, lx) = x.dims3()?;
+        let (_, _, ly) = y.dims3()?;
+        // dac.py crops the skip when the branch is shorter (never with "same" padding).
+        let pad = (lx - ly) / 2;
+        let x = if pad > 0 {
+            x.narrow(2, pad, ly)?
+        } else {
+            x.clone()
+        };
+        x + y
+    }
+}
+
+fn load_units(w: &Weights, prefix: &str, first: usize, ch: usize) -> Result<Vec<ResidualUnit>> {
+    RESIDUAL_DILATIONS
+        .iter()
+        .enumerate()
+        .map(|(i, d)| ResidualUnit::load(w, &format!("{prefix}.block.{}", first + i), ch, *d))
+        .collect()
+}
+
+/// `EncoderBlock`: 3 residual units on `half` channels, Snake, strided conv (k 2s, pad ceil(s/2)).
+#[derive(Debug, Clone)]
+struct EncoderBlock {
+    units: Vec<ResidualUnit>,
+    snake: Snake1d,
+    conv: Conv1d,
+}
+
+impl EncoderBlock {
+    fn load(w: &Weights, prefix: &str, half: usize, stride: usize) -> Result<Self> {
+        let units = load_units(w, prefix, 0, half)?;
+        let n = units.len();
+        let snake = Snake1d::load(w, &format!("{prefix}.block.{n}"), half)?;
+        let conv = Conv1d::load(
+            w,
+            &format!("{prefix}.block.{}", n + 1),
+            None,
+            Some(half),
+            Some(2 * stride),
+            stride,
+            1,
+            1,
+            Pad::Fixed(stride.div_ceil(2)),
+            true,
+        )?;
+        Ok(Self { units, snake, conv })
+    }
+}
+
+impl Module for EncoderBlock {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = x.clone();
+        for u in &self.units {
+            x = u.forward(&x)?;
+        }
+        self.conv.forward(&self.snake.forward(&x)?)
+    }
+}
+
+/// DAC `Encoder`: conv k7 → blocks → Snake → conv k3 to the latent size `D`.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    conv_in: Conv1d,
+    blocks: Vec<EncoderBlock>,
+    snake: Snake1d,
+    conv_out: Conv1d,
+}
+
+impl Encoder {
+    pub(crate) fn load(w: &Weights, ratios: &[usize]) -> Result<Self> {
+        let n = ratios.len();
+        let conv_in = Conv1d::load(
+            w,
+            "encoder.block.0",
+            None,
+            Some(1),
+            None,
+            1,
+            1,
+            1,
+            Pad::Same,
+            true,
+        )?;
+        let mut ch = conv_in.out_channels();
+        let mut blocks = Vec::with_capacity(n);
+        for (i, s) in ratios.iter().enumerate() {
+            let b = EncoderBlock::load(w, &format!("encoder.block.{}", i + 1), ch, *s)?;
+            ch = b.conv.out_channels();
+            blocks.push(b);
+        }
+        let snake = Snake1d::load(w, &format!("encoder.block.{}", n + 1), ch)?;
+        let conv_out = Conv1d::load(
+            w,
+            &format!("encoder.block.{}", n + 2),
+            None,
+            Some(ch),
+            None,
+            1,
+            1,
+            1,
+            Pad::Same,
+            true,
+        )?;
+        Ok(Self {
+            conv_in,
+            blocks,
+            snake,
+            conv_out,
+        })
+    }
+
+    /// Frames produced for `n` input samples (`None`/0 when too short).
+    pub fn output_len(&self, n: usize) -> Option<usize> {
+        let mut l = self.conv_in.output_len(n)?;
+        for b in &self.blocks {
+            l = b.conv.output_len(l)?;
+        }
+        self.conv_out.output_len(l)
+    }
+
+    /// Latent channels `D`.
+    pub fn latent_dim(&self) -> usize {
+        self.conv_out.out_channels()
+    }
+}
+
+impl Module for Encoder {
+    /// `[B, 1, N]` audio → `[B, D, frames]`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = self.conv_in.forward(x)?;
+        for b in &self.blocks {
+            x = b.forward(&x)?;
+        }
+        self.conv_out.forward(&self.snake.forward(&x)?)
+    }
+}
+
+/// `DecoderBlock`: Snake → ConvTranspose1d (k 2s, stride s, pad ceil(s/2), output_padding s%2)
+/// → 3 residual units.
+#[derive(Debug, Clone)]
+struct DecoderBlock {
+    snake: Snake1d,
+    conv_t: ConvTranspose1d,
+    units: Vec<ResidualUnit>,
+    stride: usize,
+}
+
+impl DecoderBlock {
+    fn load(w: &Weights, prefix: &str, in_ch: usize, stride: usize) -> Result<Self> {
+        let snake = Snake1d::load(w, &format!("{prefix}.block.0"), in_ch)?;
+        let conv_t = ConvTranspose1d::load(
+            w,
+            &format!("{prefix}.block.1"),
+            in_ch,
+            2 * stride,
+            stride,
+            stride.div_ceil(2),
+            stride % 2,
+        )?;
+        let units = load_units(w, prefix, 2, conv_t.out_channels())?;
+        Ok(Self {
+            snake,
+            conv_t,
+            units,
+            stride,
+        })
+    }
+}
+
+impl Module for DecoderBlock {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = self.conv_t.forward(&self.snake.forward(x)?)?;
+        for u in &self.units {
+            x = u.forward(&x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// DAC `Decoder`: conv k7 → up-blocks → Snake → conv k7 to one channel (no tanh).
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    conv_in: Conv1d,
+    blocks: Vec<DecoderBlock>,
+    snake: Snake1d,
+    conv_out: Conv1d,
+}
+
+impl Decoder {
+    pub(crate) fn load(w: &Weights, ratios: &[usize], latent_dim: usize) -> Result<Self> {
+        let n = ratios.len();
+        let conv_in = Conv1d::load(
+            w,
+            "decoder_2.model.0",
+            None,
+            Some(latent_dim),
+            None,
+            1,
+            1,
+            1,
+            Pad::Same,
+            true,
+        )?;
+        let mut ch = conv_in.out_channels();
+        let mut blocks = Vec::with_capacity(n);
+        for (i, s) in ratios.iter().enumerate() {
+            let b = DecoderBlock::load(w, &format!("decoder_2.model.{}", i + 1), ch, *s)?;
+            ch = b.conv_t.out_channels();
+            blocks.push(b);
+        }
+        let snake = Snake1d::load(w, &format!("decoder_2.model.{}", n + 1), ch)?;
+        let conv_out = Conv1d::load(
+            w,
+            &format!("decoder_2.model.{}", n + 2),
+            Some(1),
+            Some(ch),
+            None,
+            1,
+            1,
+            1,
+            Pad::Same,
+            true,
+        )?;
+        if blocks.is_empty() {
+            return Err(CodecError::Input(
+                "decoder has no up-sampling blocks".into(),
+            ));
+        }
+        Ok(Self {
+            conv_in,
+            blocks,
+            snake,
+            conv_out,
+        })
+    }
+
+    /// One-sided receptive field in code frames, from the architecture: an upper bound on how
+    /// many neighbouring frames on each side can influence one frame's samples.
+    ///
+    /// Each layer's reach is converted to frames at its own rate: conv_in at the frame rate; a
+    /// transposed conv with kernel 2s reaches at most 2 input samples; residual units reach
+    /// `(k1-1)/2 * dilation + (k2-1)/2` samples at the block's output rate.
+    pub fn receptive_field_frames(&self) -> usize {
+        // Work in units of 1/hop frames so every term is an integer.
+        let hop: usize = self.blocks.iter().map(|b| b.stride).product();
+        let mut rate = 1usize; // samples per frame at the current level
+        let mut reach = (self.conv_in.kernel_size() - 1) / 2 * hop;
+        for b in &self.blocks {
+            reach += 2 * (hop / rate);
+            rate *= b.stride;
+            let unit_reach: usize = b.units.iter().map(|u| u.radius()).sum();
+            reach += unit_reach * (hop / rate);
+        }
+        reach += (self.conv_out.kernel_size() - 1) / 2;
+        reach.div_ceil(hop)
+    }
+}
+
+impl Module for Decoder {
+    /// `[B, D, frames]` → `[B, 1, frames * hop]`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = self.conv_in.forward(x)?;
+        for b in &self.blocks {
+            x = b.forward(&x)?;
+        }
+        self.conv_out.forward(&self.snake.forward(&x)?)
+    }
+}
