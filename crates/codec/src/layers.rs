@@ -142,6 +142,13 @@ impl ConvTranspose1d {
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[1]
     }
+
+    /// How far (in output samples) an output sample can be from the `stride * i` position of an
+    /// input sample `i` that feeds it: taps `t = j + p - i*s` lie in `[0, k)`.
+    pub fn reach(&self) -> usize {
+        let k = self.weight.dims()[2];
+        self.padding.max(k - 1 - self.padding)
+    }
 }
 
 impl Module for ConvTranspose1d {
