@@ -69,10 +69,6 @@ impl Conv1d {
         self.weight.dims()[0]
     }
 
-    pub fn in_channels(&self) -> usize {
-        self.weight.dims()[1] * self.groups
-    }
-
     pub fn kernel_size(&self) -> usize {
         self.weight.dims()[2]
     }
@@ -100,12 +96,22 @@ impl Module for Conv1d {
     }
 }
 
-/// `nn.ConvTranspose1d` with `padding` / `output_padding`, computed as an unpadded transposed
-/// conv followed by a crop: candle's fast (col2im) path, on CPU and CUDA, needs both to be 0.
+/// `nn.ConvTranspose1d` with `padding` / `output_padding`, computed as one matmul plus an
+/// overlap-add of `ceil(k / stride)` shifted blocks, then a crop.
+///
+/// Why not `Tensor::conv_transpose1d`: candle 0.11.1's CPU fast path (col2im) returns wrong
+/// values for every batch row but the first (batch > 1), which batched streaming decode needs.
+/// This formulation is batch-safe and uses only generic ops (matmul, reshape, pad), so it runs
+/// the same on CUDA.
 #[derive(Debug, Clone)]
 pub(crate) struct ConvTranspose1d {
-    weight: Tensor,
+    /// Weight `[in, out, k]`, taps zero-padded to `blocks * stride` and flattened to
+    /// `[in, out * blocks * stride]`.
+    weight_mat: Tensor,
     bias: Tensor,
+    out_channels: usize,
+    kernel: usize,
+    blocks: usize,
     stride: usize,
     padding: usize,
     output_padding: usize,
@@ -125,14 +131,21 @@ impl ConvTranspose1d {
         let weight = w.weight(prefix, &[Some(in_ch), None, Some(kernel)])?;
         let (_, out, _) = weight.dims3()?;
         let bias = w.get(&format!("{prefix}.bias"), &[Some(out)])?;
-        if output_padding > padding {
+        if output_padding > padding || stride == 0 {
             return Err(CodecError::Input(format!(
-                "{prefix}: output_padding {output_padding} > padding {padding} cannot be cropped"
+                "{prefix}: output_padding {output_padding} > padding {padding} (or stride 0) cannot be cropped"
             )));
         }
+        let blocks = kernel.div_ceil(stride);
+        let weight_mat = weight
+            .pad_with_zeros(2, 0, blocks * stride - kernel)?
+            .reshape((in_ch, out * blocks * stride))?;
         Ok(Self {
-            weight,
+            weight_mat,
             bias,
+            out_channels: out,
+            kernel,
+            blocks,
             stride,
             padding,
             output_padding,
@@ -140,25 +153,44 @@ impl ConvTranspose1d {
     }
 
     pub fn out_channels(&self) -> usize {
-        self.weight.dims()[1]
+        self.out_channels
     }
 
     /// How far (in output samples) an output sample can be from the `stride * i` position of an
     /// input sample `i` that feeds it: taps `t = j + p - i*s` lie in `[0, k)`.
     pub fn reach(&self) -> usize {
-        let k = self.weight.dims()[2];
-        self.padding.max(k - 1 - self.padding)
+        self.padding.max(self.kernel - 1 - self.padding)
     }
 }
 
 impl Module for ConvTranspose1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (_b, _c, l_in) = x.dims3()?;
-        let k = self.weight.dim(2)?;
-        let full = x.conv_transpose1d(&self.weight, 0, 0, self.stride, 1, 1)?;
+        let (b, c_in, l_in) = x.dims3()?;
+        let (s, m, c_out) = (self.stride, self.blocks, self.out_channels);
+        // col[b, i, o, j, r] = sum_c x[b, c, i] * w[c, o, j*s + r]: input i, tap j*s + r.
+        let xt = x.transpose(1, 2)?.contiguous()?.reshape((b * l_in, c_in))?;
+        let col = xt
+            .matmul(&self.weight_mat)?
+            .reshape((b, l_in, c_out, m, s))?;
+        // Tap j*s + r of input i lands on output (i + j)*s + r: block j is shifted by j*s.
+        let mut full: Option<Tensor> = None;
+        for j in 0..m {
+            let part = col
+                .narrow(3, j, 1)?
+                .squeeze(3)?
+                .permute((0, 2, 1, 3))?
+                .contiguous()?
+                .reshape((b, c_out, l_in * s))?
+                .pad_with_zeros(2, j * s, (m - 1 - j) * s)?;
+            full = Some(match full {
+                Some(acc) => (acc + part)?,
+                None => part,
+            });
+        }
+        let full = full.ok_or_else(|| candle_core::Error::Msg("empty transposed conv".into()))?;
         // torch length: (L-1)*s - 2p + k + output_padding, starting at offset p of the full result.
         let out_len =
-            ((l_in - 1) * self.stride + k + self.output_padding).saturating_sub(2 * self.padding);
+            ((l_in - 1) * s + self.kernel + self.output_padding).saturating_sub(2 * self.padding);
         full.narrow(2, self.padding, out_len)?
             .broadcast_add(&self.bias.reshape((1, (), 1))?)
     }
@@ -212,11 +244,6 @@ pub(crate) fn layer_norm(
     let weight = w.get(&format!("{prefix}.weight"), &[Some(dim)])?;
     let bias = w.get(&format!("{prefix}.bias"), &[Some(dim)])?;
     Ok(candle_nn::LayerNorm::new(weight, bias, eps))
-}
-
-/// Applies a channels-last module (Linear) to a channels-first `[B, C, T]` tensor.
-pub(crate) fn channels_last<M: Module>(m: &M, x: &Tensor) -> candle_core::Result<Tensor> {
-    m.forward(&x.transpose(1, 2)?)?.transpose(1, 2)
 }
 
 /// Mean over `dim` with the biased variance, as torch's norms compute it.
