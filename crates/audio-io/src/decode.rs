@@ -10,7 +10,7 @@ use crate::error::{AudioError, Result};
 use crate::resample::{resample, MAX_SAMPLE_RATE};
 use std::io::Cursor;
 use std::path::Path;
-use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::codecs::audio::{AudioCodecId, AudioDecoderOptions};
 use symphonia::core::codecs::CodecParameters;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
@@ -82,8 +82,9 @@ pub fn duration_seconds(n_samples: usize, sample_rate: u32) -> f64 {
 pub fn decode_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedAudio> {
     check_size(bytes.len() as u64, limits)?;
     // Copy so the source is 'static + Send + Sync as symphonia's boxed source wants.
+    let head = sniff_container(&bytes[..bytes.len().min(16)]);
     let source = Cursor::new(bytes.to_vec());
-    decode_source(Box::new(source), &Hint::new(), limits)
+    decode_source(Box::new(source), &Hint::new(), head, limits)
 }
 
 /// Decodes a file to mono at its source rate. The extension is only a hint; content decides.
@@ -92,14 +93,31 @@ pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<DecodedAudio> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
     check_size(len, limits)?;
+    let mut head = [0u8; 16];
+    let n = read_head(&mut file, &mut head).map_err(io_err)?;
+    let head = sniff_container(&head[..n]);
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
-    decode_source(Box::new(file), &hint, limits)
+    decode_source(Box::new(file), &hint, head, limits)
+}
+
+/// Reads up to `buf.len()` leading bytes and rewinds.
+fn read_head(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(n)
 }
 
 /// `librosa.load(path, sr=rate, mono=True)` for bytes: decode, downmix, resample to `rate`.
@@ -126,20 +144,29 @@ fn check_size(size: u64, limits: &DecodeLimits) -> Result<()> {
 }
 
 /// Maps a symphonia error met while probing or reading headers.
-fn open_error(e: SymError) -> AudioError {
+fn open_error(e: SymError, head: Option<&'static str>) -> AudioError {
     match e {
         SymError::Unsupported(what) => AudioError::UnsupportedFormat {
             detail: what.to_owned(),
         },
-        SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            AudioError::UnsupportedFormat {
+        SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => match head {
+            Some(kind) => AudioError::Truncated {
+                detail: format!("the data starts like {kind} but ends early"),
+            },
+            None => AudioError::UnsupportedFormat {
                 detail: "no known audio container header found (input too short or not audio)"
                     .to_owned(),
-            }
-        }
+            },
+        },
         SymError::IoError(io) => AudioError::Corrupt {
             detail: format!("read error: {io}"),
         },
+        // Readers reject zero channels / rates themselves; report those as the stream errors they are.
+        SymError::DecodeError(what) if what.contains("channel") || what.contains("sample rate") => {
+            AudioError::InvalidStream {
+                detail: what.to_owned(),
+            }
+        }
         SymError::DecodeError(what) => AudioError::Corrupt {
             detail: format!("malformed header: {what}"),
         },
@@ -156,6 +183,34 @@ fn open_error(e: SymError) -> AudioError {
 fn decode_source(
     source: Box<dyn MediaSource>,
     hint: &Hint,
+    head: Option<&'static str>,
+    limits: &DecodeLimits,
+) -> Result<DecodedAudio> {
+    // Symphonia has arithmetic-overflow and indexing panics on some malformed headers (found by
+    // tests/no_panic.rs, e.g. in the CAF demuxer). Uploads are untrusted, so a panic inside the
+    // decoder is caught here and reported as corrupt input instead of taking a worker down.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_source_inner(source, hint, head, limits)
+    })) {
+        Ok(result) => result,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::warn!(panic = %what, "audio decoder panicked on malformed input");
+            Err(AudioError::Corrupt {
+                detail: format!("the decoder rejected malformed data ({what})"),
+            })
+        }
+    }
+}
+
+fn decode_source_inner(
+    source: Box<dyn MediaSource>,
+    hint: &Hint,
+    head: Option<&'static str>,
     limits: &DecodeLimits,
 ) -> Result<DecodedAudio> {
     let mss = MediaSourceStream::new(source, MediaSourceStreamOptions::default());
@@ -166,12 +221,13 @@ fn decode_source(
             FormatOptions::default(),
             MetadataOptions::default(),
         )
-        .map_err(open_error)?;
-    decode_format(format, limits)
+        .map_err(|e| open_error(e, head))?;
+    decode_format(format, head, limits)
 }
 
 fn decode_format(
     mut format: Box<dyn FormatReader + '_>,
+    head: Option<&'static str>,
     limits: &DecodeLimits,
 ) -> Result<DecodedAudio> {
     let container = format.format_info().short_name;
@@ -189,7 +245,10 @@ fn decode_format(
         .get_audio_decoder(params.codec)
         .map(|d| d.codec.info.short_name.to_owned())
         .ok_or_else(|| AudioError::UnsupportedFormat {
-            detail: format!("codec {} in a {container} container", params.codec),
+            detail: format!(
+                "{} audio in a {container} container cannot be decoded",
+                codec_name(params.codec)
+            ),
         })?;
 
     // Header checks, before any packet is decoded.
@@ -247,7 +306,7 @@ fn decode_format(
                     detail: format!("malformed {container} container: {what}"),
                 })
             }
-            Err(e) => return Err(open_error(e)),
+            Err(e) => return Err(open_error(e, head)),
         };
         if packet.track_id != track.id {
             continue;
@@ -381,6 +440,49 @@ fn decode_format(
         container,
         codec,
     })
+}
+
+/// Readable names for codecs that containers we read may carry but we cannot decode.
+fn codec_name(id: AudioCodecId) -> String {
+    use symphonia::core::codecs::audio::well_known as wk;
+    let name = match id {
+        wk::CODEC_ID_OPUS => "opus",
+        wk::CODEC_ID_SPEEX => "speex",
+        wk::CODEC_ID_AC3 => "ac-3",
+        wk::CODEC_ID_EAC3 => "e-ac-3",
+        wk::CODEC_ID_DCA => "dts",
+        wk::CODEC_ID_WMA => "wma",
+        wk::CODEC_ID_WAVPACK => "wavpack",
+        wk::CODEC_ID_MONKEYS_AUDIO => "monkey's audio",
+        wk::CODEC_ID_TTA => "tta",
+        wk::CODEC_ID_TRUEHD => "truehd",
+        _ => return format!("codec {id}"),
+    };
+    name.to_owned()
+}
+
+/// Container magic numbers, to tell "cut off inside its header" from "not audio at all".
+fn sniff_container(head: &[u8]) -> Option<&'static str> {
+    let starts = |m: &[u8]| head.starts_with(m);
+    if starts(b"RIFF") || starts(b"RF64") {
+        Some("wav")
+    } else if starts(b"fLaC") {
+        Some("flac")
+    } else if starts(b"OggS") {
+        Some("ogg")
+    } else if starts(b"ID3") || head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0 {
+        Some("mp3")
+    } else if starts(b"FORM") {
+        Some("aiff")
+    } else if starts(b"caff") {
+        Some("caf")
+    } else if head.len() >= 8 && &head[4..8] == b"ftyp" {
+        Some("mp4")
+    } else if starts(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        Some("mkv/webm")
+    } else {
+        None
+    }
 }
 
 fn check_stream_rate(rate: u32, limits: &DecodeLimits) -> Result<()> {
