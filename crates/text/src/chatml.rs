@@ -174,7 +174,10 @@ impl GenerationSuffix {
 ///
 /// Deviation: text that itself contains `<|AUDIO|>` / `<|AUDIO_OUT|>` is rejected (the reference
 /// would build a placeholder without audio and misalign every later clip).
-pub fn prepare_chatml_sample(tokenizer: &TextTokenizer, messages: &[Message]) -> Result<ChatPrompt> {
+pub fn prepare_chatml_sample(
+    tokenizer: &TextTokenizer,
+    messages: &[Message],
+) -> Result<ChatPrompt> {
     let special = tokenizer.special();
     let pieces = &tokenizer.pieces;
     let mut out = ChatPrompt::default();
@@ -232,11 +235,12 @@ pub fn prepare_chatml_sample(tokenizer: &TextTokenizer, messages: &[Message]) ->
         let next_is_assistant = messages
             .get(turn + 1)
             .is_some_and(|next| next.role == Role::Assistant);
-        out.ids.push(if role == Role::Assistant && next_is_assistant {
-            special.eom
-        } else {
-            special.eot
-        });
+        out.ids
+            .push(if role == Role::Assistant && next_is_assistant {
+                special.eom
+            } else {
+                special.eot
+            });
     }
     Ok(out)
 }
@@ -249,7 +253,9 @@ pub fn generation_prompt(
     suffix: GenerationSuffix,
 ) -> Result<ChatPrompt> {
     let mut prompt = prepare_chatml_sample(tokenizer, messages)?;
-    prompt.ids.extend_from_slice(&tokenizer.pieces.generation_suffix);
+    prompt
+        .ids
+        .extend_from_slice(&tokenizer.pieces.generation_suffix);
     if suffix == GenerationSuffix::AssistantAudio {
         prompt.ids.push(tokenizer.special().audio_out_bos);
     }

@@ -94,7 +94,11 @@ fn jieba() -> &'static jieba_rs::Jieba {
 
 /// `jieba.cut(text, cut_all=False)` (precise mode, HMM on).
 pub fn jieba_cut(text: &str) -> Vec<&str> {
-    jieba().cut(text, true).into_iter().map(|t| t.word).collect()
+    jieba()
+        .cut(text, true)
+        .into_iter()
+        .map(|t| t.word)
+        .collect()
 }
 
 /// `prepare_chunk_text(text, chunk_method, chunk_max_word_num, chunk_max_num_turns)`.

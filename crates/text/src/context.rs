@@ -153,8 +153,11 @@ impl VoiceProfiles {
     pub fn official() -> Self {
         // The embedded file is checked by this crate's tests, so a parse error here is a build
         // defect; fall back to no profiles rather than panic.
-        Self::from_yaml_str(include_str!("../data/profile.yaml"), "built-in profile.yaml")
-            .unwrap_or_default()
+        Self::from_yaml_str(
+            include_str!("../data/profile.yaml"),
+            "built-in profile.yaml",
+        )
+        .unwrap_or_default()
     }
 
     /// Parses profile YAML; `origin` names it in errors.
@@ -267,7 +270,8 @@ pub fn prepare_generation_context(
             // The reference writes an `<|__AUDIO_PLACEHOLDER__|>` string and splits on it; here
             // the content list is built directly: [text, audio, text, ..., text].
             let mut content = Vec::new();
-            let mut text = String::from("Generate audio following instruction.\n\n<|scene_desc_start|>\n");
+            let mut text =
+                String::from("Generate audio following instruction.\n\n<|scene_desc_start|>\n");
             if let Some(scene) = scene {
                 text.push_str(scene);
                 text.push_str("\n\n");
@@ -279,7 +283,8 @@ pub fn prepare_generation_context(
                 text.push_str(&format!("SPEAKER{i}: "));
                 match (spec, voice) {
                     (VoiceSpec::Profile(name), _) => {
-                        let profiles = profiles.ok_or_else(|| TextError::NoProfiles(name.clone()))?;
+                        let profiles =
+                            profiles.ok_or_else(|| TextError::NoProfiles(name.clone()))?;
                         text.push_str(profiles.describe(name)?);
                     }
                     (VoiceSpec::Reference(_), Some(voice)) => {
@@ -300,7 +305,9 @@ pub fn prepare_generation_context(
         } else if let Some(scene) = scene {
             system = Some(Message::text(
                 Role::System,
-                format!("{BASE_SYSTEM_MESSAGE}\n\n<|scene_desc_start|>\n{scene}\n<|scene_desc_end|>"),
+                format!(
+                    "{BASE_SYSTEM_MESSAGE}\n\n<|scene_desc_start|>\n{scene}\n<|scene_desc_end|>"
+                ),
             ));
         }
 

@@ -118,7 +118,7 @@ pub const FINAL_ENDINGS: [&str; 9] = [".", "!", "?", ",", ";", "\"", "'", "</SE_
 ///    becomes `"."`, as in the reference).
 pub fn normalize_transcript(transcript: &str) -> String {
     let mut text = normalize_chinese_punctuation(transcript);
-    text = text.replace('(', " ").replace(')', " ");
+    text = text.replace(['(', ')'], " ");
     text = text
         .replace("°F", " degrees Fahrenheit")
         .replace("°C", " degrees Celsius");

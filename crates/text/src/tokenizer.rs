@@ -132,10 +132,11 @@ impl TextTokenizer {
     /// Loads a `tokenizer.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TextError::TokenizerLoad {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let inner =
+            tokenizers::Tokenizer::from_file(path).map_err(|e| TextError::TokenizerLoad {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         Self::from_tokenizer(inner, path.to_path_buf())
     }
 
@@ -203,10 +204,12 @@ impl TextTokenizer {
     /// Ids back to text, special tokens shown, without any clean-up: the exact inverse of
     /// [`Self::encode`] for any valid UTF-8 result.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| TextError::Decode {
-            len: ids.len(),
-            reason: e.to_string(),
-        })
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| TextError::Decode {
+                len: ids.len(),
+                reason: e.to_string(),
+            })
     }
 
     /// `tokenizer.decode(ids)` of the reference (transformers): special tokens shown, then
@@ -233,7 +236,10 @@ impl ChatPieces {
         let role_piece = |bos: &str, role: Role| {
             encode_ids(
                 inner,
-                &format!("{bos}<|start_header_id|>{}<|end_header_id|>\n\n", role.as_str()),
+                &format!(
+                    "{bos}<|start_header_id|>{}<|end_header_id|>\n\n",
+                    role.as_str()
+                ),
             )
         };
         let roles = [Role::System, Role::User, Role::Assistant];
@@ -248,12 +254,15 @@ impl ChatPieces {
         // Cannot fail once the tokens are known to be atomic; checked anyway so that a slot's
         // position can never point at the wrong token.
         let find = |piece: &[u32], id: u32, token: &'static str| {
-            piece.iter().position(|&x| x == id).ok_or_else(|| TextError::SpecialTokenNotAtomic {
-                path: path.to_path_buf(),
-                token,
-                id,
-                got: piece.to_vec(),
-            })
+            piece
+                .iter()
+                .position(|&x| x == id)
+                .ok_or_else(|| TextError::SpecialTokenNotAtomic {
+                    path: path.to_path_buf(),
+                    token,
+                    id,
+                    got: piece.to_vec(),
+                })
         };
         Ok(Self {
             first_prefix,
@@ -262,7 +271,10 @@ impl ChatPieces {
             audio_out_placeholder: find(&audio_out, special.audio_out, SpecialTokens::AUDIO_OUT)?,
             audio_in,
             audio_out,
-            generation_suffix: encode_ids(inner, "<|start_header_id|>assistant<|end_header_id|>\n\n")?,
+            generation_suffix: encode_ids(
+                inner,
+                "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            )?,
         })
     }
 }
