@@ -1,0 +1,222 @@
+//! `higgs-serve dev ...`: random checkpoints in the real layouts and model micro-benchmarks.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use higgs_model::random::{Preset, RandomCheckpoint, WeightDtype};
+use higgs_model::{
+    CheckpointLayout, ForwardOptions, HiggsAudioModel, LogitsRequest, PositionKind, SeqInput,
+};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::device::{self, DeviceArg, DtypeArg};
+
+#[derive(Subcommand)]
+pub enum DevCommand {
+    /// Write a complete random checkpoint (model directory; codec directory once available) in
+    /// the real on-disk layout: `OUT/model` with config.json, weights and tokenizer.json.
+    MakeCheckpoint(MakeCheckpointArgs),
+    /// Time decode steps of a model: B sequences with a given context, one forward per step.
+    BenchStep(BenchStepArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PresetArg {
+    Tiny,
+    Full,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LayoutArg {
+    Legacy,
+    Hf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum WeightDtypeArg {
+    F32,
+    Bf16,
+}
+
+#[derive(Args)]
+pub struct MakeCheckpointArgs {
+    #[arg(long, value_enum, default_value = "tiny")]
+    preset: PresetArg,
+    #[arg(long, value_enum, default_value = "legacy")]
+    layout: LayoutArg,
+    /// Output directory (receives `model/`).
+    #[arg(long)]
+    out: PathBuf,
+    /// A real `tokenizer.json` to copy; default: a small generated one with the Higgs special tokens.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 20250803)]
+    seed: u64,
+    /// Weight dtype (default: f32 for tiny, bf16 for full, as the real checkpoint).
+    #[arg(long, value_enum)]
+    dtype: Option<WeightDtypeArg>,
+    /// Maximum shard size in bytes (default: single file for tiny, 5 GB shards for full).
+    #[arg(long)]
+    shard_bytes: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct BenchStepArgs {
+    /// Model directory.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    #[arg(long, value_enum, default_value = "auto")]
+    dtype: DtypeArg,
+    /// Comma-separated batch sizes.
+    #[arg(long, default_value = "1,8,32")]
+    batch: String,
+    /// Positions already in each sequence's cache when timing starts.
+    #[arg(long, default_value_t = 256)]
+    context: usize,
+    /// Timed decode steps per batch size (after 3 warm-up steps).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Print results as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: DevCommand) -> Result<()> {
+    match cmd {
+        DevCommand::MakeCheckpoint(a) => make_checkpoint(a),
+        DevCommand::BenchStep(a) => bench_step(a),
+    }
+}
+
+fn make_checkpoint(a: MakeCheckpointArgs) -> Result<()> {
+    let preset = match a.preset {
+        PresetArg::Tiny => Preset::Tiny,
+        PresetArg::Full => Preset::Full,
+    };
+    let layout = match a.layout {
+        LayoutArg::Legacy => CheckpointLayout::Legacy,
+        LayoutArg::Hf => CheckpointLayout::Hf,
+    };
+    let mut ck = RandomCheckpoint::new(preset, layout);
+    ck.seed = a.seed;
+    if let Some(d) = a.dtype {
+        ck.dtype = match d {
+            WeightDtypeArg::F32 => WeightDtype::F32,
+            WeightDtypeArg::Bf16 => WeightDtype::Bf16,
+        };
+    }
+    if a.shard_bytes.is_some() {
+        ck.max_shard_bytes = a.shard_bytes;
+    }
+    if let Some(t) = &a.tokenizer {
+        if !t.is_file() {
+            bail!(
+                "--tokenizer {}: no such file (pass a tokenizer.json)",
+                t.display()
+            );
+        }
+    }
+    let model_dir = a.out.join("model");
+    let t0 = Instant::now();
+    let files = ck
+        .write(&model_dir)
+        .with_context(|| format!("writing random model to {}", model_dir.display()))?;
+    higgs_model::random::write_tokenizer(&model_dir, a.tokenizer.as_deref())
+        .with_context(|| format!("writing tokenizer to {}", model_dir.display()))?;
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    eprintln!(
+        "wrote random {} model ({:.1} MB in {} file(s)) to {} in {:.1}s — random weights: output is noise",
+        layout,
+        bytes as f64 / 1e6,
+        files.len(),
+        model_dir.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn bench_step(a: BenchStepArgs) -> Result<()> {
+    let dev = device::select(a.device, 0)?;
+    let dtype = device::dtype(a.dtype, &dev);
+    let t0 = Instant::now();
+    let model = HiggsAudioModel::load(&a.model, dtype, &dev)
+        .with_context(|| format!("loading model from {}", a.model.display()))?;
+    device::sync(&dev)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let cfg = model.config().clone();
+    let batches: Vec<usize> = a
+        .batch
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .with_context(|| format!("bad --batch entry {s:?}"))
+        })
+        .collect::<Result<_>>()?;
+    eprintln!("model loaded in {load_s:.2}s on {dev:?} as {dtype:?}");
+    for &b in &batches {
+        let mut cache = model.new_cache(b, a.context + a.steps + 8)?;
+        // Prefill every slot with `context` audio columns (the state during speech generation).
+        let col: Vec<u32> = (0..cfg.num_codebooks as u32)
+            .map(|k| (17 * k + 3) % 1024)
+            .collect();
+        for slot in 0..b {
+            let mut s = SeqInput::new(slot);
+            for _ in 0..a.context {
+                s.push_audio(&col, PositionKind::AudioOut, cfg.audio_out_token_id);
+            }
+            model.forward(&[s], &mut cache, ForwardOptions::default())?;
+        }
+        let step = |cache: &mut higgs_model::KvCache| -> Result<()> {
+            let batch: Vec<SeqInput> = (0..b)
+                .map(|slot| {
+                    let mut s = SeqInput::new(slot).with_logits(LogitsRequest::AUDIO);
+                    s.push_audio(&col, PositionKind::AudioOut, cfg.audio_out_token_id);
+                    s
+                })
+                .collect();
+            let out = model.forward(&batch, cache, ForwardOptions::default())?;
+            // The one host copy per step a real engine makes: the sampled codes (here: argmax).
+            if let Some(l) = out.audio_logits {
+                let _codes: Vec<u32> =
+                    l.argmax(candle_core::D::Minus1)?.flatten_all()?.to_vec1()?;
+            }
+            Ok(())
+        };
+        for _ in 0..3 {
+            step(&mut cache)?;
+        }
+        device::sync(&dev)?;
+        let t = Instant::now();
+        for _ in 0..a.steps {
+            step(&mut cache)?;
+        }
+        device::sync(&dev)?;
+        let per_step = t.elapsed().as_secs_f64() / a.steps as f64;
+        let frames_per_s = b as f64 / per_step;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"batch": b, "context": a.context, "steps": a.steps,
+                    "step_ms": per_step * 1e3, "frames_per_s": frames_per_s,
+                    "audio_s_per_s": frames_per_s / 25.0, "device": format!("{dev:?}"),
+                    "dtype": format!("{dtype:?}"), "load_s": load_s})
+            );
+        } else {
+            println!(
+                "batch {b:4}  context {:5}  step {:8.3} ms  {:9.1} frames/s  {:7.2} audio-s/s",
+                a.context,
+                per_step * 1e3,
+                frames_per_s,
+                frames_per_s / 25.0
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Device and dtype selection: the one place that knows about the `cuda` feature.
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA if this binary was built with the `cuda` feature and a GPU is present, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DtypeArg {
+    /// bf16 on GPU, f32 on CPU.
+    Auto,
+    F32,
+    Bf16,
+}
+
+pub fn select(device: DeviceArg, ordinal: usize) -> Result<Device> {
+    match device {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda => {
+            if !cfg!(feature = "cuda") {
+                bail!("this binary was built without CUDA support; rebuild with `--features cuda` or use --device cpu");
+            }
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        DeviceArg::Auto => {
+            if cfg!(feature = "cuda") {
+                if let Ok(d) = Device::new_cuda(ordinal) {
+                    return Ok(d);
+                }
+            }
+            Ok(Device::Cpu)
+        }
+    }
+}
+
+pub fn dtype(arg: DtypeArg, device: &Device) -> DType {
+    match arg {
+        DtypeArg::F32 => DType::F32,
+        DtypeArg::Bf16 => DType::BF16,
+        DtypeArg::Auto if device.is_cuda() => DType::BF16,
+        DtypeArg::Auto => DType::F32,
+    }
+}
+
+/// Waits for queued GPU work so timings measure it (no-op on CPU).
+pub fn sync(device: &Device) -> Result<()> {
+    device.synchronize()?;
+    Ok(())
+}

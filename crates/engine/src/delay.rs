@@ -1,0 +1,176 @@
+//! The delay pattern, mirroring `build_delay_pattern_mask` / `revert_delay_pattern`
+//! (`boson_multimodal/model/higgs_audio/utils.py`) and the post-processing of `serve_engine.generate`
+//! (reference spec §3.1, §4.2).
+//!
+//! Codes are stored codebook-major: a `Codes` value holds `num_codebooks` rows of equal length.
+
+/// A `[num_codebooks, frames]` code matrix, row-major (row k = codebook k).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Codes {
+    pub num_codebooks: usize,
+    pub data: Vec<u32>,
+}
+
+impl Codes {
+    pub fn new(num_codebooks: usize, data: Vec<u32>) -> Option<Self> {
+        (num_codebooks > 0 && data.len() % num_codebooks == 0).then_some(Self {
+            num_codebooks,
+            data,
+        })
+    }
+
+    pub fn empty(num_codebooks: usize) -> Self {
+        Self {
+            num_codebooks,
+            data: Vec::new(),
+        }
+    }
+
+    /// Builds from columns (frames), each `num_codebooks` long.
+    pub fn from_columns(num_codebooks: usize, cols: &[Vec<u32>]) -> Self {
+        let t = cols.len();
+        let mut data = vec![0u32; num_codebooks * t];
+        for (j, c) in cols.iter().enumerate() {
+            for (k, &v) in c.iter().take(num_codebooks).enumerate() {
+                data[k * t + j] = v;
+            }
+        }
+        Self {
+            num_codebooks,
+            data,
+        }
+    }
+
+    pub fn frames(&self) -> usize {
+        if self.num_codebooks == 0 {
+            0
+        } else {
+            self.data.len() / self.num_codebooks
+        }
+    }
+
+    pub fn get(&self, k: usize, j: usize) -> u32 {
+        self.data[k * self.frames() + j]
+    }
+
+    pub fn row(&self, k: usize) -> &[u32] {
+        let t = self.frames();
+        &self.data[k * t..(k + 1) * t]
+    }
+
+    pub fn column(&self, j: usize) -> Vec<u32> {
+        (0..self.num_codebooks).map(|k| self.get(k, j)).collect()
+    }
+
+    /// Concatenates along time.
+    pub fn concat(parts: &[Codes], num_codebooks: usize) -> Codes {
+        let total: usize = parts.iter().map(Codes::frames).sum();
+        let mut data = Vec::with_capacity(total * num_codebooks);
+        for k in 0..num_codebooks {
+            for p in parts {
+                data.extend_from_slice(p.row(k));
+            }
+        }
+        Codes {
+            num_codebooks,
+            data,
+        }
+    }
+}
+
+/// `[bos] + codes + [eos]` then the delay pattern: row k shifted right by k, lower-left filled with
+/// `bos`, upper-right with `eos`. A clip of T frames becomes T + 1 + num_codebooks columns.
+pub fn build_delayed_segment(codes: &Codes, bos: u32, eos: u32) -> Codes {
+    let n = codes.num_codebooks;
+    let t = codes.frames();
+    let stream = t + 2;
+    let len = stream + n - 1;
+    let mut data = vec![0u32; n * len];
+    for k in 0..n {
+        for j in 0..len {
+            data[k * len + j] = if j < k {
+                bos
+            } else if j < k + stream {
+                let s = j - k;
+                if s == 0 {
+                    bos
+                } else if s == stream - 1 {
+                    eos
+                } else {
+                    codes.get(k, s - 1)
+                }
+            } else {
+                eos
+            };
+        }
+    }
+    Codes {
+        num_codebooks: n,
+        data,
+    }
+}
+
+/// `revert_delay_pattern`: row k keeps columns k .. L - n + k, giving L - n + 1 columns.
+pub fn revert_delay_pattern(delayed: &Codes) -> Codes {
+    let n = delayed.num_codebooks;
+    let l = delayed.frames();
+    if l + 1 <= n {
+        return Codes::empty(n);
+    }
+    let out_len = l - n + 1;
+    let mut data = Vec::with_capacity(n * out_len);
+    for k in 0..n {
+        data.extend_from_slice(&delayed.row(k)[k..k + out_len]);
+    }
+    Codes {
+        num_codebooks: n,
+        data,
+    }
+}
+
+/// The reference's post-processing of one generated segment: revert, clip to
+/// `[0, codebook_size - 1]`, drop the first (BOS) and last column.
+pub fn finalize_segment(delayed: &Codes, codebook_size: u32) -> Codes {
+    let r = revert_delay_pattern(delayed);
+    let n = r.num_codebooks;
+    let t = r.frames();
+    if t <= 2 {
+        return Codes::empty(n);
+    }
+    let mut data = Vec::with_capacity(n * (t - 2));
+    for k in 0..n {
+        data.extend(r.row(k)[1..t - 1].iter().map(|&v| v.min(codebook_size - 1)));
+    }
+    Codes {
+        num_codebooks: n,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delayed_segment_layout_matches_spec() {
+        let codes = Codes::new(3, vec![1, 2, 3, 4, 5, 6]).unwrap(); // 3 codebooks x 2 frames
+        let d = build_delayed_segment(&codes, 100, 101);
+        assert_eq!(d.frames(), 2 + 3 + 1);
+        assert_eq!(d.row(0), &[100, 1, 2, 101, 101, 101]);
+        assert_eq!(d.row(1), &[100, 100, 3, 4, 101, 101]);
+        assert_eq!(d.row(2), &[100, 100, 100, 5, 6, 101]);
+        let r = revert_delay_pattern(&d);
+        assert_eq!(r.row(1), &[100, 3, 4, 101]);
+        let f = finalize_segment(&d, 50);
+        // clipped to 49, bos/eos columns dropped
+        assert_eq!(f, Codes::new(3, vec![1, 2, 3, 4, 5, 6]).unwrap());
+    }
+
+    #[test]
+    fn tiny_segments_do_not_panic() {
+        let d = Codes::empty(8);
+        assert_eq!(finalize_segment(&d, 1024).frames(), 0);
+        let one = Codes::new(8, vec![1024; 8]).unwrap();
+        assert_eq!(finalize_segment(&one, 1024).frames(), 0);
+    }
+}

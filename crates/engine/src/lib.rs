@@ -1,0 +1,30 @@
+//! Higgs Audio v2 generation and serving engine.
+//!
+//! - [`delay`]: the delay pattern (build, revert, finalize).
+//! - [`sampling`]: temperature / top-k / top-p / RAS with HF semantics, host and device paths.
+//! - [`state`]: the per-sequence TEXT / AUDIO_INIT / AUDIO_IN_PROGRESS state machine.
+//! - [`generate`]: prompt expansion and a single-request generation loop.
+
+pub mod delay;
+pub mod generate;
+pub mod sampling;
+pub mod state;
+
+pub use delay::Codes;
+pub use generate::{
+    expand_prompt, generate, ExpandedPrompt, GenerationOutput, GenerationParams, PromptSpec,
+};
+pub use sampling::{RasParams, SamplingParams};
+pub use state::{FinishReason, GenState, Mode, StepEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Forward(#[from] higgs_model::ForwardError),
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,287 @@
+//! The per-sequence generation state machine of `HiggsAudioModel._sample` (reference spec §4):
+//! TEXT / AUDIO_INIT / AUDIO_IN_PROGRESS, delay-pattern ramp-in and ramp-out (with the reference's
+//! first-EOS-index quirk), RAS, stop strings and `max_new_tokens` counted as the reference counts
+//! it (one per loop step). Pure logic over sampled ids: the caller runs the model and sampling.
+
+use crate::delay::{finalize_segment, Codes};
+use crate::sampling::{ras_count, RasParams};
+
+/// Token ids and sizes the state machine needs (from the model config / tokenizer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecialIds {
+    pub audio_out_bos: u32,
+    pub audio_out: u32,
+    pub audio_eos: u32,
+    /// Text ids that stop generation (`<|end_of_text|>`, `<|eot_id|>`, generation-config eos).
+    pub stop: Vec<u32>,
+    pub num_codebooks: usize,
+    pub codebook_size: u32,
+    pub stream_bos: u32,
+    pub stream_eos: u32,
+    pub use_delay_pattern: bool,
+}
+
+/// Mode of the next forward, decided from the last token of the short text sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Text,
+    AudioInit,
+    AudioInProgress,
+}
+
+/// What the next forward of this sequence takes as input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextInput {
+    Text(u32),
+    Audio(Vec<u32>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// A stop token (`<|eot_id|>` / `<|end_of_text|>`) was generated.
+    Stop,
+    /// `max_new_tokens` forward steps were run.
+    Length,
+}
+
+/// What one step produced, for streaming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEvent {
+    /// A text token appended to the short sequence (includes `<|audio_out_bos|>`,
+    /// `<|AUDIO_OUT|>` once per segment, `<|audio_eos|>`, `<|eot_id|>`).
+    Text(u32),
+    /// A delayed audio column (the first one of a segment is all BOS).
+    AudioColumn(Vec<u32>),
+    /// The current audio segment ended (its last column was already reported).
+    SegmentEnd,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenState {
+    ids: SpecialIds,
+    mode: Mode,
+    num_delay: usize,
+    num_remaining_delays: Option<usize>,
+    /// Audio-out history for RAS, per codebook row: prompt audio-out columns then generated ones.
+    history: Vec<Vec<u32>>,
+    current: Vec<Vec<u32>>,
+    segments: Vec<Codes>,
+    text_tokens: Vec<u32>,
+    steps: usize,
+    max_new_tokens: usize,
+    finished: Option<FinishReason>,
+}
+
+impl GenState {
+    /// `prompt_last` is the last token of the (unexpanded) prompt; `prompt_audio_out` the delayed
+    /// audio-out columns of the prompt in order (RAS history and continuation state).
+    pub fn new(
+        ids: SpecialIds,
+        prompt_last: u32,
+        prompt_audio_out: &[Vec<u32>],
+        max_new_tokens: usize,
+    ) -> Self {
+        let n = ids.num_codebooks;
+        let mut history = vec![Vec::new(); n];
+        for col in prompt_audio_out {
+            for (k, row) in history.iter_mut().enumerate() {
+                row.push(col.get(k).copied().unwrap_or(ids.stream_bos));
+            }
+        }
+        let mode = mode_for(&ids, prompt_last);
+        let mut s = Self {
+            mode,
+            num_delay: 0,
+            num_remaining_delays: None,
+            history,
+            current: Vec::new(),
+            segments: Vec::new(),
+            text_tokens: Vec::new(),
+            steps: 0,
+            max_new_tokens,
+            finished: None,
+            ids,
+        };
+        if mode == Mode::AudioInProgress {
+            // Continuation: the prompt ends inside an audio segment; resume from its last column.
+            if let Some(last) = prompt_audio_out.last() {
+                let n_bos = last.iter().filter(|&&c| c == s.ids.stream_bos).count();
+                s.num_delay = n.saturating_sub(n_bos);
+                if let Some(e) = last.iter().position(|&c| c == s.ids.stream_eos) {
+                    s.num_remaining_delays = Some(n - e - 1);
+                }
+            }
+        }
+        if max_new_tokens == 0 {
+            s.finished = Some(FinishReason::Length);
+        }
+        s
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Which heads the next forward needs: (text, audio).
+    pub fn needs_logits(&self) -> (bool, bool) {
+        match self.mode {
+            Mode::Text => (true, false),
+            Mode::AudioInit => (false, false),
+            Mode::AudioInProgress => (false, true),
+        }
+    }
+
+    pub fn finished(&self) -> Option<FinishReason> {
+        self.finished
+    }
+
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    pub fn text_tokens(&self) -> &[u32] {
+        &self.text_tokens
+    }
+
+    /// Completed delayed segments, plus the current one if generation stopped inside it.
+    pub fn delayed_segments(&self) -> Vec<Codes> {
+        let mut v = self.segments.clone();
+        if !self.current.is_empty() {
+            v.push(Codes::from_columns(self.ids.num_codebooks, &self.current));
+        }
+        v
+    }
+
+    /// Final codes of every segment (revert + clip + trim), as the reference returns them.
+    pub fn final_segments(&self) -> Vec<Codes> {
+        self.delayed_segments()
+            .iter()
+            .map(|d| finalize_segment(d, self.ids.codebook_size))
+            .collect()
+    }
+
+    fn finish_step(&mut self, last_full_token: u32) {
+        self.steps += 1;
+        if self.ids.stop.contains(&last_full_token) {
+            self.finished = Some(FinishReason::Stop);
+        } else if self.steps >= self.max_new_tokens {
+            self.finished = Some(FinishReason::Length);
+        }
+    }
+
+    fn push_column(&mut self, col: Vec<u32>) {
+        for (k, row) in self.history.iter_mut().enumerate() {
+            row.push(col[k]);
+        }
+        self.current.push(col);
+    }
+
+    /// Advances after a TEXT or AUDIO_INIT forward. `sampled` is the sampled text id (ignored in
+    /// AUDIO_INIT, whose output is forced). Returns the events and the next input.
+    pub fn on_text_step(&mut self, sampled: u32) -> (Vec<StepEvent>, NextInput) {
+        let n = self.ids.num_codebooks;
+        match self.mode {
+            Mode::AudioInit => {
+                let col = vec![self.ids.stream_bos; n];
+                self.text_tokens.push(self.ids.audio_out);
+                self.push_column(col.clone());
+                self.mode = Mode::AudioInProgress;
+                self.finish_step(self.ids.audio_out);
+                (
+                    vec![
+                        StepEvent::Text(self.ids.audio_out),
+                        StepEvent::AudioColumn(col.clone()),
+                    ],
+                    NextInput::Audio(col),
+                )
+            }
+            _ => {
+                self.text_tokens.push(sampled);
+                self.mode = mode_for(&self.ids, sampled);
+                self.finish_step(sampled);
+                (vec![StepEvent::Text(sampled)], NextInput::Text(sampled))
+            }
+        }
+    }
+
+    /// RAS: indices of codebooks whose sampled code repeats too often in the recent history.
+    pub fn ras_rows(&self, sampled: &[u32], ras: &RasParams) -> Vec<usize> {
+        if !ras.enabled() {
+            return Vec::new();
+        }
+        (0..self.ids.num_codebooks)
+            .filter(|&k| ras_count(&self.history[k], ras.win_len, sampled[k]) >= ras.max_repeat)
+            .collect()
+    }
+
+    /// Advances after an AUDIO_IN_PROGRESS forward with the sampled column (after RAS), applying
+    /// the delay-pattern forcing of §4.2.
+    pub fn on_audio_step(&mut self, sampled: &[u32]) -> (Vec<StepEvent>, NextInput) {
+        let n = self.ids.num_codebooks;
+        let (bos, eos) = (self.ids.stream_bos, self.ids.stream_eos);
+        let mut x: Vec<u32> = sampled.to_vec();
+        let mut end = false;
+        if self.ids.use_delay_pattern {
+            if self.num_delay + 1 < n {
+                for v in &mut x[self.num_delay + 1..] {
+                    *v = bos;
+                }
+                self.num_delay += 1;
+            }
+            match self.num_remaining_delays {
+                Some(r) => {
+                    for v in &mut x[..n - r] {
+                        *v = eos;
+                    }
+                    self.num_remaining_delays = Some(r.saturating_sub(1));
+                    end = r <= 1;
+                }
+                None => {
+                    // The reference calls it "last_eos_idx" but takes the FIRST codebook with EOS.
+                    if let Some(e) = x.iter().position(|&c| c == eos) {
+                        for v in &mut x[..e] {
+                            *v = eos;
+                        }
+                        let r = n - e - 1;
+                        self.num_remaining_delays = Some(r);
+                        end = r == 0;
+                    }
+                }
+            }
+        } else if x.iter().any(|&c| c == eos) {
+            end = true;
+        }
+        self.push_column(x.clone());
+        let mut events = vec![StepEvent::AudioColumn(x.clone())];
+        if end {
+            let cols = std::mem::take(&mut self.current);
+            self.segments.push(Codes::from_columns(n, &cols));
+            self.num_delay = 0;
+            self.num_remaining_delays = None;
+            self.text_tokens.push(self.ids.audio_eos);
+            self.mode = Mode::Text;
+            events.push(StepEvent::SegmentEnd);
+            events.push(StepEvent::Text(self.ids.audio_eos));
+            self.finish_step(self.ids.audio_eos);
+            (events, NextInput::Text(self.ids.audio_eos))
+        } else {
+            self.finish_step(self.ids.audio_out);
+            (events, NextInput::Audio(x))
+        }
+    }
+
+    /// The (num_delay, num_remaining_delays) pair, for tests against the reference's trace.
+    pub fn delay_state(&self) -> (usize, Option<usize>) {
+        (self.num_delay, self.num_remaining_delays)
+    }
+}
+
+fn mode_for(ids: &SpecialIds, last: u32) -> Mode {
+    if last == ids.audio_out_bos {
+        Mode::AudioInit
+    } else if last == ids.audio_out {
+        Mode::AudioInProgress
+    } else {
+        Mode::Text
+    }
+}
