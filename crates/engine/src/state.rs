@@ -285,3 +285,164 @@ fn mode_for(ids: &SpecialIds, last: u32) -> Mode {
         Mode::Text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N: usize = 4;
+    const BOS: u32 = 1024;
+    const EOS: u32 = 1025;
+
+    fn ids() -> SpecialIds {
+        SpecialIds {
+            audio_out_bos: 13,
+            audio_out: 16,
+            audio_eos: 12,
+            stop: vec![9, 1],
+            num_codebooks: N,
+            codebook_size: 1024,
+            stream_bos: BOS,
+            stream_eos: EOS,
+            use_delay_pattern: true,
+        }
+    }
+
+    /// Runs TEXT -> audio_out_bos -> AUDIO_INIT and returns the state in AUDIO_IN_PROGRESS.
+    fn into_audio(max: usize) -> GenState {
+        let mut s = GenState::new(ids(), 7, &[], max);
+        assert_eq!(s.mode(), Mode::Text);
+        s.on_text_step(13);
+        assert_eq!(s.mode(), Mode::AudioInit);
+        let (ev, next) = s.on_text_step(0);
+        assert_eq!(ev[0], StepEvent::Text(16));
+        assert_eq!(next, NextInput::Audio(vec![BOS; N]));
+        assert_eq!(s.mode(), Mode::AudioInProgress);
+        s
+    }
+
+    #[test]
+    fn ramp_in_forces_bos_on_later_codebooks() {
+        let mut s = into_audio(100);
+        let (ev, _) = s.on_audio_step(&[5, 6, 7, 8]);
+        assert_eq!(ev[0], StepEvent::AudioColumn(vec![5, BOS, BOS, BOS]));
+        let (ev, _) = s.on_audio_step(&[5, 6, 7, 8]);
+        assert_eq!(ev[0], StepEvent::AudioColumn(vec![5, 6, BOS, BOS]));
+        let (ev, _) = s.on_audio_step(&[5, 6, 7, 8]);
+        assert_eq!(ev[0], StepEvent::AudioColumn(vec![5, 6, 7, BOS]));
+        let (ev, _) = s.on_audio_step(&[5, 6, 7, 8]);
+        assert_eq!(ev[0], StepEvent::AudioColumn(vec![5, 6, 7, 8]));
+        // An EOS sampled for a codebook still ramping is overwritten by BOS (no ramp-out).
+        let mut s = into_audio(100);
+        s.on_audio_step(&[5, EOS, 7, 8]);
+        assert_eq!(s.delay_state(), (1, None));
+    }
+
+    fn ramp_done() -> GenState {
+        let mut s = into_audio(100);
+        for _ in 0..N {
+            s.on_audio_step(&[1, 2, 3, 4]);
+        }
+        s
+    }
+
+    #[test]
+    fn eos_first_on_a_later_codebook_uses_the_first_index() {
+        let mut s = ramp_done();
+        // EOS on codebooks 1 and 3: the reference takes the FIRST (1): codebook 0 forced to EOS,
+        // remaining = N - 1 - 1 = 2.
+        let (ev, _) = s.on_audio_step(&[9, EOS, 9, EOS]);
+        assert_eq!(ev[0], StepEvent::AudioColumn(vec![EOS, EOS, 9, EOS]));
+        assert_eq!(s.delay_state().1, Some(2));
+        let (ev, _) = s.on_audio_step(&[1, 2, 3, 4]);
+        assert_eq!(ev[0], StepEvent::AudioColumn(vec![EOS, EOS, 3, 4]));
+        assert_eq!(s.mode(), Mode::AudioInProgress);
+        let (ev, next) = s.on_audio_step(&[1, 2, 3, 4]);
+        assert_eq!(ev[0], StepEvent::AudioColumn(vec![EOS, EOS, EOS, 4]));
+        assert!(ev.contains(&StepEvent::SegmentEnd));
+        assert_eq!(next, NextInput::Text(12));
+        assert_eq!(s.mode(), Mode::Text);
+        assert_eq!(s.delay_state(), (0, None));
+    }
+
+    #[test]
+    fn eos_on_the_last_codebook_ends_in_the_same_step() {
+        let mut s = ramp_done();
+        let (ev, next) = s.on_audio_step(&[1, 2, 3, EOS]);
+        assert_eq!(ev[0], StepEvent::AudioColumn(vec![EOS, EOS, EOS, EOS]));
+        assert_eq!(next, NextInput::Text(12));
+    }
+
+    #[test]
+    fn text_after_audio_then_a_second_segment() {
+        let mut s = ramp_done();
+        s.on_audio_step(&[EOS, 2, 3, 4]);
+        for _ in 0..N - 1 {
+            s.on_audio_step(&[1, 2, 3, 4]);
+        }
+        assert_eq!(s.mode(), Mode::Text);
+        s.on_text_step(500); // interleaved text
+        assert!(s.finished().is_none());
+        s.on_text_step(13); // <|audio_out_bos|> again
+        s.on_text_step(0); // AUDIO_INIT
+        s.on_audio_step(&[7, 7, 7, 7]);
+        assert_eq!(s.delayed_segments().len(), 2);
+        assert_eq!(s.text_tokens(), &[13, 16, 12, 500, 13, 16]);
+    }
+
+    #[test]
+    fn max_new_tokens_inside_audio_keeps_the_partial_segment() {
+        let mut s = into_audio(5); // 2 steps used
+        for _ in 0..3 {
+            assert!(s.finished().is_none());
+            s.on_audio_step(&[3, 3, 3, 3]);
+        }
+        assert_eq!(s.finished(), Some(FinishReason::Length));
+        assert_eq!(s.steps(), 5);
+        let segs = s.delayed_segments();
+        assert_eq!(segs.len(), 1);
+        assert_eq!(segs[0].frames(), 4); // BOS column + 3 frames
+                                         // revert (4 - N + 1 = 1 column) then trim both ends: nothing left, no panic.
+        assert_eq!(s.final_segments()[0].frames(), 0);
+    }
+
+    #[test]
+    fn stop_token_finishes() {
+        let mut s = GenState::new(ids(), 7, &[], 100);
+        s.on_text_step(9);
+        assert_eq!(s.finished(), Some(FinishReason::Stop));
+    }
+
+    #[test]
+    fn ras_flags_only_repeated_codes() {
+        let ras = RasParams {
+            win_len: 3,
+            max_repeat: 2,
+        };
+        let prompt = vec![vec![5, 6, 7, 8], vec![5, 1, 7, 2], vec![9, 1, 7, 3]];
+        let mut s = GenState::new(ids(), 16, &prompt, 100);
+        assert_eq!(s.mode(), Mode::AudioInProgress);
+        // codebook 0: 5 twice in window -> flagged; codebook 1: 1 twice -> flagged;
+        // codebook 2: 7 three times -> flagged; codebook 3: 4 never -> not.
+        assert_eq!(s.ras_rows(&[5, 1, 7, 4], &ras), vec![0, 1, 2]);
+        assert_eq!(s.ras_rows(&[0, 0, 0, 0], &ras), Vec::<usize>::new());
+        assert!(s.ras_rows(&[5, 1, 7, 4], &RasParams::OFF).is_empty());
+        // The window is the most recent columns only.
+        s.on_audio_step(&[0, 0, 0, 0]);
+        let narrow = RasParams {
+            win_len: 1,
+            max_repeat: 1,
+        };
+        assert_eq!(s.ras_rows(&[0, 0, 0, 0], &narrow).len(), N);
+    }
+
+    #[test]
+    fn continuation_resumes_from_the_last_prompt_column() {
+        let prompt = vec![vec![BOS; N], vec![3, BOS, BOS, BOS]];
+        let s = GenState::new(ids(), 16, &prompt, 100);
+        assert_eq!(s.delay_state(), (1, None));
+        let prompt = vec![vec![EOS, 4, 4, 4]];
+        let s = GenState::new(ids(), 16, &prompt, 100);
+        assert_eq!(s.delay_state(), (N, Some(N - 1)));
+    }
+}
