@@ -256,7 +256,7 @@ fn bad_inputs_are_errors_not_panics() {
 fn batched_decode_equals_single_decodes() {
     let codec = Codec::load(&fixtures_root().join("codec"), &Device::Cpu).unwrap();
     let a = test_codes(&codec, 9);
-    let b = (test_codes(&codec, 9) + 5u32 as f64)
+    let b = (test_codes(&codec, 9) + 5.0)
         .unwrap()
         .to_dtype(candle_core::DType::U32)
         .unwrap();
