@@ -67,14 +67,11 @@ pub fn test_signal(n: usize, rate: u32) -> Vec<f32> {
         .collect()
 }
 
-/// The 16-bit value our writers store for a float sample (clip, scale by 32767, round).
+/// The 16-bit value the spec asks for: `(np.clip(x, -1, 1) * 32767).astype(np.int16)`, i.e.
+/// clip, scale, truncate toward zero. Written out here rather than calling the crate's helper.
 pub fn to_i16(x: f32) -> i16 {
-    (x.clamp(-1.0, 1.0) * 32767.0).round() as i16
-}
-
-pub fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-version").output().is_ok()
-        || Command::new(tool).arg("--version").output().is_ok()
+    let v = x.clamp(-1.0, 1.0) * 32767.0;
+    v.trunc() as i16
 }
 
 /// Runs a command, panicking with its stderr when it fails.
