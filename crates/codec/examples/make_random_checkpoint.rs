@@ -7,7 +7,9 @@ use higgs_codec::{write_random_checkpoint, CheckpointLayout, Preset};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let out = args.get(1).expect("usage: OUT_DIR [tiny|full] [legacy|hf] [SEED]");
+    let out = args
+        .get(1)
+        .expect("usage: OUT_DIR [tiny|full] [legacy|hf] [SEED]");
     let preset = match args.get(2).map_or("tiny", String::as_str) {
         "full" => Preset::Full,
         _ => Preset::Tiny,
