@@ -73,9 +73,6 @@ pub enum AudioError {
         format: &'static str,
         detail: String,
     },
-
-    #[error("stream encoder was already finished; create a new encoder for the next stream")]
-    Finished,
 }
 
 impl AudioError {
@@ -96,7 +93,6 @@ impl AudioError {
             AudioError::UnknownFormat(_) => "audio_unknown_format",
             AudioError::UnsupportedOutput { .. } => "audio_unsupported_output",
             AudioError::Encode { .. } => "audio_encode",
-            AudioError::Finished => "audio_encoder_finished",
         }
     }
 
@@ -105,10 +101,7 @@ impl AudioError {
     pub fn is_input_error(&self) -> bool {
         !matches!(
             self,
-            AudioError::Io { .. }
-                | AudioError::Resample { .. }
-                | AudioError::Encode { .. }
-                | AudioError::Finished
+            AudioError::Io { .. } | AudioError::Resample { .. } | AudioError::Encode { .. }
         )
     }
 }

@@ -1,4 +1,37 @@
-//! Audio file I/O for higgs-serve: decode common containers, downmix, resample to 24 kHz, encode wav/pcm/flac/mp3/opus.
+//! Audio file I/O for higgs-serve: decode common containers, downmix, resample to 24 kHz,
+//! encode wav/pcm/flac/mp3/opus.
+//!
+//! # Reading
+//! [`decode_bytes`] / [`decode_file`] turn wav, flac, mp3, ogg/vorbis, aiff, caf, m4a/mp4
+//! (aac, alac) and mkv/mka (vorbis, flac, pcm) into mono f32 at the source rate, like
+//! `librosa.load(path, sr=None, mono=True)`: integer PCM is divided by 2^(bits-1) and channels are
+//! averaged. [`load_bytes`] / [`load_file`] add the resampling step (`librosa.load(path, sr=24000)`).
+//! [`DecodeLimits`] bounds bytes, duration, sample rate and channels; the duration is checked from
+//! the header before decoding and again while decoding. Every bad input is an [`AudioError`] that
+//! says what was wrong and how to fix it; malformed data never panics (symphonia panics are caught
+//! and reported as corrupt input; see `tests/no_panic.rs`).
+//!
+//! # Resampling
+//! [`resample()`] is libsoxr with the `SOXR_HQ` recipe, driven exactly as librosa's default
+//! `res_type="soxr_hq"` drives it, including librosa's output length `ceil(n * out / in)`. It
+//! matches librosa's output on the codec goldens to 4.8e-7 (max abs).
+//!
+//! # Writing
+//! [`encode()`] writes a whole clip; [`StreamEncoder`] encodes incrementally for chunked HTTP
+//! responses. Formats are the OpenAI speech API's [`AudioFormat`]s: wav (16-bit), pcm (s16le),
+//! flac, mp3 (LAME, feature `mp3`), opus in ogg (libopus, feature `opus`); aac is a clear
+//! [`AudioError::UnsupportedOutput`]. Samples are clipped to [-1, 1] and scaled by 32767.
+//! See the [`encode`](mod@encode) module for what each format does when streamed.
+//!
+//! ```
+//! use higgs_audio_io::{AudioFormat, StreamEncoder};
+//! let format: AudioFormat = "wav".parse()?;
+//! let mut enc = StreamEncoder::new(format, 24000)?;
+//! let mut body = enc.push(&[0.0; 480])?; // header + first 20 ms
+//! body.extend(enc.finish()?);
+//! assert_eq!(body.len(), 44 + 960);
+//! # Ok::<(), higgs_audio_io::AudioError>(())
+//! ```
 
 pub mod decode;
 pub mod encode;
