@@ -7,6 +7,8 @@
 //! us decode forever.
 
 use crate::error::{AudioError, Result};
+#[cfg(feature = "opus")]
+use crate::opus_in;
 use crate::resample::{resample, MAX_SAMPLE_RATE};
 use std::io::Cursor;
 use std::path::Path;
@@ -240,16 +242,8 @@ fn decode_format(
         Some(CodecParameters::Audio(p)) => p.clone(),
         _ => return Err(AudioError::NoAudioTrack),
     };
-    let registry = symphonia::default::get_codecs();
-    let codec = registry
-        .get_audio_decoder(params.codec)
-        .map(|d| d.codec.info.short_name.to_owned())
-        .ok_or_else(|| AudioError::UnsupportedFormat {
-            detail: format!(
-                "{} audio in a {container} container cannot be decoded",
-                codec_name(params.codec)
-            ),
-        })?;
+    let mut decoder = PacketDecoder::new(&params, &track, container)?;
+    let codec = decoder.name();
 
     // Header checks, before any packet is decoded.
     let header_rate = params.sample_rate;
@@ -268,17 +262,6 @@ fn decode_format(
             });
         }
     }
-
-    let mut decoder = registry
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|e| match e {
-            SymError::Unsupported(what) => AudioError::UnsupportedFormat {
-                detail: format!("{codec} stream: {what}"),
-            },
-            other => AudioError::Corrupt {
-                detail: format!("cannot set up the {codec} decoder: {other}"),
-            },
-        })?;
 
     let mut samples: Vec<f32> = Vec::new();
     let mut rate: Option<u32> = header_rate;
@@ -312,33 +295,32 @@ fn decode_format(
             continue;
         }
         packets += 1;
-        let buf = match decoder.decode(&packet) {
-            Ok(buf) => buf,
-            Err(SymError::DecodeError(what)) => {
+        let before = samples.len();
+        let (buf_rate, buf_channels) = match decoder.decode(&packet, &mut planes, &mut samples) {
+            Ok(Some(spec)) => spec,
+            Ok(None) => continue,
+            Err(PacketError::Bad(what)) => {
                 // Lossy streams often carry a damaged frame; players skip it, so do we, but a
                 // stream that is mostly damage is refused below.
                 bad_packets += 1;
-                last_error = Some(what.to_owned());
+                last_error = Some(what);
                 continue;
             }
-            Err(SymError::IoError(io)) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(PacketError::Eof) => {
                 truncated = true;
                 break;
             }
-            Err(SymError::Unsupported(what)) => {
+            Err(PacketError::Unsupported(what)) => {
                 return Err(AudioError::UnsupportedFormat {
                     detail: format!("{codec} stream: {what}"),
                 })
             }
-            Err(e) => {
+            Err(PacketError::Fatal(what)) => {
                 return Err(AudioError::Corrupt {
-                    detail: format!("{codec} decode failed: {e}"),
+                    detail: format!("{codec} decode failed: {what}"),
                 })
             }
         };
-        let spec = buf.spec();
-        let buf_rate = spec.rate();
-        let buf_channels = spec.channels().count();
         match rate {
             None => {
                 check_stream_rate(buf_rate, limits)?;
@@ -363,11 +345,7 @@ fn decode_format(
             }
             Some(_) => {}
         }
-        if buf.frames() == 0 {
-            continue;
-        }
-        buf.copy_to_vecs_planar::<f32>(&mut planes);
-        downmix_into(&planes, &mut samples);
+        debug_assert!(samples.len() >= before);
 
         if let Some(r) = rate {
             let seconds = duration_seconds(samples.len(), r);
@@ -409,12 +387,13 @@ fn decode_format(
             }
         });
     };
+    let declared = decoder.finish(&track, &mut samples);
     if samples.is_empty() {
         return Err(AudioError::Corrupt {
             detail: format!("the {container} file contains no audio samples"),
         });
     }
-    if let Some(declared) = track.num_frames {
+    if let Some(declared) = declared {
         let got = samples.len() as u64;
         if truncated || got < declared {
             // The header promised more audio than the bytes hold: an interrupted upload or copy.
@@ -440,6 +419,118 @@ fn decode_format(
         container,
         codec,
     })
+}
+
+/// Why one packet did not decode.
+pub(crate) enum PacketError {
+    /// Damaged packet: skip it (counted).
+    Bad(String),
+    /// The data ended inside the packet.
+    Eof,
+    Unsupported(String),
+    Fatal(String),
+}
+
+/// Symphonia's decoders, plus libopus for Opus tracks (symphonia demuxes Opus but cannot decode it).
+enum PacketDecoder {
+    Symphonia {
+        decoder: Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
+        name: String,
+    },
+    #[cfg(feature = "opus")]
+    Opus(opus_in::OpusDecoder),
+}
+
+impl PacketDecoder {
+    fn new(
+        params: &symphonia::core::codecs::audio::AudioCodecParameters,
+        track: &symphonia::core::formats::Track,
+        container: &str,
+    ) -> Result<Self> {
+        #[cfg(feature = "opus")]
+        if params.codec == symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS {
+            return Ok(PacketDecoder::Opus(opus_in::OpusDecoder::new(
+                params, track,
+            )?));
+        }
+        let _ = track;
+        let registry = symphonia::default::get_codecs();
+        let name = registry
+            .get_audio_decoder(params.codec)
+            .map(|d| d.codec.info.short_name.to_owned())
+            .ok_or_else(|| AudioError::UnsupportedFormat {
+                detail: format!(
+                    "{} audio in a {container} container cannot be decoded",
+                    codec_name(params.codec)
+                ),
+            })?;
+        let decoder = registry
+            .make_audio_decoder(params, &AudioDecoderOptions::default())
+            .map_err(|e| match e {
+                SymError::Unsupported(what) => AudioError::UnsupportedFormat {
+                    detail: format!("{name} stream: {what}"),
+                },
+                other => AudioError::Corrupt {
+                    detail: format!("cannot set up the {name} decoder: {other}"),
+                },
+            })?;
+        Ok(PacketDecoder::Symphonia { decoder, name })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            PacketDecoder::Symphonia { name, .. } => name.clone(),
+            #[cfg(feature = "opus")]
+            PacketDecoder::Opus(_) => "opus".to_owned(),
+        }
+    }
+
+    /// Decodes one packet, appending its mono downmix to `out`; returns (rate, channels) of the
+    /// decoded audio, or `None` for a packet without audio.
+    fn decode(
+        &mut self,
+        packet: &symphonia::core::packet::Packet,
+        planes: &mut Vec<Vec<f32>>,
+        out: &mut Vec<f32>,
+    ) -> Result<Option<(u32, usize)>, PacketError> {
+        match self {
+            PacketDecoder::Symphonia { decoder, .. } => {
+                let buf = decoder.decode(packet).map_err(|e| match e {
+                    SymError::DecodeError(what) => PacketError::Bad(what.to_owned()),
+                    SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        PacketError::Eof
+                    }
+                    SymError::Unsupported(what) => PacketError::Unsupported(what.to_owned()),
+                    other => PacketError::Fatal(other.to_string()),
+                })?;
+                let spec = (buf.spec().rate(), buf.spec().channels().count());
+                if buf.frames() > 0 {
+                    buf.copy_to_vecs_planar::<f32>(planes);
+                    downmix_into(planes, out);
+                }
+                Ok(Some(spec))
+            }
+            #[cfg(feature = "opus")]
+            PacketDecoder::Opus(d) => d.decode(packet, out),
+        }
+    }
+
+    /// Applies trims that need the whole stream; returns the frame count the container declares
+    /// for the audio (to detect truncation).
+    fn finish(
+        &self,
+        track: &symphonia::core::formats::Track,
+        samples: &mut Vec<f32>,
+    ) -> Option<u64> {
+        match self {
+            PacketDecoder::Symphonia { .. } => {
+                let _ = samples;
+                track.num_frames
+            }
+            #[cfg(feature = "opus")]
+            PacketDecoder::Opus(d) => d.finish(track, samples),
+        }
+    }
 }
 
 /// Readable names for codecs that containers we read may carry but we cannot decode.

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 /// Containers and codecs the reader accepts, as told to users in error messages.
+/// (Opus needs the default `opus` feature.)
 pub const SUPPORTED_INPUT: &str =
-    "wav, flac, mp3, ogg (vorbis), aiff, caf, m4a/mp4 (aac, alac), mkv/mka (vorbis, flac, pcm)";
+    "wav, flac, mp3, ogg (vorbis, opus), webm/mkv (opus, vorbis, flac), aiff, caf, m4a/mp4 (aac, alac)";
 
 /// Output formats, as told to users in error messages.
 pub const SUPPORTED_OUTPUT: &str = "wav, pcm, flac, mp3, opus";

@@ -3,7 +3,8 @@
 //!
 //! # Reading
 //! [`decode_bytes`] / [`decode_file`] turn wav, flac, mp3, ogg/vorbis, aiff, caf, m4a/mp4
-//! (aac, alac) and mkv/mka (vorbis, flac, pcm) into mono f32 at the source rate, like
+//! (aac, alac), mkv/webm (vorbis, flac, pcm) and, with the `opus` feature, ogg/webm opus into mono
+//! f32 at the source rate, like
 //! `librosa.load(path, sr=None, mono=True)`: integer PCM is divided by 2^(bits-1) and channels are
 //! averaged. [`load_bytes`] / [`load_file`] add the resampling step (`librosa.load(path, sr=24000)`).
 //! [`DecodeLimits`] bounds bytes, duration, sample rate and channels; the duration is checked from
@@ -37,6 +38,8 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod format;
+#[cfg(feature = "opus")]
+mod opus_in;
 pub mod resample;
 
 pub use decode::{

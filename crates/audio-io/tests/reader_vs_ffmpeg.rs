@@ -77,3 +77,51 @@ fn every_input_format_decodes_like_ffmpeg() {
         }
     }
 }
+
+#[cfg(feature = "opus")]
+#[test]
+fn opus_input_in_ogg_and_webm_decodes_like_ffmpeg() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("audio-io-reader");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = common::voices_dir().join("broom_salesman.wav");
+    for name in ["x.opus", "x.webm"] {
+        let path = dir.join(name);
+        run(Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-t", "3", "-i"])
+            .arg(&src)
+            .args(["-c:a", "libopus", "-b:a", "64k"])
+            .arg(&path));
+        let ours =
+            decode_file(&path, &DecodeLimits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Opus decodes at its native 48 kHz, like opusfile/libsndfile.
+        assert_eq!(
+            (ours.sample_rate, ours.source_channels),
+            (48000, 2),
+            "{name}"
+        );
+        let theirs = ffmpeg_mono(&path, 2);
+        // Ogg marks the end padding; WebM's DiscardPadding element is not read by symphonia, so
+        // up to one 20 ms frame of padding may remain at the end.
+        let extra = ours.samples.len() - theirs.len();
+        if name.ends_with(".opus") {
+            assert_eq!(extra, 0, "{name}");
+        } else {
+            assert!(extra < 960, "{name}: {extra} extra samples");
+        }
+        let n = theirs.len();
+        let (max, corr) = compare(&ours.samples[..n], &theirs);
+        eprintln!("{name}: {n} samples (+{extra}), max abs diff {max:.2e}, corr {corr:.6}");
+        // Same libopus decoder (ffmpeg may use its native one): pre-skip must line up exactly.
+        assert!(corr > 0.999, "{name}: corr {corr}, max {max}");
+    }
+    // Our own ogg/opus output reads back at the input length.
+    let x = common::test_signal(24_000, 24_000);
+    let bytes = higgs_audio_io::encode(higgs_audio_io::AudioFormat::Opus, &x, 24_000).unwrap();
+    let back = higgs_audio_io::decode_bytes(&bytes, &DecodeLimits::default()).unwrap();
+    assert_eq!(back.sample_rate, 48000);
+    assert_eq!(back.samples.len(), 48_000);
+    let y = back.resampled(24_000).unwrap();
+    // 32 kbit/s opus, then 48 → 24 kHz: measured 0.987.
+    let (_, corr) = compare(&x[500..23_500], &y[500..23_500]);
+    assert!(corr > 0.98, "corr {corr}");
+}
