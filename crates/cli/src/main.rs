@@ -19,6 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Text in, speech out (the reference CLI's pipeline).
+    Synth(commands::synth::SynthArgs),
+    /// Audio tokenizer: encode audio to codes, decode codes to audio.
+    #[command(subcommand)]
+    Codec(commands::codec::CodecCommand),
     /// Developer tools: random checkpoints, micro-benchmarks.
     #[command(subcommand)]
     Dev(commands::dev::DevCommand),
@@ -34,6 +39,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Synth(a) => commands::synth::run(a),
+        Command::Codec(c) => commands::codec::run(c),
         Command::Dev(c) => commands::dev::run(c),
     }
 }

@@ -9,6 +9,8 @@ pub mod delay;
 pub mod generate;
 pub mod sampling;
 pub mod state;
+pub mod tts;
+pub mod voices;
 
 pub use delay::Codes;
 pub use generate::{
@@ -25,6 +27,8 @@ pub enum EngineError {
     Forward(#[from] higgs_model::ForwardError),
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("chunk {chunk} produced no audio: {hint}")]
+    NoAudio { chunk: usize, hint: String },
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -481,6 +481,9 @@ pub fn special_token_name(id: u32) -> Option<String> {
     Some(named.to_string())
 }
 
+/// Id of `<|begin_of_text|>`, the first special token.
+pub const FIRST_SPECIAL_ID: u32 = 128000;
+
 /// GPT-2 byte-to-unicode table used by byte-level BPE.
 fn bytes_to_unicode() -> Vec<char> {
     let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
@@ -503,16 +506,23 @@ fn bytes_to_unicode() -> Vec<char> {
     table
 }
 
-/// A small byte-level BPE `tokenizer.json` (256 byte tokens, no merges) carrying the Higgs special
+/// A small byte-level BPE `tokenizer.json` (256 byte tokens, no merges, unreachable fillers up to
+/// id 128000) carrying the Higgs special
 /// tokens at their real ids, with the Llama-3 pre-tokenizer. Good enough to drive the whole stack
 /// on random checkpoints; use the real tokenizer for real weights.
 pub fn small_tokenizer_json() -> serde_json::Value {
     let table = bytes_to_unicode();
-    let vocab: serde_json::Map<String, serde_json::Value> = table
+    // The `tokenizers` library numbers added tokens after the model vocabulary, so the vocabulary
+    // must fill ids 0..128000 for the specials to land on their real ids. Ids past the 256 byte
+    // symbols are unreachable fillers (there are no merges).
+    let mut vocab: serde_json::Map<String, serde_json::Value> = table
         .iter()
         .enumerate()
         .map(|(i, c)| (c.to_string(), serde_json::Value::from(i)))
         .collect();
+    for i in table.len()..FIRST_SPECIAL_ID as usize {
+        vocab.insert(format!("<|unused_{i}|>"), serde_json::Value::from(i));
+    }
     let added: Vec<serde_json::Value> = (128000u32..128256)
         .filter_map(|id| {
             special_token_name(id).map(|content| {

@@ -13,8 +13,8 @@ use crate::device::{self, DeviceArg, DtypeArg};
 
 #[derive(Subcommand)]
 pub enum DevCommand {
-    /// Write a complete random checkpoint (model directory; codec directory once available) in
-    /// the real on-disk layout: `OUT/model` with config.json, weights and tokenizer.json.
+    /// Write a complete random checkpoint in the real on-disk layouts: `OUT/model` (config.json,
+    /// weights, tokenizer.json) and `OUT/codec` (audio tokenizer config + weights).
     MakeCheckpoint(MakeCheckpointArgs),
     /// Time decode steps of a model: B sequences with a given context, one forward per step.
     BenchStep(BenchStepArgs),
@@ -44,7 +44,7 @@ pub struct MakeCheckpointArgs {
     preset: PresetArg,
     #[arg(long, value_enum, default_value = "legacy")]
     layout: LayoutArg,
-    /// Output directory (receives `model/`).
+    /// Output directory (receives `model/` and `codec/`).
     #[arg(long)]
     out: PathBuf,
     /// A real `tokenizer.json` to copy; default: a small generated one with the Higgs special tokens.
@@ -125,17 +125,29 @@ fn make_checkpoint(a: MakeCheckpointArgs) -> Result<()> {
         .with_context(|| format!("writing random model to {}", model_dir.display()))?;
     higgs_model::random::write_tokenizer(&model_dir, a.tokenizer.as_deref())
         .with_context(|| format!("writing tokenizer to {}", model_dir.display()))?;
+    let codec_dir = a.out.join("codec");
+    let codec_preset = match preset {
+        Preset::Tiny => higgs_codec::Preset::Tiny,
+        Preset::Full => higgs_codec::Preset::Full,
+    };
+    let codec_layout = match layout {
+        CheckpointLayout::Legacy => higgs_codec::CheckpointLayout::Legacy,
+        CheckpointLayout::Hf => higgs_codec::CheckpointLayout::Hf,
+    };
+    higgs_codec::write_random_checkpoint(&codec_dir, codec_preset, codec_layout, a.seed)
+        .with_context(|| format!("writing random audio tokenizer to {}", codec_dir.display()))?;
     let bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
     eprintln!(
-        "wrote random {} model ({:.1} MB in {} file(s)) to {} in {:.1}s — random weights: output is noise",
+        "wrote random {} model ({:.1} MB in {} file(s)) to {} and codec to {} in {:.1}s — random weights: output is noise",
         layout,
         bytes as f64 / 1e6,
         files.len(),
         model_dir.display(),
+        codec_dir.display(),
         t0.elapsed().as_secs_f64()
     );
     Ok(())

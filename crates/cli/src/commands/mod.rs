@@ -1,1 +1,4 @@
+pub mod codec;
+pub mod common;
 pub mod dev;
+pub mod synth;

@@ -1,0 +1,427 @@
+//! The voice library: a directory of `NAME.wav` + `NAME.txt` (+ an optional `profile.yaml`), laid
+//! out like `examples/voice_prompts/` of the reference and the RunPod network volume.
+//!
+//! Reference codes are computed once per recording and cached beside it (`NAME.codes` in the
+//! codec's codes-file format, plus `NAME.codes.json` holding the SHA-256 of the audio file and a
+//! fingerprint of the codec); a changed recording or another codec invalidates the cache. A
+//! read-only volume just skips the cache write. Names are restricted to letters, digits, `_` and
+//! `-` so a name can never escape the directory.
+
+use higgs_audio_io::DecodeLimits;
+use higgs_codec::{Codec, CodesFile};
+use higgs_text::{ReferenceVoice, TextError, VoiceLookup, VoiceProfiles};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::delay::Codes;
+
+/// Audio extensions a voice recording may have, in lookup order.
+const AUDIO_EXTS: [&str; 4] = ["wav", "flac", "mp3", "ogg"];
+const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VoiceError {
+    #[error("invalid voice name {name:?}: use 1-{MAX_NAME_LEN} letters, digits, '_' or '-'")]
+    InvalidName { name: String },
+    #[error("unknown voice {name:?}; available voices: {}", if available.is_empty() { "(none)".to_string() } else { available.join(", ") })]
+    Unknown {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error(
+        "voice {name:?} has no transcript file {path} (each voice needs NAME.wav and NAME.txt)"
+    )]
+    NoTranscript { name: String, path: PathBuf },
+    #[error("voice {name:?} already exists; delete it first or pick another name")]
+    Exists { name: String },
+    #[error("voice directory {path}: {reason}")]
+    Dir { path: PathBuf, reason: String },
+    #[error("voice {name:?}: cannot read its audio: {source}")]
+    Audio {
+        name: String,
+        #[source]
+        source: higgs_audio_io::AudioError,
+    },
+    #[error("voice {name:?}: cannot encode its audio: {source}")]
+    Codec {
+        name: String,
+        #[source]
+        source: higgs_codec::CodecError,
+    },
+    #[error("voice {name:?}: {reason}")]
+    Io { name: String, reason: String },
+}
+
+/// One entry of the library listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoiceInfo {
+    pub name: String,
+    /// Transcript of the recording (what the reference speaker says).
+    pub transcript: String,
+    pub audio_file: PathBuf,
+}
+
+/// Validates a voice name (no path separators, dots, or anything outside `[A-Za-z0-9_-]`).
+pub fn validate_voice_name(name: &str) -> Result<(), VoiceError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(VoiceError::InvalidName {
+            name: name.to_string(),
+        })
+    }
+}
+
+pub struct VoiceLibrary {
+    dir: PathBuf,
+    limits: DecodeLimits,
+    /// In-memory cache: name -> (audio sha256, codes).
+    memo: Mutex<HashMap<String, (String, Codes)>>,
+}
+
+impl VoiceLibrary {
+    pub fn open(dir: &Path) -> Result<Self, VoiceError> {
+        if !dir.is_dir() {
+            return Err(VoiceError::Dir {
+                path: dir.to_path_buf(),
+                reason: "does not exist or is not a directory".into(),
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            limits: DecodeLimits::default(),
+            memo: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn with_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    fn audio_path(&self, name: &str) -> Option<PathBuf> {
+        AUDIO_EXTS
+            .iter()
+            .map(|e| self.dir.join(format!("{name}.{e}")))
+            .find(|p| p.is_file())
+    }
+
+    /// Names of every voice (recording + transcript), sorted.
+    pub fn names(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let p = e.path();
+                let ext = p.extension()?.to_str()?;
+                if !AUDIO_EXTS.contains(&ext) {
+                    return None;
+                }
+                let name = p.file_stem()?.to_str()?.to_string();
+                (validate_voice_name(&name).is_ok()
+                    && self.dir.join(format!("{name}.txt")).is_file())
+                .then_some(name)
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn list(&self) -> Vec<VoiceInfo> {
+        self.names()
+            .into_iter()
+            .filter_map(|n| {
+                Some(VoiceInfo {
+                    transcript: self.transcript(&n).ok()?,
+                    audio_file: self.audio_path(&n)?,
+                    name: n,
+                })
+            })
+            .collect()
+    }
+
+    fn check(&self, name: &str) -> Result<PathBuf, VoiceError> {
+        validate_voice_name(name)?;
+        self.audio_path(name).ok_or_else(|| VoiceError::Unknown {
+            name: name.to_string(),
+            available: self.names(),
+        })
+    }
+
+    /// The stripped transcript of a voice.
+    pub fn transcript(&self, name: &str) -> Result<String, VoiceError> {
+        self.check(name)?;
+        let p = self.dir.join(format!("{name}.txt"));
+        let t = std::fs::read_to_string(&p).map_err(|_| VoiceError::NoTranscript {
+            name: name.to_string(),
+            path: p.clone(),
+        })?;
+        Ok(t.trim().to_string())
+    }
+
+    /// Text-only voice profiles from `profile.yaml` (or `profiles.yaml`), if present.
+    pub fn profiles(&self) -> Result<Option<VoiceProfiles>, VoiceError> {
+        for f in ["profile.yaml", "profiles.yaml"] {
+            let p = self.dir.join(f);
+            if p.is_file() {
+                return VoiceProfiles::from_file(&p)
+                    .map(Some)
+                    .map_err(|e| VoiceError::Dir {
+                        path: p,
+                        reason: e.to_string(),
+                    });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reference codes of a voice, from the cache when it is still valid, else encoded with
+    /// `codec` (and cached).
+    pub fn reference_codes(&self, name: &str, codec: &Codec) -> Result<Codes, VoiceError> {
+        let audio = self.check(name)?;
+        let io = |e: std::io::Error| VoiceError::Io {
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
+        let bytes = std::fs::read(&audio).map_err(io)?;
+        let sha = hex(&Sha256::digest(&bytes));
+        let fp = codec_fingerprint(codec);
+        if let Ok(m) = self.memo.lock() {
+            if let Some((s, c)) = m.get(name) {
+                if *s == sha {
+                    return Ok(c.clone());
+                }
+            }
+        }
+        let cache = self.dir.join(format!("{name}.codes"));
+        let key_path = self.dir.join(format!("{name}.codes.json"));
+        let key = serde_json::json!({"audio_sha256": sha, "codec": fp}).to_string();
+        let cached = std::fs::read_to_string(&key_path)
+            .ok()
+            .filter(|k| *k == key)
+            .and_then(|_| higgs_codec::read_codes(&cache).ok())
+            .filter(|f| f.n_codebooks == codec.num_codebooks());
+        let codes = match cached {
+            Some(f) => Codes::new(
+                f.n_codebooks,
+                f.codes.iter().map(|&c| u32::from(c)).collect(),
+            ),
+            None => None,
+        };
+        let codes = match codes {
+            Some(c) => c,
+            None => {
+                let samples =
+                    higgs_audio_io::load_bytes(&bytes, codec.sample_rate() as u32, &self.limits)
+                        .map_err(|e| VoiceError::Audio {
+                            name: name.to_string(),
+                            source: e,
+                        })?;
+                let t = codec.encode(&samples).map_err(|e| VoiceError::Codec {
+                    name: name.to_string(),
+                    source: e,
+                })?;
+                let file = CodesFile::from_tensor(
+                    &t,
+                    codec.sample_rate() as u32,
+                    codec.hop_length() as u32,
+                    codec.codebook_size() as u32,
+                )
+                .map_err(|e| VoiceError::Codec {
+                    name: name.to_string(),
+                    source: e,
+                })?;
+                // A read-only volume is fine: the codes stay in memory for this process.
+                if higgs_codec::write_codes(&cache, &file).is_ok() {
+                    let _ = std::fs::write(&key_path, &key);
+                } else {
+                    tracing::warn!(
+                        voice = name,
+                        "cannot write the reference-code cache; continuing without it"
+                    );
+                }
+                Codes::new(
+                    file.n_codebooks,
+                    file.codes.iter().map(|&c| u32::from(c)).collect(),
+                )
+                .ok_or_else(|| VoiceError::Io {
+                    name: name.to_string(),
+                    reason: "encoder returned no codebooks".into(),
+                })?
+            }
+        };
+        if let Ok(mut m) = self.memo.lock() {
+            m.insert(name.to_string(), (sha, codes.clone()));
+        }
+        Ok(codes)
+    }
+
+    /// Adds a voice from an uploaded recording and its transcript. The audio is validated (it must
+    /// decode within the limits) and stored as 16-bit WAV at the codec rate.
+    pub fn add(
+        &self,
+        name: &str,
+        audio: &[u8],
+        transcript: &str,
+        sample_rate: u32,
+    ) -> Result<(), VoiceError> {
+        validate_voice_name(name)?;
+        if self.audio_path(name).is_some() {
+            return Err(VoiceError::Exists {
+                name: name.to_string(),
+            });
+        }
+        if transcript.trim().is_empty() {
+            return Err(VoiceError::Io {
+                name: name.to_string(),
+                reason: "the transcript is empty; give the exact words spoken in the recording"
+                    .into(),
+            });
+        }
+        let samples =
+            higgs_audio_io::load_bytes(audio, sample_rate, &self.limits).map_err(|e| {
+                VoiceError::Audio {
+                    name: name.to_string(),
+                    source: e,
+                }
+            })?;
+        let wav = higgs_audio_io::encode(higgs_audio_io::AudioFormat::Wav, &samples, sample_rate)
+            .map_err(|e| VoiceError::Audio {
+            name: name.to_string(),
+            source: e,
+        })?;
+        let io = |e: std::io::Error| VoiceError::Io {
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
+        std::fs::write(self.dir.join(format!("{name}.txt")), transcript.trim()).map_err(io)?;
+        std::fs::write(self.dir.join(format!("{name}.wav")), wav).map_err(io)?;
+        Ok(())
+    }
+
+    /// Deletes a voice (recording, transcript and cached codes).
+    pub fn delete(&self, name: &str) -> Result<(), VoiceError> {
+        let audio = self.check(name)?;
+        let io = |e: std::io::Error| VoiceError::Io {
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
+        std::fs::remove_file(audio).map_err(io)?;
+        for f in [
+            format!("{name}.txt"),
+            format!("{name}.codes"),
+            format!("{name}.codes.json"),
+        ] {
+            let p = self.dir.join(f);
+            if p.exists() {
+                std::fs::remove_file(p).map_err(io)?;
+            }
+        }
+        if let Ok(mut m) = self.memo.lock() {
+            m.remove(name);
+        }
+        Ok(())
+    }
+}
+
+/// A stable description of the codec whose codes are cached.
+fn codec_fingerprint(codec: &Codec) -> String {
+    hex(&Sha256::digest(format!("{:?}", codec.config()).as_bytes()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Voices resolved for one request: name -> (transcript, handle), with the codes per handle.
+#[derive(Debug, Default, Clone)]
+pub struct ResolvedVoices {
+    pub voices: BTreeMap<String, ReferenceVoice>,
+    pub clips: Vec<Codes>,
+}
+
+impl ResolvedVoices {
+    /// Adds a voice with its codes; returns its handle.
+    pub fn insert(&mut self, name: &str, transcript: String, codes: Codes) -> higgs_text::AudioRef {
+        let handle = higgs_text::AudioRef(self.clips.len());
+        self.clips.push(codes);
+        self.voices.insert(
+            name.to_string(),
+            ReferenceVoice {
+                transcript,
+                audio: handle,
+            },
+        );
+        handle
+    }
+}
+
+impl VoiceLookup for ResolvedVoices {
+    fn reference_voice(&self, name: &str) -> higgs_text::Result<ReferenceVoice> {
+        self.voices
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TextError::UnknownVoice {
+                name: name.to_string(),
+                reason: format!(
+                    "known voices: {}",
+                    self.voices.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_escape_the_directory() {
+        for bad in [
+            "../../etc/passwd",
+            "a/b",
+            "",
+            ".hidden",
+            "x y",
+            "a.wav",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(validate_voice_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["belinda", "en_man", "zh-1", "A9"] {
+            assert!(validate_voice_name(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_voice_lists_the_available_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alice.wav"), b"x").unwrap();
+        std::fs::write(dir.path().join("alice.txt"), b"hello").unwrap();
+        std::fs::write(dir.path().join("orphan.wav"), b"x").unwrap();
+        let lib = VoiceLibrary::open(dir.path()).unwrap();
+        assert_eq!(lib.names(), vec!["alice".to_string()]);
+        let e = lib.transcript("bob").unwrap_err().to_string();
+        assert!(e.contains("bob") && e.contains("alice"), "{e}");
+        assert!(matches!(
+            lib.transcript("../alice"),
+            Err(VoiceError::InvalidName { .. })
+        ));
+        assert_eq!(lib.transcript("alice").unwrap(), "hello");
+    }
+}
