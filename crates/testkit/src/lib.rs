@@ -147,7 +147,11 @@ pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tol: f32) {
     let (d, idx) = max_abs_diff(actual, expected);
     if d > tol {
         let a = actual.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
-        let e = expected.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
+        let e = expected
+            .flatten_all()
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
         let av: Vec<f32> = a.to_vec1().unwrap();
         let ev: Vec<f32> = e.to_vec1().unwrap();
         let first = av
