@@ -153,6 +153,25 @@ impl Codec {
         self.decoder.receptive_field_frames()
     }
 
+    /// Frames [`Codec::encode`] returns for `n` samples, by the reference's arithmetic: the
+    /// semantic branch's length (resample, pad, HuBERT convs, step-down) against the acoustic
+    /// encoder's, re-encoding with padding when they differ and keeping the shorter. `None` when
+    /// the signal is too short to encode.
+    pub fn encoded_frames(&self, n: usize) -> Option<usize> {
+        let (sr, ssr) = (self.config.sample_rate, self.config.semantic_sample_rate);
+        let m = if sr == ssr { n } else { (ssr * n).div_ceil(sr) };
+        let half_hop = self.config.semantic_hop / 2;
+        let t_h = self.semantic_model.output_len(m + 2 * half_hop)?;
+        let factor = self.config.semantic_downsample_factor().max(1);
+        let t_s = t_h.div_ceil(factor);
+        let t_a = self.encoder.output_len(n)?;
+        if t_a == t_s {
+            Some(t_a)
+        } else {
+            Some(self.encoder.output_len(n + 2 * half_hop * factor)?.min(t_s))
+        }
+    }
+
     /// Encodes 24 kHz (i.e. [`Codec::sample_rate`]) mono samples → codes `[n_q, frames]` (u32).
     pub fn encode(&self, samples: &[f32]) -> Result<Tensor> {
         Ok(self.encode_impl(samples, false)?.codes)

@@ -1,0 +1,196 @@
+//! End-to-end CLI runs on a freshly generated tiny random checkpoint: make-checkpoint, synth
+//! (plain, voice clone with chunking) and codec encode/decode. Random weights: the audio is noise,
+//! but its format and length are checked.
+
+use std::path::Path;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_higgs-serve"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run higgs-serve");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "command failed: {cmd:?}\n{stderr}");
+    stderr
+}
+
+fn make_checkpoint(dir: &Path) {
+    run(bin()
+        .args([
+            "dev",
+            "make-checkpoint",
+            "--preset",
+            "tiny",
+            "--layout",
+            "legacy",
+            "--out",
+        ])
+        .arg(dir));
+}
+
+/// "(... N frames ...)" from synth's summary line.
+fn frames_in(report: &str) -> usize {
+    let i = report.find(" frames").expect("frames in report");
+    report[..i]
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn audio_info(path: &Path) -> (f64, u32, usize) {
+    let a = higgs_audio_io::decode_file(path, &Default::default()).unwrap();
+    (a.duration_seconds(), a.sample_rate, a.source_channels)
+}
+
+fn synth_base(c: &mut Command, ck: &Path) {
+    c.args(["synth", "--model"])
+        .arg(ck.join("model"))
+        .arg("--codec")
+        .arg(ck.join("codec"))
+        .args(["--device", "cpu", "--force-audio"]);
+}
+
+#[test]
+fn make_checkpoint_writes_a_loadable_model_codec_and_tokenizer() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_checkpoint(tmp.path());
+    let model = tmp.path().join("model");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "generation_config.json",
+    ] {
+        assert!(model.join(f).exists(), "{f}");
+    }
+    let tok = higgs_text::TextTokenizer::from_model_dir(&model).unwrap();
+    let cfg = higgs_model::HiggsConfig::from_file(&model.join("config.json")).unwrap();
+    higgs_engine::tts::check_tokenizer_matches(&cfg, &tok).unwrap();
+    assert_eq!(tok.special().audio_out_bos, 128013);
+    assert_eq!(tok.encode("<|AUDIO_OUT|>").unwrap(), vec![128016]);
+    higgs_codec::Codec::load(&tmp.path().join("codec"), &candle_core::Device::Cpu).unwrap();
+}
+
+#[test]
+fn synth_writes_a_wav_whose_duration_matches_the_generated_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_checkpoint(tmp.path());
+    let synth = |out: &Path| {
+        let mut c = bin();
+        synth_base(&mut c, tmp.path());
+        run(c
+            .args([
+                "--text",
+                "Hello there, this is a short test.",
+                "--max-new-tokens",
+                "60",
+            ])
+            .args(["--seed", "7", "--out"])
+            .arg(out))
+    };
+    let out = tmp.path().join("out.wav");
+    let report = synth(&out);
+    let frames = frames_in(&report);
+    assert!(frames > 0, "{report}");
+    let (secs, rate, ch) = audio_info(&out);
+    assert_eq!((rate, ch), (24000, 1));
+    assert!(
+        (secs - frames as f64 * 0.04).abs() < 1e-9,
+        "{secs} s for {frames} frames"
+    );
+    // Same seed, same build: same audio.
+    let again = tmp.path().join("again.wav");
+    synth(&again);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+}
+
+#[test]
+fn synth_clones_voices_over_speaker_chunks_and_reports_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_checkpoint(tmp.path());
+    let voices = tmp.path().join("voices");
+    std::fs::create_dir_all(&voices).unwrap();
+    let shared = higgs_testkit::fixtures_root().join("../voices");
+    for n in ["belinda", "en_man"] {
+        for ext in ["wav", "txt"] {
+            std::fs::copy(
+                shared.join(format!("{n}.{ext}")),
+                voices.join(format!("{n}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    let base = |c: &mut Command| {
+        synth_base(c, tmp.path());
+        c.arg("--voices")
+            .arg(&voices)
+            .args(["--max-new-tokens", "40", "--seed", "1"]);
+    };
+    let out = tmp.path().join("dialogue.flac");
+    let mut c = bin();
+    base(&mut c);
+    let report = run(c
+        .args(["--voice", "belinda,en_man", "--chunk-method", "speaker"])
+        .args([
+            "--text",
+            "[SPEAKER0] Hello there.\n[SPEAKER1] Hi, how are you?",
+            "--out",
+        ])
+        .arg(&out));
+    assert!(report.contains("2 chunk(s)"), "{report}");
+    let (secs, _, _) = audio_info(&out);
+    assert!((secs - frames_in(&report) as f64 * 0.04).abs() < 1e-9);
+    assert!(
+        voices.join("belinda.codes").exists(),
+        "reference codes cached beside the audio"
+    );
+
+    for (voice, expect) in [
+        ("nobody", "belinda"),
+        ("../../etc/passwd", "invalid voice name"),
+    ] {
+        let mut c = bin();
+        base(&mut c);
+        let o = c
+            .args(["--voice", voice, "--text", "x", "--out"])
+            .arg(tmp.path().join("x.wav"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expect), "{voice}: {err}");
+    }
+}
+
+#[test]
+fn codec_encode_decode_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let codec = higgs_testkit::fixture("codec");
+    let voice = higgs_testkit::fixtures_root().join("../voices/en_woman.wav");
+    let codes = tmp.path().join("v.codes");
+    run(bin()
+        .args(["codec", "encode"])
+        .arg(&voice)
+        .arg("--out")
+        .arg(&codes)
+        .arg("--codec")
+        .arg(&codec)
+        .args(["--device", "cpu"]));
+    let f = higgs_codec::read_codes(&codes).unwrap();
+    let wav = tmp.path().join("v.wav");
+    run(bin()
+        .args(["codec", "decode"])
+        .arg(&codes)
+        .arg("--out")
+        .arg(&wav)
+        .arg("--codec")
+        .arg(&codec)
+        .args(["--device", "cpu"]));
+    let (secs, rate, _) = audio_info(&wav);
+    assert_eq!(rate, 24000);
+    assert!((secs - f.n_frames as f64 * 0.04).abs() < 1e-9);
+}
