@@ -5,16 +5,24 @@
 //! - [`state`]: the per-sequence TEXT / AUDIO_INIT / AUDIO_IN_PROGRESS state machine.
 //! - [`generate`]: prompt expansion and a single-request generation loop.
 
+pub mod audio_stream;
 pub mod delay;
+pub mod engine;
 pub mod generate;
+pub mod request;
 pub mod sampling;
 pub mod state;
 pub mod tts;
 pub mod voices;
 
 pub use delay::Codes;
+pub use engine::{start, EngineConfig, EngineHandle, EngineParts, EngineStats, RequestStream};
 pub use generate::{
     expand_prompt, generate, ExpandedPrompt, GenerationOutput, GenerationParams, PromptSpec,
+};
+pub use request::{
+    ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError,
+    Timings, UploadedVoice, Usage,
 };
 pub use sampling::{RasParams, SamplingParams};
 pub use state::{FinishReason, GenState, Mode, StepEvent};

@@ -1,0 +1,1070 @@
+//! The serving engine: one thread owns the model, codec and KV cache and runs a step loop. Each
+//! step packs the decode position of every running sequence plus prefill pieces of new ones
+//! (within a token budget) into ONE model forward, samples every sequence with its own RNG,
+//! advances each state machine, de-delays and decodes audio incrementally (windows of several
+//! requests in one codec call), and sends per-request events. Long-form requests run their
+//! chunks in order while other requests interleave. A request whose event receiver is dropped,
+//! that is cancelled, or whose deadline passes is removed at the next step and its slot freed.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use candle_core::Tensor;
+use higgs_codec::Codec;
+use higgs_model::{
+    ForwardOptions, HiggsAudioModel, KvCache, LogitsRequest, PositionKind, SeqInput,
+};
+use higgs_text::{
+    generation_prompt, prepare_generation, AudioRef, GenerationRequest as TextRequest,
+    GenerationSuffix, LongFormPlanner, Message, TextTokenizer, VoiceSpec,
+};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::audio_stream::{AudioStream, SegmentDedelay, Window};
+use crate::delay::Codes;
+use crate::generate::{expand_prompt, ras_resample, sample_logits, special_ids, PromptSpec};
+use crate::request::{
+    ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError,
+    Timings, Usage,
+};
+use crate::sampling::SeqRng;
+use crate::state::{GenState, NextInput, StepEvent};
+use crate::tts::check_tokenizer_matches;
+use crate::voices::{ResolvedVoices, VoiceLibrary};
+
+/// Engine limits and streaming policy.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Concurrent sequences (KV slots).
+    pub max_running: usize,
+    /// Positions per KV slot (prompt + generated, per chunk).
+    pub max_seq_len: usize,
+    /// Requests allowed to wait for a slot; beyond that `submit` answers `Overloaded`.
+    pub max_queue: usize,
+    /// Prompt positions prefilled per step over all new sequences.
+    pub prefill_budget: usize,
+    /// Audio frames in the first streamed chunk (lower = earlier first audio).
+    pub first_chunk_frames: usize,
+    /// Audio frames per later streamed chunk.
+    pub chunk_frames: usize,
+    /// Codec context frames each side of a decode window (default: the decoder's receptive field).
+    pub codec_context: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_running: 16,
+            max_seq_len: 4096,
+            max_queue: 64,
+            prefill_budget: 2048,
+            first_chunk_frames: 4,
+            chunk_frames: 25,
+            codec_context: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// KV slots that fit `bytes` of cache memory for this model at its dtype.
+    pub fn slots_for_memory(model: &HiggsAudioModel, max_seq_len: usize, bytes: usize) -> usize {
+        let per = KvCache::bytes_per_position(model.config(), model.dtype()) * max_seq_len;
+        (bytes / per.max(1)).max(1)
+    }
+}
+
+/// Everything the engine thread owns.
+pub struct EngineParts {
+    pub model: HiggsAudioModel,
+    pub codec: Codec,
+    pub tokenizer: TextTokenizer,
+    pub voices: Option<VoiceLibrary>,
+}
+
+/// Counters for health endpoints, metrics and tests.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStats {
+    pub queued: usize,
+    pub running: usize,
+    pub slots: usize,
+    pub max_seq_len: usize,
+    pub kv_positions_used: usize,
+    pub forward_calls: u64,
+    /// forward batch size (sequences) -> number of forward calls.
+    pub batch_sizes: BTreeMap<usize, u64>,
+    pub positions_total: u64,
+    pub audio_frames_total: u64,
+    pub requests_finished: u64,
+    pub requests_failed: u64,
+    pub requests_cancelled: u64,
+}
+
+enum Cmd {
+    Submit(Box<Pending>),
+    Cancel(u64),
+    Shutdown,
+}
+
+struct Pending {
+    id: u64,
+    req: GenerateRequest,
+    events: UnboundedSender<Event>,
+    submitted: Instant,
+}
+
+/// Cloneable handle to a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: Sender<Cmd>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    next_id: AtomicUsize,
+    queued: AtomicUsize,
+    max_queue: usize,
+    stats: Mutex<EngineStats>,
+    stopped: AtomicBool,
+    sample_rate: usize,
+    model_info: String,
+}
+
+/// The receiving side of one request. Dropping it cancels the request.
+pub struct RequestStream {
+    pub id: u64,
+    pub events: UnboundedReceiver<Event>,
+    handle: EngineHandle,
+}
+
+impl RequestStream {
+    /// Blocking receive for synchronous callers (CLI, benchmarks, tests).
+    pub fn next_blocking(&mut self) -> Option<Event> {
+        self.events.blocking_recv()
+    }
+
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    pub fn cancel(&self) {
+        let _ = self.handle.tx.send(Cmd::Cancel(self.id));
+    }
+}
+
+impl EngineHandle {
+    pub fn submit(&self, req: GenerateRequest) -> Result<RequestStream, SubmitError> {
+        if self.shared.stopped.load(Ordering::SeqCst) {
+            return Err(SubmitError::Stopped);
+        }
+        // Admission: refuse at once when the waiting queue is full.
+        let q = self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        if q >= self.shared.max_queue {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            metrics::counter!("higgs_requests_rejected_total", "reason" => "overloaded")
+                .increment(1);
+            return Err(SubmitError::Overloaded {
+                queued: q,
+                limit: self.shared.max_queue,
+            });
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst) as u64;
+        let (events, rx) = unbounded_channel();
+        let p = Pending {
+            id,
+            req,
+            events,
+            submitted: Instant::now(),
+        };
+        if self.tx.send(Cmd::Submit(Box::new(p))).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(SubmitError::Stopped);
+        }
+        Ok(RequestStream {
+            id,
+            events: rx,
+            handle: self.clone(),
+        })
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.shared
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn sample_rate(&self) -> usize {
+        self.shared.sample_rate
+    }
+
+    pub fn model_info(&self) -> &str {
+        &self.shared.model_info
+    }
+
+    /// Stops accepting requests; running ones finish, then the thread exits.
+    pub fn shutdown(&self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(Cmd::Shutdown);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts the engine thread.
+pub fn start(
+    config: EngineConfig,
+    parts: EngineParts,
+) -> Result<(EngineHandle, std::thread::JoinHandle<()>), GenerationError> {
+    check_tokenizer_matches(parts.model.config(), &parts.tokenizer)
+        .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?;
+    if config.max_running == 0 || config.max_seq_len == 0 {
+        return Err(GenerationError::InvalidRequest(
+            "max_running and max_seq_len must be > 0".into(),
+        ));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let cfg = parts.model.config();
+    let shared = Arc::new(Shared {
+        next_id: AtomicUsize::new(1),
+        queued: AtomicUsize::new(0),
+        max_queue: config.max_queue,
+        stats: Mutex::new(EngineStats {
+            slots: config.max_running,
+            max_seq_len: config.max_seq_len,
+            ..Default::default()
+        }),
+        stopped: AtomicBool::new(false),
+        sample_rate: parts.codec.sample_rate(),
+        model_info: format!(
+            "higgs-audio-v2 ({} layers, hidden {}, {:?}, {:?})",
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            parts.model.dtype(),
+            parts.model.device()
+        ),
+    });
+    let handle = EngineHandle {
+        tx,
+        shared: shared.clone(),
+    };
+    let join = std::thread::Builder::new()
+        .name("higgs-engine".into())
+        .spawn(move || {
+            let mut e = match Engine::new(config, &parts, shared.clone()) {
+                Ok(e) => e,
+                Err(err) => {
+                    tracing::error!("engine failed to start: {err}");
+                    shared.stopped.store(true, Ordering::SeqCst);
+                    return;
+                }
+            };
+            e.run(rx);
+            shared.stopped.store(true, Ordering::SeqCst);
+        })
+        .map_err(|e| GenerationError::Internal(format!("cannot spawn the engine thread: {e}")))?;
+    Ok((handle, join))
+}
+
+/// The current chunk of a request.
+struct ChunkRun {
+    /// Prompt positions not yet prefilled.
+    prefill: SeqInput,
+    state: GenState,
+    next: Option<SeqInput>,
+    dedelay: Option<SegmentDedelay>,
+    /// Final frames of this chunk (context for the next chunk).
+    frames: Vec<Vec<u32>>,
+}
+
+enum Plan {
+    Script { planner: LongFormPlanner },
+    Once { messages: Vec<Message>, done: bool },
+}
+
+struct Active {
+    id: u64,
+    slot: usize,
+    events: UnboundedSender<Event>,
+    submitted: Instant,
+    started: Instant,
+    deadline: Option<Instant>,
+    req: GenerateRequest,
+    rng: SeqRng,
+    plan: Plan,
+    clips: Vec<Codes>,
+    chunk: ChunkRun,
+    audio: AudioStream,
+    usage: Usage,
+    reasons: Vec<StopReason>,
+    first_audio: Option<Duration>,
+    /// All chunks generated; waiting for the audio tail to be decoded.
+    draining: bool,
+}
+
+struct Engine<'p> {
+    cfg: EngineConfig,
+    parts: &'p EngineParts,
+    cache: KvCache,
+    free_slots: Vec<usize>,
+    waiting: VecDeque<Pending>,
+    active: Vec<Active>,
+    shared: Arc<Shared>,
+    stop_ids: Vec<u32>,
+    context: usize,
+    stats: EngineStats,
+}
+
+impl<'p> Engine<'p> {
+    fn new(
+        cfg: EngineConfig,
+        parts: &'p EngineParts,
+        shared: Arc<Shared>,
+    ) -> Result<Self, GenerationError> {
+        let cache = parts
+            .model
+            .new_cache(cfg.max_running, cfg.max_seq_len)
+            .map_err(|e| GenerationError::Internal(format!("cannot allocate the KV cache: {e}")))?;
+        let s = parts.tokenizer.special();
+        let mut stop_ids = s.stop_tokens().to_vec();
+        stop_ids.push(parts.model.config().pad_token_id);
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
+        let context = cfg
+            .codec_context
+            .unwrap_or_else(|| parts.codec.decoder_receptive_field_frames());
+        let stats = EngineStats {
+            slots: cfg.max_running,
+            max_seq_len: cfg.max_seq_len,
+            ..Default::default()
+        };
+        Ok(Self {
+            free_slots: (0..cfg.max_running).rev().collect(),
+            cfg,
+            parts,
+            cache,
+            waiting: VecDeque::new(),
+            active: Vec::new(),
+            shared,
+            stop_ids,
+            context,
+            stats,
+        })
+    }
+
+    fn run(&mut self, rx: Receiver<Cmd>) {
+        let mut shutting_down = false;
+        loop {
+            // Commands: block only when there is nothing to do.
+            let idle = self.active.is_empty() && self.waiting.is_empty();
+            if idle && shutting_down {
+                break;
+            }
+            let first = if idle {
+                match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                None
+            };
+            for cmd in first.into_iter().chain(rx.try_iter()) {
+                match cmd {
+                    Cmd::Submit(p) => self.waiting.push_back(*p),
+                    Cmd::Cancel(id) => self.cancel(id),
+                    Cmd::Shutdown => shutting_down = true,
+                }
+            }
+            self.reap();
+            self.admit();
+            if !self.active.is_empty() {
+                self.step();
+            }
+            self.publish_stats();
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        self.stats.queued = self.waiting.len();
+        self.stats.running = self.active.len();
+        self.stats.kv_positions_used = self.active.iter().map(|a| self.cache.len(a.slot)).sum();
+        metrics::gauge!("higgs_queue_depth").set(self.stats.queued as f64);
+        metrics::gauge!("higgs_running_sequences").set(self.stats.running as f64);
+        metrics::gauge!("higgs_kv_usage_ratio").set(
+            self.stats.kv_positions_used as f64
+                / (self.cfg.max_running * self.cfg.max_seq_len) as f64,
+        );
+        if let Ok(mut s) = self.shared.stats.lock() {
+            *s = self.stats.clone();
+        }
+    }
+
+    fn cancel(&mut self, id: u64) {
+        if let Some(i) = self.waiting.iter().position(|p| p.id == id) {
+            self.waiting.remove(i);
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            self.stats.requests_cancelled += 1;
+        }
+        if let Some(i) = self.active.iter().position(|a| a.id == id) {
+            let a = self.active.swap_remove(i);
+            self.release(a);
+            self.stats.requests_cancelled += 1;
+        }
+    }
+
+    fn release(&mut self, a: Active) {
+        self.cache.reset(a.slot);
+        self.free_slots.push(a.slot);
+    }
+
+    /// Drops requests whose client went away or whose deadline passed.
+    fn reap(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let p = &self.waiting[i];
+            let expired = p.req.timeout.is_some_and(|t| now >= p.submitted + t);
+            if p.events.is_closed() || expired {
+                if let Some(p) = self.waiting.remove(i) {
+                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                    if expired {
+                        let t = p.req.timeout.unwrap_or_default();
+                        let _ = p.events.send(Event::Failed(GenerationError::Timeout(t)));
+                        self.stats.requests_failed += 1;
+                    } else {
+                        self.stats.requests_cancelled += 1;
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.active.len() {
+            let a = &self.active[i];
+            let expired = a.deadline.is_some_and(|d| now >= d);
+            if a.events.is_closed() || expired {
+                let a = self.active.swap_remove(i);
+                if expired {
+                    let t = a.req.timeout.unwrap_or_default();
+                    let _ = a.events.send(Event::Failed(GenerationError::Timeout(t)));
+                    self.stats.requests_failed += 1;
+                    metrics::counter!("higgs_requests_total", "outcome" => "timeout").increment(1);
+                } else {
+                    self.stats.requests_cancelled += 1;
+                    metrics::counter!("higgs_requests_total", "outcome" => "cancelled")
+                        .increment(1);
+                }
+                self.release(a);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn admit(&mut self) {
+        while !self.free_slots.is_empty() {
+            let Some(p) = self.waiting.pop_front() else {
+                break;
+            };
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            let slot = self.free_slots.pop().unwrap_or_default();
+            let id = p.id;
+            let events = p.events.clone();
+            match self.start_request(p, slot) {
+                Ok(a) => {
+                    let _ = a.events.send(Event::Started {
+                        queue: a.started - a.submitted,
+                    });
+                    metrics::histogram!("higgs_queue_seconds")
+                        .record((a.started - a.submitted).as_secs_f64());
+                    self.active.push(a);
+                }
+                Err(e) => {
+                    tracing::debug!(request = id, "request failed at admission: {e}");
+                    let _ = events.send(Event::Failed(e));
+                    self.stats.requests_failed += 1;
+                    metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
+                    self.cache.reset(slot);
+                    self.free_slots.push(slot);
+                }
+            }
+        }
+    }
+
+    fn encode_clip(&self, samples: &[f32]) -> Result<Codes, GenerationError> {
+        let t = self.parts.codec.encode(samples).map_err(|e| {
+            GenerationError::InvalidRequest(format!("cannot encode reference audio: {e}"))
+        })?;
+        let (n, frames) = t
+            .dims2()
+            .map_err(|e| GenerationError::Internal(e.to_string()))?;
+        let rows: Vec<u32> = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<u32>())
+            .map_err(|e| GenerationError::Internal(e.to_string()))?;
+        Codes::new(n, rows)
+            .filter(|c| c.frames() == frames)
+            .ok_or_else(|| GenerationError::Internal("bad code shape".into()))
+    }
+
+    fn library_voice(&self, name: &str) -> Result<(String, Codes), GenerationError> {
+        let lib = self.parts.voices.as_ref().ok_or_else(|| {
+            GenerationError::UnknownVoice(format!("{name:?}: no voice library is configured"))
+        })?;
+        let map = |e: crate::voices::VoiceError| match e {
+            crate::voices::VoiceError::Unknown { .. }
+            | crate::voices::VoiceError::InvalidName { .. } => {
+                GenerationError::UnknownVoice(e.to_string())
+            }
+            other => GenerationError::InvalidRequest(other.to_string()),
+        };
+        let transcript = lib.transcript(name).map_err(map)?;
+        let codes = lib.reference_codes(name, &self.parts.codec).map_err(map)?;
+        Ok((transcript, codes))
+    }
+
+    fn start_request(&mut self, p: Pending, slot: usize) -> Result<Active, GenerationError> {
+        let started = Instant::now();
+        let n = self.parts.model.config().num_codebooks;
+        let (plan, clips) = match &p.req.prompting {
+            Prompting::Script {
+                transcript,
+                voices,
+                uploads,
+                scene_prompt,
+                ref_audio_in_system_message,
+                chunking,
+                chunk_buffer_size,
+            } => {
+                let mut resolved = ResolvedVoices::default();
+                for u in uploads {
+                    let codes = self.encode_clip(&u.samples)?;
+                    resolved.insert(&u.name, u.transcript.trim().to_string(), codes);
+                }
+                for v in voices {
+                    if let VoiceSpec::Reference(name) = v {
+                        if !resolved.voices.contains_key(name) {
+                            let (t, c) = self.library_voice(name)?;
+                            resolved.insert(name, t, c);
+                        }
+                    }
+                }
+                let profiles = match &self.parts.voices {
+                    Some(l) => l
+                        .profiles()
+                        .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?,
+                    None => None,
+                };
+                let text_req = TextRequest {
+                    transcript: transcript.clone(),
+                    scene_prompt: scene_prompt.clone(),
+                    voices: voices.clone(),
+                    ref_audio_in_system_message: *ref_audio_in_system_message,
+                    chunking: *chunking,
+                };
+                let prepared = prepare_generation(&text_req, &resolved, profiles.as_ref())
+                    .map_err(|e| match e {
+                        higgs_text::TextError::UnknownVoice { .. } => {
+                            GenerationError::UnknownVoice(e.to_string())
+                        }
+                        other => GenerationError::InvalidRequest(other.to_string()),
+                    })?;
+                (
+                    Plan::Script {
+                        planner: prepared.into_planner(*chunk_buffer_size),
+                    },
+                    resolved.clips,
+                )
+            }
+            Prompting::Messages { messages, clips } => {
+                let mut out = Vec::with_capacity(clips.len());
+                for c in clips {
+                    out.push(match c {
+                        ClipInput::Codes(c) => c.clone(),
+                        ClipInput::Samples(s) => self.encode_clip(s)?,
+                        ClipInput::Voice(name) => self.library_voice(name)?.1,
+                    });
+                }
+                (
+                    Plan::Once {
+                        messages: messages.clone(),
+                        done: false,
+                    },
+                    out,
+                )
+            }
+        };
+        let mut a = Active {
+            id: p.id,
+            slot,
+            events: p.events,
+            submitted: p.submitted,
+            started,
+            deadline: p.req.timeout.map(|t| p.submitted + t),
+            rng: SeqRng::new(p.req.params.seed),
+            req: p.req,
+            plan,
+            clips,
+            chunk: ChunkRun {
+                prefill: SeqInput::new(slot),
+                state: GenState::new(
+                    special_ids(self.parts.model.config(), Vec::new()),
+                    0,
+                    &[],
+                    0,
+                ),
+                next: None,
+                dedelay: None,
+                frames: Vec::new(),
+            },
+            audio: AudioStream::new(n, self.context, self.context),
+            usage: Usage::default(),
+            reasons: Vec::new(),
+            first_audio: None,
+            draining: false,
+        };
+        if !self.next_chunk(&mut a)? {
+            return Err(GenerationError::InvalidRequest(
+                "the transcript produced no chunk to generate".into(),
+            ));
+        }
+        Ok(a)
+    }
+
+    /// Builds the next chunk's prompt; false when the request has no more chunks.
+    fn next_chunk(&self, a: &mut Active) -> Result<bool, GenerationError> {
+        let tok = &self.parts.tokenizer;
+        let suffix = if a.req.force_audio {
+            GenerationSuffix::AssistantAudio
+        } else {
+            GenerationSuffix::Assistant
+        };
+        let prompt = match &mut a.plan {
+            Plan::Script { planner } => match planner
+                .next_step()
+                .map_err(|e| GenerationError::Internal(e.to_string()))?
+            {
+                Some(step) => step.prompt(tok, suffix),
+                None => return Ok(false),
+            },
+            Plan::Once { messages, done } => {
+                if *done {
+                    return Ok(false);
+                }
+                *done = true;
+                generation_prompt(tok, messages, suffix)
+            }
+        }
+        .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?;
+        let cfg = self.parts.model.config();
+        let clips = prompt
+            .audio_refs()
+            .iter()
+            .map(|r| {
+                a.clips.get(r.0).cloned().ok_or_else(|| {
+                    GenerationError::InvalidRequest(format!(
+                        "the messages reference audio clip {} which was not supplied",
+                        r.0
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = PromptSpec {
+            ids: prompt.ids,
+            clips,
+            audio_in_as_codes: cfg.encode_audio_in_tokens,
+        };
+        let expanded = expand_prompt(cfg, &spec)
+            .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?;
+        let need = expanded.seq.len() + a.req.params.max_new_tokens;
+        if need > self.cfg.max_seq_len {
+            return Err(GenerationError::InvalidRequest(format!(
+                "prompt ({} positions) + max_new_tokens ({}) = {need} exceeds the engine's sequence limit ({}); shorten the \
+                 text/reference audio, lower max_new_tokens, or use chunking",
+                expanded.seq.len(),
+                a.req.params.max_new_tokens,
+                self.cfg.max_seq_len
+            )));
+        }
+        a.usage.prompt_tokens += expanded.prompt_tokens;
+        let mut prefill = expanded.seq.clone();
+        prefill.slot = a.slot;
+        a.chunk = ChunkRun {
+            prefill,
+            state: GenState::new(
+                special_ids(cfg, self.stop_ids.clone()),
+                expanded.last_token,
+                &expanded.audio_out_columns,
+                a.req.params.max_new_tokens,
+            ),
+            next: None,
+            dedelay: None,
+            frames: Vec::new(),
+        };
+        // Same seed per chunk, as the reference re-seeds every generate call.
+        a.rng = SeqRng::new(a.req.params.seed);
+        Ok(true)
+    }
+
+    /// One engine step: a single batched forward for every running sequence.
+    fn step(&mut self) {
+        let t0 = Instant::now();
+        let mut batch: Vec<SeqInput> = Vec::new();
+        let mut owners: Vec<(usize, bool)> = Vec::new(); // (index into active, final piece)
+        let mut budget = self.cfg.prefill_budget.max(1);
+        for (i, a) in self.active.iter_mut().enumerate() {
+            if a.draining {
+                continue;
+            }
+            let c = &mut a.chunk;
+            if !c.prefill.is_empty() {
+                if budget == 0 {
+                    continue;
+                }
+                let take = c.prefill.len().min(budget);
+                budget -= take;
+                let piece = split_front(&mut c.prefill, take);
+                let last = c.prefill.is_empty();
+                let (text, audio) = c.state.needs_logits();
+                batch.push(piece.with_logits(if last {
+                    LogitsRequest { text, audio }
+                } else {
+                    LogitsRequest::NONE
+                }));
+                owners.push((i, last));
+            } else if let Some(next) = c.next.take() {
+                let (text, audio) = c.state.needs_logits();
+                batch.push(next.with_logits(LogitsRequest { text, audio }));
+                owners.push((i, true));
+            }
+        }
+        if batch.is_empty() {
+            self.flush_audio();
+            self.finish_drained();
+            return;
+        }
+        let positions: usize = batch.iter().map(SeqInput::len).sum();
+        let out = match self
+            .parts
+            .model
+            .forward(&batch, &mut self.cache, ForwardOptions::default())
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("forward failed: {e}");
+                let failed: Vec<usize> = owners.iter().map(|(i, _)| *i).collect();
+                self.fail_many(
+                    &failed,
+                    GenerationError::Internal(format!("model forward failed: {e}")),
+                );
+                return;
+            }
+        };
+        self.stats.forward_calls += 1;
+        *self.stats.batch_sizes.entry(batch.len()).or_default() += 1;
+        self.stats.positions_total += positions as u64;
+        metrics::counter!("higgs_forward_calls_total").increment(1);
+        metrics::histogram!("higgs_batch_size").record(batch.len() as f64);
+        metrics::counter!("higgs_positions_total").increment(positions as u64);
+
+        let (mut ti, mut ai) = (0usize, 0usize);
+        let mut failed: Vec<(usize, GenerationError)> = Vec::new();
+        for (b, &(i, last)) in owners.iter().enumerate() {
+            let req = batch[b].logits;
+            let text_row = req.text.then(|| {
+                ti += 1;
+                ti - 1
+            });
+            let audio_row = req.audio.then(|| {
+                ai += 1;
+                ai - 1
+            });
+            if !last {
+                continue;
+            }
+            if let Err(e) =
+                self.advance(i, &out.text_logits, text_row, &out.audio_logits, audio_row)
+            {
+                failed.push((i, e));
+            }
+        }
+        for (i, e) in failed.into_iter().rev() {
+            self.fail_many(&[i], e);
+        }
+        metrics::histogram!("higgs_step_seconds").record(t0.elapsed().as_secs_f64());
+        self.finish_chunks();
+        self.flush_audio();
+        self.finish_drained();
+    }
+
+    /// Samples and advances sequence `i` after its forward.
+    fn advance(
+        &mut self,
+        i: usize,
+        text_logits: &Option<Tensor>,
+        text_row: Option<usize>,
+        audio_logits: &Option<Tensor>,
+        audio_row: Option<usize>,
+    ) -> Result<(), GenerationError> {
+        let model_cfg = self.parts.model.config();
+        let a = &mut self.active[i];
+        let internal = |e: crate::EngineError| GenerationError::Internal(e.to_string());
+        let (events, next) = if let (Some(l), Some(r)) = (audio_logits, audio_row) {
+            let logits = l
+                .get(r)
+                .map_err(|e| GenerationError::Internal(e.to_string()))?;
+            let mut col =
+                sample_logits(&logits, &a.req.params.sampling, &mut a.rng).map_err(internal)?;
+            let rows = a.chunk.state.ras_rows(&col, &a.req.params.ras);
+            ras_resample(&logits, &rows, &mut a.rng, &mut col).map_err(internal)?;
+            a.chunk.state.on_audio_step(&col)
+        } else if let (Some(l), Some(r)) = (text_logits, text_row) {
+            let logits = l
+                .narrow(0, r, 1)
+                .map_err(|e| GenerationError::Internal(e.to_string()))?;
+            let id =
+                sample_logits(&logits, &a.req.params.sampling, &mut a.rng).map_err(internal)?[0];
+            a.chunk.state.on_text_step(id)
+        } else {
+            a.chunk.state.on_text_step(0)
+        };
+        let mut text_ids = Vec::new();
+        for e in events {
+            match e {
+                StepEvent::Text(id) => text_ids.push(id),
+                StepEvent::AudioColumn(col) => {
+                    let d = a.chunk.dedelay.get_or_insert_with(|| {
+                        SegmentDedelay::new(model_cfg.num_codebooks, model_cfg.codebook_size as u32)
+                    });
+                    let frames = d.push(&col);
+                    a.chunk.frames.extend(frames.iter().cloned());
+                    a.audio.push_frames(frames);
+                }
+                StepEvent::SegmentEnd => a.chunk.dedelay = None,
+            }
+        }
+        if !text_ids.is_empty() {
+            let text = self.parts.tokenizer.decode(&text_ids).unwrap_or_default();
+            let _ = a.events.send(Event::Text {
+                ids: text_ids,
+                text,
+            });
+        }
+        let mut s = SeqInput::new(a.slot);
+        match next {
+            NextInput::Text(id) => s.push_text(id),
+            NextInput::Audio(col) => {
+                s.push_audio(&col, PositionKind::AudioOut, model_cfg.audio_out_token_id)
+            }
+        };
+        a.chunk.next = Some(s);
+        Ok(())
+    }
+
+    /// Moves requests whose chunk finished to their next chunk, or to draining.
+    fn finish_chunks(&mut self) {
+        let mut i = 0;
+        while i < self.active.len() {
+            let Some(reason) = self.active[i].chunk.state.finished() else {
+                i += 1;
+                continue;
+            };
+            if self.active[i].draining {
+                i += 1;
+                continue;
+            }
+            let mut a = self.active.swap_remove(i);
+            a.usage.completion_tokens += a.chunk.state.steps();
+            a.usage.chunks += 1;
+            a.reasons.push(reason.into());
+            let frames = std::mem::take(&mut a.chunk.frames);
+            if frames.is_empty() {
+                let hint = if a.req.force_audio {
+                    "the audio ended before its first frame; raise max_new_tokens"
+                } else {
+                    "the model answered without speaking; set force_audio or check the prompt"
+                };
+                let _ = a
+                    .events
+                    .send(Event::Failed(GenerationError::NoAudio(hint.into())));
+                self.stats.requests_failed += 1;
+                self.release(a);
+                continue;
+            }
+            let handle = AudioRef(a.clips.len());
+            a.clips.push(Codes::from_columns(frames[0].len(), &frames));
+            if let Plan::Script { planner } = &mut a.plan {
+                if let Err(e) = planner.record_generated(handle) {
+                    let _ = a
+                        .events
+                        .send(Event::Failed(GenerationError::Internal(e.to_string())));
+                    self.release(a);
+                    continue;
+                }
+            }
+            self.cache.reset(a.slot);
+            match self.next_chunk(&mut a) {
+                Ok(true) => {}
+                Ok(false) => {
+                    a.draining = true;
+                    a.audio.finish();
+                }
+                Err(e) => {
+                    let _ = a.events.send(Event::Failed(e));
+                    self.stats.requests_failed += 1;
+                    self.release(a);
+                    continue;
+                }
+            }
+            self.active.push(a);
+            // The pushed request is now at the end; `i` already points at the next unchecked one.
+        }
+    }
+
+    /// Decodes every ready audio window, batching windows of equal shape across requests.
+    fn flush_audio(&mut self) {
+        let mut windows: Vec<(usize, Window)> = Vec::new();
+        for (i, a) in self.active.iter().enumerate() {
+            let min = if a.audio.frames_emitted() == 0 {
+                self.cfg.first_chunk_frames
+            } else {
+                self.cfg.chunk_frames
+            };
+            let max = self.cfg.chunk_frames.max(self.cfg.first_chunk_frames);
+            if let Some(w) = a.audio.next_window(min.max(1), max) {
+                windows.push((i, w));
+            }
+        }
+        let mut groups: HashMap<(usize, usize, usize), Vec<(usize, Window)>> = HashMap::new();
+        for (i, w) in windows {
+            groups
+                .entry((w.codes.frames(), w.left, w.n_new))
+                .or_default()
+                .push((i, w));
+        }
+        let parts = self.parts;
+        let codec = &parts.codec;
+        let hop = codec.hop_length();
+        for ((len, left, n_new), group) in groups {
+            let n = group[0].1.codes.num_codebooks;
+            let mut flat = Vec::with_capacity(group.len() * n * len);
+            for (_, w) in &group {
+                flat.extend_from_slice(&w.codes.data);
+            }
+            let t0 = Instant::now();
+            let res = Tensor::from_vec(flat, (group.len(), n, len), codec.device())
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    codec
+                        .decode_window(&t, left, n_new)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|t| {
+                    t.to_dtype(candle_core::DType::F32)
+                        .and_then(|t| t.to_vec2::<f32>())
+                        .map_err(|e| e.to_string())
+                });
+            metrics::histogram!("higgs_codec_decode_seconds").record(t0.elapsed().as_secs_f64());
+            match res {
+                Ok(rows) => {
+                    for ((i, w), samples) in group.into_iter().zip(rows) {
+                        let a = &mut self.active[i];
+                        debug_assert_eq!(samples.len(), w.n_new * hop);
+                        a.audio.accept(&w);
+                        if a.first_audio.is_none() {
+                            let ttfa = a.submitted.elapsed();
+                            a.first_audio = Some(ttfa);
+                            metrics::histogram!("higgs_time_to_first_audio_seconds")
+                                .record(ttfa.as_secs_f64());
+                        }
+                        self.stats.audio_frames_total += w.n_new as u64;
+                        a.usage.audio_frames += w.n_new;
+                        let _ = a.events.send(Event::Audio {
+                            samples,
+                            start_frame: w.start_frame,
+                            frames: w.n_new,
+                        });
+                    }
+                }
+                Err(e) => {
+                    let idx: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+                    self.fail_many(
+                        &idx,
+                        GenerationError::Internal(format!("codec decode failed: {e}")),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends `Finished` for requests whose audio is fully decoded.
+    fn finish_drained(&mut self) {
+        let mut i = 0;
+        while i < self.active.len() {
+            if self.active[i].draining && self.active[i].audio.is_done() {
+                let a = self.active.swap_remove(i);
+                let reason = if a.reasons.contains(&StopReason::Length) {
+                    StopReason::Length
+                } else {
+                    StopReason::Stop
+                };
+                let timings = Timings {
+                    queue: a.started - a.submitted,
+                    time_to_first_audio: a.first_audio,
+                    total: a.submitted.elapsed(),
+                };
+                let _ = a.events.send(Event::Finished {
+                    reason,
+                    usage: a.usage,
+                    timings,
+                });
+                self.stats.requests_finished += 1;
+                metrics::counter!("higgs_requests_total", "outcome" => "finished").increment(1);
+                metrics::counter!("higgs_audio_frames_total")
+                    .increment(a.usage.audio_frames as u64);
+                self.release(a);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn fail_many(&mut self, idx: &[usize], e: GenerationError) {
+        let mut idx = idx.to_vec();
+        idx.sort_unstable();
+        idx.dedup();
+        for &i in idx.iter().rev() {
+            if i < self.active.len() {
+                let a = self.active.swap_remove(i);
+                let _ = a.events.send(Event::Failed(e.clone()));
+                self.stats.requests_failed += 1;
+                metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
+                self.release(a);
+            }
+        }
+    }
+}
+
+/// Splits off the first `n` positions of `s` (keeping the rest in `s`).
+fn split_front(s: &mut SeqInput, n: usize) -> SeqInput {
+    let n = n.min(s.len());
+    let audio_before = s.kinds[..n].iter().filter(|k| k.is_audio()).count();
+    let nc = if s.kinds.iter().any(|k| k.is_audio()) {
+        s.codes.len() / s.kinds.iter().filter(|k| k.is_audio()).count().max(1)
+    } else {
+        0
+    };
+    let mut front = SeqInput::new(s.slot);
+    front.ids = s.ids.drain(..n).collect();
+    front.kinds = s.kinds.drain(..n).collect();
+    front.codes = s.codes.drain(..audio_before * nc).collect();
+    front
+}

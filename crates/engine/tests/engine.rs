@@ -1,0 +1,292 @@
+//! The serving engine on the fixture model and codec: real batching (one forward per step),
+//! batched = alone, streaming = one-shot decode, cancellation, queue-full refusal, deadlines and
+//! failing requests that do not disturb the others.
+
+use std::time::Duration;
+
+use candle_core::{DType, Device};
+use higgs_codec::Codec;
+use higgs_engine::generate::{expand_prompt, generate, PromptSpec};
+use higgs_engine::tts::decode_codes;
+use higgs_engine::{
+    start, ClipInput, EngineConfig, EngineHandle, EngineParts, Event, GenerateRequest,
+    GenerationError, GenerationParams, Prompting, RasParams, RequestStream, SamplingParams,
+    SubmitError,
+};
+use higgs_model::HiggsAudioModel;
+use higgs_testkit::fixture;
+use higgs_text::{generation_prompt, GenerationSuffix, Message, Role, TextTokenizer};
+
+fn parts() -> EngineParts {
+    EngineParts {
+        model: HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu).unwrap(),
+        codec: Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
+        tokenizer: TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
+        voices: None,
+    }
+}
+
+fn engine(max_running: usize, max_queue: usize) -> EngineHandle {
+    let cfg = EngineConfig {
+        max_running,
+        max_seq_len: 256,
+        max_queue,
+        prefill_budget: 64,
+        ..Default::default()
+    };
+    start(cfg, parts()).unwrap().0
+}
+
+const TEXTS: [&str; 8] = [
+    "Hello there.",
+    "The sun rises in the east and sets in the west.",
+    "A short one.",
+    "Welcome back to Tech Talk Tuesdays, everyone!",
+    "Numbers like three and four.",
+    "I would imagine so.",
+    "Quiet room, calm voice, slow pace.",
+    "Last request of the batch.",
+];
+
+fn messages(text: &str) -> Vec<Message> {
+    vec![
+        Message::text(Role::System, "Generate audio following instruction.\n\n<|scene_desc_start|>\nAudio is recorded from a quiet room.\n<|scene_desc_end|>"),
+        Message::text(Role::User, text),
+    ]
+}
+
+fn request(i: usize) -> GenerateRequest {
+    GenerateRequest {
+        prompting: Prompting::Messages {
+            messages: messages(TEXTS[i % TEXTS.len()]),
+            clips: vec![],
+        },
+        params: GenerationParams {
+            sampling: SamplingParams::GREEDY,
+            ras: RasParams::OFF,
+            max_new_tokens: 20 + 5 * (i % 5),
+            seed: Some(1),
+        },
+        force_audio: true,
+        timeout: None,
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Outcome {
+    text: Vec<u32>,
+    audio: Vec<f32>,
+    frames: usize,
+    error: Option<GenerationError>,
+    finished: bool,
+}
+
+fn collect(s: RequestStream) -> Outcome {
+    collect_into(s, Outcome::default())
+}
+
+fn collect_into(mut s: RequestStream, mut o: Outcome) -> Outcome {
+    while let Some(e) = s.next_blocking() {
+        match e {
+            Event::Text { ids, .. } => o.text.extend(ids),
+            Event::Audio {
+                samples,
+                start_frame,
+                frames,
+            } => {
+                assert_eq!(start_frame, o.frames, "audio chunks arrive in order");
+                o.audio.extend(samples);
+                o.frames += frames;
+            }
+            Event::Finished { usage, .. } => {
+                assert_eq!(usage.audio_frames, o.frames);
+                o.finished = true;
+            }
+            Event::Failed(e) => o.error = Some(e),
+            Event::Started { .. } => {}
+        }
+    }
+    o
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The reference loop (single request, one-shot decode) for request `i`.
+fn reference(p: &EngineParts, i: usize) -> (Vec<f32>, usize) {
+    let req = request(i);
+    let Prompting::Messages { messages, .. } = &req.prompting else {
+        unreachable!()
+    };
+    let prompt =
+        generation_prompt(&p.tokenizer, messages, GenerationSuffix::AssistantAudio).unwrap();
+    let spec = PromptSpec {
+        ids: prompt.ids,
+        clips: vec![],
+        audio_in_as_codes: true,
+    };
+    let e = expand_prompt(p.model.config(), &spec).unwrap();
+    let mut cache = p.model.new_cache(1, 256).unwrap();
+    let stop = vec![128001, 128009];
+    let out = generate(&p.model, &mut cache, 0, &e, &req.params, stop, |_| {}).unwrap();
+    let codes = out.codes(p.model.config().num_codebooks);
+    (decode_codes(&p.codec, &codes).unwrap(), codes.frames())
+}
+
+#[test]
+fn batched_requests_equal_alone_and_streaming_equals_one_shot_decode() {
+    let p = parts();
+    let batched = engine(8, 64);
+    // Four start together; four join while the first ones are running.
+    let mut streams: Vec<RequestStream> = (0..4)
+        .map(|i| batched.submit(request(i)).unwrap())
+        .collect();
+    // Read request 0 up to its first audio chunk, then let four more requests join.
+    let mut first = streams.remove(0);
+    let mut o0 = Outcome::default();
+    while let Some(e) = first.next_blocking() {
+        match e {
+            Event::Text { ids, .. } => o0.text.extend(ids),
+            Event::Audio {
+                samples, frames, ..
+            } => {
+                o0.audio.extend(samples);
+                o0.frames += frames;
+                break;
+            }
+            _ => {}
+        }
+    }
+    streams.extend((4..8).map(|i| batched.submit(request(i)).unwrap()));
+    let mut handles = vec![std::thread::spawn(move || collect_into(first, o0))];
+    handles.extend(
+        streams
+            .into_iter()
+            .map(|s| std::thread::spawn(move || collect(s))),
+    );
+    let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+
+    let stats = batched.stats();
+    let max_batch = *stats.batch_sizes.keys().max().unwrap();
+    assert!(
+        max_batch >= 5,
+        "sequences were batched: {:?}",
+        stats.batch_sizes
+    );
+    let steps_alone: u64 = (0..8)
+        .map(|i| request(i).params.max_new_tokens as u64)
+        .sum();
+    assert!(
+        stats.forward_calls < steps_alone,
+        "one forward serves many sequences: {} calls",
+        stats.forward_calls
+    );
+
+    let alone = engine(1, 64);
+    for (i, o) in outcomes.iter().enumerate() {
+        assert!(o.finished && o.error.is_none(), "request {i}: {o:?}");
+        let a = collect(alone.submit(request(i)).unwrap());
+        assert_eq!(o.text, a.text, "request {i}: text tokens batched vs alone");
+        assert_eq!(o.frames, a.frames, "request {i}: frames batched vs alone");
+        assert!(
+            max_diff(&o.audio, &a.audio) <= 1e-4,
+            "request {i}: audio batched vs alone"
+        );
+        // Streamed chunks equal the reference loop's codes decoded in one call.
+        let (wav, frames) = reference(&p, i);
+        assert_eq!(o.frames, frames, "request {i}: frames vs reference loop");
+        assert!(
+            max_diff(&o.audio, &wav) <= higgs_codec::streaming::STREAMING_TOLERANCE,
+            "request {i}: streamed vs one-shot"
+        );
+    }
+    let s = batched.stats();
+    assert_eq!(
+        (s.running, s.queued, s.kv_positions_used),
+        (0, 0, 0),
+        "all slots freed"
+    );
+}
+
+#[test]
+fn cancellation_deadline_and_bad_voice_do_not_disturb_others() {
+    let e = engine(4, 16);
+    let keep = e.submit(request(1)).unwrap();
+    let mut dropped = e.submit(request(3)).unwrap();
+    let cancelled = e.submit(request(4)).unwrap();
+    let mut late = request(2);
+    late.timeout = Some(Duration::from_millis(1));
+    let timed_out = e.submit(late).unwrap();
+    let mut bad = request(5);
+    bad.prompting = Prompting::Messages {
+        messages: vec![
+            Message::new(
+                Role::Assistant,
+                vec![higgs_text::Content::Audio(higgs_text::AudioRef(0))],
+            ),
+            Message::text(Role::User, "x"),
+        ],
+        clips: vec![ClipInput::Voice("nobody".into())],
+    };
+    let bad = e.submit(bad).unwrap();
+    // Drop one after its first event, cancel another explicitly.
+    let _ = dropped.next_blocking();
+    drop(dropped);
+    cancelled.cancel();
+    let kept = collect(keep);
+    assert!(kept.finished && kept.error.is_none());
+    let alone = collect(engine(1, 4).submit(request(1)).unwrap());
+    assert_eq!(kept.text, alone.text);
+    assert!(max_diff(&kept.audio, &alone.audio) <= 1e-4);
+    assert!(matches!(
+        collect(timed_out).error,
+        Some(GenerationError::Timeout(_))
+    ));
+    let b = collect(bad);
+    assert!(
+        matches!(b.error, Some(GenerationError::UnknownVoice(_))),
+        "{b:?}"
+    );
+    let c = collect(cancelled);
+    assert!(!c.finished);
+    // Slots come back.
+    std::thread::sleep(Duration::from_millis(200));
+    let s = e.stats();
+    assert_eq!(s.running, 0, "{s:?}");
+    assert!(s.requests_cancelled >= 2, "{s:?}");
+}
+
+#[test]
+fn full_queue_is_refused_at_once() {
+    let e = engine(1, 1);
+    let mut running = e.submit(request(1)).unwrap();
+    assert!(matches!(
+        running.next_blocking(),
+        Some(Event::Started { .. })
+    ));
+    let _queued = e.submit(request(2)).unwrap();
+    match e.submit(request(3)) {
+        Err(SubmitError::Overloaded { limit, .. }) => assert_eq!(limit, 1),
+        Err(other) => panic!("expected Overloaded, got {other}"),
+        Ok(_) => panic!("expected Overloaded, got a stream"),
+    }
+    let r = collect(running);
+    assert!(r.finished);
+}
+
+#[test]
+fn too_long_requests_fail_with_a_clear_error() {
+    let e = engine(1, 4);
+    let mut r = request(0);
+    r.params.max_new_tokens = 10_000;
+    let o = collect(e.submit(r).unwrap());
+    match o.error {
+        Some(GenerationError::InvalidRequest(m)) => assert!(m.contains("max_new_tokens"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
