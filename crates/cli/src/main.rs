@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Text in, speech out (the reference CLI's pipeline).
     Synth(commands::synth::SynthArgs),
+    /// Benchmark the batching engine in-process with concurrent requests.
+    Bench(commands::bench::BenchArgs),
     /// Audio tokenizer: encode audio to codes, decode codes to audio.
     #[command(subcommand)]
     Codec(commands::codec::CodecCommand),
@@ -40,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Synth(a) => commands::synth::run(a),
+        Command::Bench(a) => commands::bench::run(a),
         Command::Codec(c) => commands::codec::run(c),
         Command::Dev(c) => commands::dev::run(c),
     }

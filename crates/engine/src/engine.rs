@@ -25,7 +25,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::audio_stream::{AudioStream, SegmentDedelay, Window};
 use crate::delay::Codes;
-use crate::generate::{expand_prompt, ras_resample, sample_logits, special_ids, PromptSpec};
+use crate::generate::{
+    expand_prompt, mask_eos, ras_resample, sample_logits, special_ids, PromptSpec,
+};
 use crate::request::{
     ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError,
     Timings, Usage,
@@ -824,6 +826,7 @@ impl<'p> Engine<'p> {
                 sample_logits(&logits, &a.req.params.sampling, &mut a.rng).map_err(internal)?;
             let rows = a.chunk.state.ras_rows(&col, &a.req.params.ras);
             ras_resample(&logits, &rows, &mut a.rng, &mut col).map_err(internal)?;
+            mask_eos(&mut col, a.req.params.ignore_eos, model_cfg.stream_eos_id);
             a.chunk.state.on_audio_step(&col)
         } else if let (Some(l), Some(r)) = (text_logits, text_row) {
             let logits = l

@@ -109,6 +109,9 @@ pub struct GenerationParams {
     pub ras: RasParams,
     pub max_new_tokens: usize,
     pub seed: Option<u64>,
+    /// Benchmarking only (like vLLM's `ignore_eos`): a sampled stream-EOS code is replaced by
+    /// code 0 so segments run to `max_new_tokens`. Never set it for real requests.
+    pub ignore_eos: bool,
 }
 
 /// The result of one generation.
@@ -163,6 +166,15 @@ pub(crate) fn sample_logits(
             .collect())
     } else {
         Ok(sample_rows_on_device(logits, &vec![*p; r], &us)?)
+    }
+}
+
+/// `ignore_eos` support: replace sampled stream-EOS codes.
+pub(crate) fn mask_eos(col: &mut [u32], ignore_eos: bool, eos: u32) {
+    if ignore_eos {
+        for c in col.iter_mut().filter(|c| **c == eos) {
+            *c = 0;
+        }
     }
 }
 
@@ -239,6 +251,7 @@ pub fn generate(
             let mut col = sample_logits(&logits, &params.sampling, &mut rng)?;
             let rows = state.ras_rows(&col, &params.ras);
             ras_resample(&logits, &rows, &mut rng, &mut col)?;
+            mask_eos(&mut col, params.ignore_eos, cfg.stream_eos_id);
             state.on_audio_step(&col)
         } else if text {
             let logits = out

@@ -66,6 +66,7 @@ fn request(i: usize) -> GenerateRequest {
             ras: RasParams::OFF,
             max_new_tokens: 20 + 5 * (i % 5),
             seed: Some(1),
+            ignore_eos: false,
         },
         force_audio: true,
         timeout: None,

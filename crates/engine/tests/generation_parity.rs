@@ -329,6 +329,7 @@ fn parity_greedy_generation_steps_and_codes() {
             ras: RasParams::OFF,
             max_new_tokens: c.max_new_tokens,
             seed: Some(0),
+            ignore_eos: false,
         };
         let mut events = 0;
         let out = generate(&model, &mut cache, 0, &e, &params, STOP.to_vec(), |_| {

@@ -293,10 +293,17 @@ impl HiggsAudioModel {
         let dev = &self.device;
         let n = plan.kinds.len();
 
-        // Embeddings (§3.1): text rows from embed_tokens, audio rows = sum over codebooks.
-        let text_ids = Tensor::from_vec(plan.text_ids.clone(), plan.text_ids.len(), dev)?;
-        let mut x = self.embed_tokens.embedding_rows(&text_ids)?;
-        if !plan.audio_rows.is_empty() {
+        // Embeddings (§3.1): text rows from embed_tokens, audio rows = sum over codebooks. Empty
+        // index tensors are avoided: CUDA refuses zero-byte allocations.
+        let text_emb = if plan.text_rows.is_empty() {
+            None
+        } else {
+            let ids = Tensor::from_vec(plan.text_ids.clone(), plan.text_ids.len(), dev)?;
+            Some(self.embed_tokens.embedding_rows(&ids)?)
+        };
+        let audio_emb = if plan.audio_rows.is_empty() {
+            None
+        } else {
             let a = plan.audio_rows.len();
             let nc = self.cfg.num_codebooks;
             let idx = Tensor::from_vec(plan.audio_codes.clone(), a * nc, dev)?;
@@ -304,21 +311,27 @@ impl HiggsAudioModel {
                 .audio_codebook_embeddings
                 .embedding_rows(&idx)?
                 .reshape((a, nc, self.cfg.hidden_size))?;
-            let e = if self.cfg.audio_embed_avg {
+            Some(if self.cfg.audio_embed_avg {
                 e.mean(1)?
             } else {
                 e.sum(1)?
-            };
-            let rows = Tensor::from_vec(plan.audio_rows.clone(), a, dev)?;
-            let text_rows = Tensor::from_vec(plan.text_rows.clone(), plan.text_rows.len(), dev)?;
-            let base = Tensor::zeros((n, self.cfg.hidden_size), self.dtype, dev)?;
-            let base = if plan.text_rows.is_empty() {
-                base
-            } else {
-                base.index_add(&text_rows, &x, 0)?
-            };
-            x = base.index_add(&rows, &e, 0)?;
-        }
+            })
+        };
+        let mut x = match (text_emb, audio_emb) {
+            // Rows of a single kind are already in packed order.
+            (Some(t), None) => t,
+            (None, Some(a)) => a,
+            (Some(t), Some(a)) => {
+                let text_rows =
+                    Tensor::from_vec(plan.text_rows.clone(), plan.text_rows.len(), dev)?;
+                let audio_rows =
+                    Tensor::from_vec(plan.audio_rows.clone(), plan.audio_rows.len(), dev)?;
+                Tensor::zeros((n, self.cfg.hidden_size), self.dtype, dev)?
+                    .index_add(&text_rows, &t, 0)?
+                    .index_add(&audio_rows, &a, 0)?
+            }
+            (None, None) => return Err(ForwardError::Input("empty batch".into())),
+        };
         let mut hidden = Vec::new();
         if opts.capture_hidden {
             hidden.push(x.clone());

@@ -129,6 +129,7 @@ pub fn run(a: SynthArgs) -> Result<()> {
             },
             max_new_tokens: a.max_new_tokens,
             seed: a.seed,
+            ignore_eos: false,
         },
     };
     let synth = Synthesizer {

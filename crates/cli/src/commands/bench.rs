@@ -1,0 +1,244 @@
+//! `higgs-serve bench`: drives the batching engine in-process with N concurrent requests and
+//! reports per-stream speed, aggregate audio-seconds per second, real-time factor, time to first
+//! audio (p50/p95) and memory. Method: all requests are submitted at once (closed loop over
+//! `--requests`, at most `--concurrency` running); every request generates exactly
+//! `--frames` audio frames (`ignore_eos`), so runs are comparable across checkpoints.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use higgs_engine::{
+    start, EngineConfig, EngineParts, Event, GenerateRequest, GenerationParams, Prompting,
+    RasParams, SamplingParams,
+};
+use higgs_text::{Message, Role};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::commands::common::{LoadArgs, Loaded};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Comma-separated concurrency levels to run one after the other.
+    #[arg(long, default_value = "1,8,32")]
+    concurrency: String,
+    /// Requests per level (default: equal to the concurrency).
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Audio frames per request (25 frames = 1 s of audio).
+    #[arg(long, default_value_t = 100)]
+    frames: usize,
+    /// Text of every request.
+    #[arg(
+        long,
+        default_value = "The quick brown fox jumps over the lazy dog, and the benchmark keeps on talking."
+    )]
+    text: String,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(serde::Serialize)]
+struct LevelResult {
+    concurrency: usize,
+    requests: usize,
+    frames_per_request: usize,
+    wall_s: f64,
+    audio_s_total: f64,
+    audio_s_per_s: f64,
+    per_stream_frames_per_s_mean: f64,
+    per_stream_rtf_mean: f64,
+    ttfa_p50_ms: f64,
+    ttfa_p95_ms: f64,
+    forward_calls: u64,
+    mean_batch: f64,
+    rss_mb: f64,
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i]
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let levels: Vec<usize> = a
+        .concurrency
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .with_context(|| format!("bad --concurrency entry {s:?}"))
+        })
+        .collect::<Result<_>>()?;
+    let max_c = levels.iter().copied().max().unwrap_or(1);
+    let t_load = Instant::now();
+    let Loaded {
+        model,
+        codec,
+        tokenizer,
+    } = a.load.load()?;
+    let device = format!("{:?}", model.device());
+    let load_s = t_load.elapsed().as_secs_f64();
+    let cfg = EngineConfig {
+        max_running: max_c,
+        max_seq_len: a.frames + 256,
+        max_queue: a.requests.unwrap_or(max_c).max(max_c) * 2,
+        ..Default::default()
+    };
+    let (engine, _join) = start(
+        cfg,
+        EngineParts {
+            model,
+            codec,
+            tokenizer,
+            voices: None,
+        },
+    )?;
+    eprintln!("loaded in {load_s:.2}s on {device}; engine started");
+    let make = |i: usize| GenerateRequest {
+        prompting: Prompting::Messages {
+            messages: vec![
+                Message::text(Role::System, "Generate audio following instruction."),
+                Message::text(Role::User, a.text.clone()),
+            ],
+            clips: vec![],
+        },
+        params: GenerationParams {
+            sampling: SamplingParams {
+                temperature: a.temperature,
+                top_k: Some(50),
+                top_p: 0.95,
+            },
+            ras: RasParams {
+                win_len: 7,
+                max_repeat: 2,
+            },
+            // AUDIO_INIT + frames + the 7-frame delay tail and the BOS/EOS columns.
+            max_new_tokens: a.frames + 9,
+            seed: Some(i as u64),
+            ignore_eos: true,
+        },
+        force_audio: true,
+        timeout: None,
+    };
+    let mut results = Vec::new();
+    for &c in &levels {
+        let n = a.requests.unwrap_or(c);
+        let before = engine.stats();
+        let t0 = Instant::now();
+        // A closed loop: at most `c` in flight; the engine queues the rest.
+        let mut handles = Vec::new();
+        let sem = std::sync::Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+        for i in 0..n {
+            {
+                let (lock, cv) = &*sem;
+                let mut inflight = lock.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+                while *inflight >= c {
+                    inflight = cv
+                        .wait(inflight)
+                        .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+                }
+                *inflight += 1;
+            }
+            let mut stream = engine.submit(make(i))?;
+            let sem = sem.clone();
+            handles.push(std::thread::spawn(move || {
+                let start = Instant::now();
+                let (mut first, mut frames, mut ok) = (None, 0usize, false);
+                while let Some(e) = stream.next_blocking() {
+                    match e {
+                        Event::Audio { frames: f, .. } => {
+                            first.get_or_insert(start.elapsed());
+                            frames += f;
+                        }
+                        Event::Finished { .. } => ok = true,
+                        Event::Failed(e) => eprintln!("request failed: {e}"),
+                        _ => {}
+                    }
+                }
+                let (lock, cv) = &*sem;
+                if let Ok(mut g) = lock.lock() {
+                    *g -= 1;
+                }
+                cv.notify_one();
+                (ok, frames, first.unwrap_or(Duration::ZERO), start.elapsed())
+            }));
+        }
+        let outs: Vec<_> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+        let wall = t0.elapsed().as_secs_f64();
+        let after = engine.stats();
+        let frames_total: usize = outs.iter().map(|o| o.1).sum();
+        let audio_s = frames_total as f64 / 25.0;
+        let mut ttfa: Vec<f64> = outs.iter().map(|o| o.2.as_secs_f64() * 1e3).collect();
+        let per_stream: Vec<f64> = outs
+            .iter()
+            .map(|o| o.1 as f64 / o.3.as_secs_f64().max(1e-9))
+            .collect();
+        let calls = after.forward_calls - before.forward_calls;
+        let seqs: u64 = after
+            .batch_sizes
+            .iter()
+            .map(|(b, n)| *b as u64 * n)
+            .sum::<u64>()
+            - before
+                .batch_sizes
+                .iter()
+                .map(|(b, n)| *b as u64 * n)
+                .sum::<u64>();
+        let r = LevelResult {
+            concurrency: c,
+            requests: n,
+            frames_per_request: a.frames,
+            wall_s: wall,
+            audio_s_total: audio_s,
+            audio_s_per_s: audio_s / wall,
+            per_stream_frames_per_s_mean: per_stream.iter().sum::<f64>()
+                / per_stream.len().max(1) as f64,
+            per_stream_rtf_mean: per_stream.iter().map(|f| f / 25.0).sum::<f64>()
+                / per_stream.len().max(1) as f64,
+            ttfa_p50_ms: percentile(&mut ttfa, 0.5),
+            ttfa_p95_ms: percentile(&mut ttfa, 0.95),
+            forward_calls: calls,
+            mean_batch: seqs as f64 / calls.max(1) as f64,
+            rss_mb: rss_mb(),
+        };
+        println!(
+            "concurrency {:4}: {:7.2} audio-s/s, per stream {:7.1} frames/s ({:.2}x real time), TTFA p50 {:7.1} ms p95 {:7.1} ms, mean batch {:.1}, {} failed",
+            c,
+            r.audio_s_per_s,
+            r.per_stream_frames_per_s_mean,
+            r.per_stream_rtf_mean,
+            r.ttfa_p50_ms,
+            r.ttfa_p95_ms,
+            r.mean_batch,
+            outs.iter().filter(|o| !o.0).count()
+        );
+        results.push(r);
+    }
+    if let Some(p) = &a.json {
+        let doc = serde_json::json!({"device": device, "load_s": load_s, "model": a.load.model, "levels": results});
+        std::fs::write(p, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    engine.shutdown();
+    Ok(())
+}
