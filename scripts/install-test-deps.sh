@@ -15,3 +15,15 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# S3-compatible server for higgs-storage's upload tests: s3s-fs (crates.io) verifies AWS SigV4 signatures,
+# both header-signed requests and presigned URLs, against the --access-key/--secret-key it is started with.
+# Installed into target/test-tools (git-ignored, project-local); the tests find it there or at $HIGGS_S3S_FS.
+# 0.14.1 is the newest release whose rust-version (1.92) the workspace's toolchain meets.
+S3S_FS_VERSION=0.14.1
+S3S_FS_ROOT="$(cd "$(dirname "$0")/.." && pwd)/target/test-tools"
+if [ "$(cat "$S3S_FS_ROOT/s3s-fs.version" 2>/dev/null)" != "$S3S_FS_VERSION" ] || [ ! -x "$S3S_FS_ROOT/bin/s3s-fs" ]; then
+  echo "installing test dependency: s3s-fs $S3S_FS_VERSION (S3 server for higgs-storage tests)"
+  cargo install --locked --quiet s3s-fs --version "$S3S_FS_VERSION" --features binary --root "$S3S_FS_ROOT"
+  echo "$S3S_FS_VERSION" > "$S3S_FS_ROOT/s3s-fs.version"
+fi
