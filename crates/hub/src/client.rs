@@ -128,7 +128,10 @@ impl HubClient {
             self.endpoint,
             repo,
             encode_segment(revision),
-            file.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+            file.split('/')
+                .map(encode_segment)
+                .collect::<Vec<_>>()
+                .join("/")
         )
     }
 
@@ -155,7 +158,14 @@ impl HubClient {
     pub fn file_metadata(&self, repo: &str, revision: &str, file: &str) -> Result<FileMeta> {
         let mut url = self.resolve_url(repo, revision, file);
         for _ in 0..5 {
-            let resp = self.call(self.agent.head(&url), true, &url, repo, revision, Some(file))?;
+            let resp = self.call(
+                self.agent.head(&url),
+                true,
+                &url,
+                repo,
+                revision,
+                Some(file),
+            )?;
             let status = resp.status();
             let location = resp.header("location").map(str::to_string);
             if (300..400).contains(&status) {
@@ -369,6 +379,9 @@ mod tests {
         assert_eq!(origin("https://hf.co/a/b?c"), "https://hf.co");
         assert_eq!(origin("http://127.0.0.1:80"), "http://127.0.0.1:80");
         assert_eq!(encode_segment("refs/pr/1"), "refs%2Fpr%2F1");
-        assert_eq!(encode_segment("model-00001.safetensors"), "model-00001.safetensors");
+        assert_eq!(
+            encode_segment("model-00001.safetensors"),
+            "model-00001.safetensors"
+        );
     }
 }

@@ -247,18 +247,11 @@ impl HubClient {
                 Err(e) => e,
             };
             let retryable = err.is_transient() || matches!(err, HubError::Integrity { .. });
-            if !retryable {
-                return Err(err);
-            }
-            if attempt >= opts.retries {
-                return Err(if attempt == 0 {
-                    err
-                } else {
-                    HubError::RetriesExhausted {
-                        file: file.to_string(),
-                        attempts: attempt + 1,
-                        last: Box::new(err),
-                    }
+            if !retryable || attempt >= opts.retries {
+                return Err(HubError::RetriesExhausted {
+                    file: file.to_string(),
+                    attempts: attempt + 1,
+                    last: Box::new(err),
                 });
             }
             attempt += 1;
@@ -449,7 +442,8 @@ fn codec_weight_file(repo: &str, info: &RepoInfo, config: &Path) -> Result<&'sta
         path: config.to_path_buf(),
         message: e.to_string(),
     })?;
-    let hf_layout = v.get("model_type").and_then(|t| t.as_str()) == Some("higgs_audio_v2_tokenizer");
+    let hf_layout =
+        v.get("model_type").and_then(|t| t.as_str()) == Some("higgs_audio_v2_tokenizer");
     let order: [&'static str; 2] = if hf_layout {
         ["model.safetensors", "model.pth"]
     } else {
@@ -461,7 +455,8 @@ fn codec_weight_file(repo: &str, info: &RepoInfo, config: &Path) -> Result<&'sta
         .ok_or_else(|| HubError::MissingFile {
             repo: repo.to_string(),
             file: order[0].to_string(),
-            hint: "an audio tokenizer repository holds model.pth (legacy) or model.safetensors".into(),
+            hint: "an audio tokenizer repository holds model.pth (legacy) or model.safetensors"
+                .into(),
         })
 }
 

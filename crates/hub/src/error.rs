@@ -59,7 +59,11 @@ pub enum HubError {
         "{url}: the transfer stopped after {got} of {expected} bytes; run the command again to \
          resume from the partial file"
     )]
-    Truncated { url: String, got: u64, expected: u64 },
+    Truncated {
+        url: String,
+        got: u64,
+        expected: u64,
+    },
     #[error("{url}: response has no `{header}` header; is HF_ENDPOINT a Hugging Face hub?")]
     MissingHeader { url: String, header: &'static str },
     #[error("{url}: invalid `{header}` header `{value}`")]
@@ -101,7 +105,7 @@ pub enum HubError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}: giving up after {attempts} attempts: {last}")]
+    #[error("{file}: failed after {attempts} attempt(s): {last}")]
     RetriesExhausted {
         file: String,
         attempts: u32,
@@ -116,6 +120,7 @@ impl HubError {
         match self {
             Self::Transport { .. } | Self::Truncated { .. } => true,
             Self::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            Self::RetriesExhausted { last, .. } => last.is_transient(),
             _ => false,
         }
     }

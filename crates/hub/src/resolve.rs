@@ -213,7 +213,8 @@ pub fn model_complete(dir: &Path) -> Result<(), String> {
     check_files(dir, &["config.json", "tokenizer.json"])?;
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
+        let text =
+            std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
         let v: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", index.display()))?;
         let shards: Vec<&str> = v
@@ -246,7 +247,6 @@ pub fn codec_complete(dir: &Path) -> Result<(), String> {
     if dir.join("model.pth").is_file() || dir.join("model.safetensors").is_file() {
         Ok(())
     } else {
-        check_files(dir, &["model.pth"])
-            .map_err(|e| format!("{e} (nor model.safetensors)"))
+        check_files(dir, &["model.pth"]).map_err(|e| format!("{e} (nor model.safetensors)"))
     }
 }
