@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The HTTP server: OpenAI-compatible speech and chat, native /generate, voices, health, metrics.
+    Serve(commands::serve::ServeArgs),
     /// Text in, speech out (the reference CLI's pipeline).
     Synth(commands::synth::SynthArgs),
     /// Benchmark the batching engine in-process with concurrent requests.
@@ -41,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(a) => commands::serve::run(a),
         Command::Synth(a) => commands::synth::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Codec(c) => commands::codec::run(c),

@@ -1,6 +1,7 @@
 //! End-to-end CLI runs on a freshly generated tiny random checkpoint: make-checkpoint, synth
 //! (plain, voice clone with chunking) and codec encode/decode. Random weights: the audio is noise,
 //! but its format and length are checked.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
 use std::path::Path;
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! `Codec::encoded_frames` agrees with the reference's frame counts in the goldens (including the
 //! re-encode-with-padding case), for every 24 kHz encode case of the fixture set.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
 use candle_core::Device;
 use higgs_codec::Codec;

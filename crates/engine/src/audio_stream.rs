@@ -176,6 +176,7 @@ impl AudioStream {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::delay::{build_delayed_segment, finalize_segment};

@@ -13,7 +13,7 @@ pub struct Codes {
 
 impl Codes {
     pub fn new(num_codebooks: usize, data: Vec<u32>) -> Option<Self> {
-        (num_codebooks > 0 && data.len() % num_codebooks == 0).then_some(Self {
+        (num_codebooks > 0 && data.len().is_multiple_of(num_codebooks)).then_some(Self {
             num_codebooks,
             data,
         })
@@ -42,11 +42,7 @@ impl Codes {
     }
 
     pub fn frames(&self) -> usize {
-        if self.num_codebooks == 0 {
-            0
-        } else {
-            self.data.len() / self.num_codebooks
-        }
+        self.data.len().checked_div(self.num_codebooks).unwrap_or(0)
     }
 
     pub fn get(&self, k: usize, j: usize) -> u32 {
@@ -114,7 +110,7 @@ pub fn build_delayed_segment(codes: &Codes, bos: u32, eos: u32) -> Codes {
 pub fn revert_delay_pattern(delayed: &Codes) -> Codes {
     let n = delayed.num_codebooks;
     let l = delayed.frames();
-    if l + 1 <= n {
+    if l < n {
         return Codes::empty(n);
     }
     let out_len = l - n + 1;
@@ -148,6 +144,7 @@ pub fn finalize_segment(delayed: &Codes, codebook_size: u32) -> Codes {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -276,6 +276,7 @@ pub fn host_rows(logits: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

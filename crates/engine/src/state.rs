@@ -248,7 +248,7 @@ impl GenState {
                     }
                 }
             }
-        } else if x.iter().any(|&c| c == eos) {
+        } else if x.contains(&eos) {
             end = true;
         }
         self.push_column(x.clone());
@@ -287,6 +287,7 @@ fn mode_for(ids: &SpecialIds, last: u32) -> Mode {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -386,6 +386,7 @@ impl VoiceLookup for ResolvedVoices {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,7 @@
 //! The serving engine on the fixture model and codec: real batching (one forward per step),
 //! batched = alone, streaming = one-shot decode, cancellation, queue-full refusal, deadlines and
 //! failing requests that do not disturb the others.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
 use std::time::Duration;
 

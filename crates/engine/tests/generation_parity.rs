@@ -1,6 +1,7 @@
 //! Generation parity with the official `_sample` loop: greedy decoding (RAS off) over the fixture
 //! prompts reproduces every step's mode, raw argmax, forced column, delay counters, the stop step,
 //! the delayed frames and the final codes. Works for any fixture set of this format.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
 use candle_core::{DType, Device};
 use higgs_engine::delay::{build_delayed_segment, revert_delay_pattern, Codes};

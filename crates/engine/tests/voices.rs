@@ -1,6 +1,7 @@
 //! The voice library on the real reference recordings (mixed rates, one stereo) with the fixture
 //! codec: every voice encodes to valid codes of the length the reference computes, decodes to the
 //! right duration, and the reference-code cache is used and invalidated when the audio changes.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
 use candle_core::{Device, Tensor};
 use higgs_codec::Codec;

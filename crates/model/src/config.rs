@@ -137,14 +137,17 @@ impl HiggsConfig {
                 "`hidden_size`, `num_hidden_layers` and `num_attention_heads` must be > 0".into(),
             );
         }
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0
+        if self.num_key_value_heads == 0
+            || !self
+                .num_attention_heads
+                .is_multiple_of(self.num_key_value_heads)
         {
             return err(format!(
                 "`num_attention_heads` ({}) must be a multiple of `num_key_value_heads` ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return err(format!(
                 "`head_dim` must be even and > 0, got {}",
                 self.head_dim

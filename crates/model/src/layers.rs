@@ -105,7 +105,7 @@ fn inv_freq(head_dim: usize, theta: f64, scaling: Option<&Llama3RopeScaling>) ->
             };
             let smooth = (old_ctx / wavelen - low) / (high - low);
             let smoothed = (1.0 - smooth) * llama / factor + smooth * llama;
-            let medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+            let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
             if medium {
                 smoothed
             } else {

@@ -8,6 +8,9 @@
 //! - [`random`]: random checkpoints in the real on-disk layouts (tests, demos, benchmarks).
 
 #![recursion_limit = "256"]
+// Load errors carry the file, tensor and both shapes; they happen once at start-up, so their size
+// is irrelevant next to being explicit.
+#![allow(clippy::result_large_err)]
 
 pub mod config;
 pub mod error;

@@ -1,5 +1,6 @@
 //! Checkpoint loading: both layouts, sharding, split tensors, `model.` prefixes, and every error
 //! path (missing, mis-shaped, corrupt files) on random checkpoints generated in the real layouts.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
 use candle_core::{DType, Device, Tensor};
 use higgs_model::random::{Preset, RandomCheckpoint};

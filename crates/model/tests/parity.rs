@@ -2,6 +2,7 @@
 //! (`$HIGGS_FIXTURES/llm`). Every prompt in the fixture set is checked; shapes come from the
 //! fixtures, so any fixture set of the same format (other sizes, layer counts, DualFFN placement)
 //! runs through the same code.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
 use candle_core::{DType, Device, Tensor};
 use higgs_model::{ForwardOptions, HiggsAudioModel, LogitsRequest, PositionKind, SeqInput};

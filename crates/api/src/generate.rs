@@ -1,0 +1,191 @@
+//! The native `/generate` API of the Python RunPod handler higgs-serve replaces (same request and
+//! response fields), also the RunPod job input.
+
+use higgs_audio_io::AudioFormat;
+use higgs_engine::{GenerateRequest, Prompting, UploadedVoice};
+use higgs_text::{ChunkConfig, ChunkMethod, VoiceSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::{decode_base64, decode_reference_audio, ApiError, Limits, SamplingExtras};
+
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct GenerateRequestWire {
+    /// Text to speak; `[SPEAKERn]` line prefixes for dialogue.
+    pub transcript: String,
+    /// A voice name, a comma list (one per speaker), `profile:NAME`, or base64 audio (any
+    /// container; optionally `data:audio/...;base64,`).
+    pub ref_audio: Option<String>,
+    /// Transcript of a base64 `ref_audio` (without it the reference goes into the system message).
+    pub ref_text: Option<String>,
+    /// Scene description; omitted = the reference's quiet-room scene; "" or "empty" = none.
+    pub scene_prompt: Option<String>,
+    /// none (default) | word | speaker.
+    pub chunk_method: Option<String>,
+    pub chunk_max_word_num: Option<usize>,
+    pub chunk_max_num_turns: Option<usize>,
+    pub generation_chunk_buffer_size: Option<usize>,
+    /// Put reference voices into the system message.
+    pub ref_audio_in_system_message: Option<bool>,
+    /// wav (default) | mp3 | flac | opus | pcm.
+    pub output_format: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+    #[serde(flatten)]
+    pub sampling: SamplingExtras,
+    #[serde(flatten, skip_serializing)]
+    #[schema(ignore)]
+    pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateJob {
+    pub request: GenerateRequest,
+    pub format: AudioFormat,
+    pub voice_clone: bool,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+}
+
+fn looks_like_base64_audio(s: &str) -> bool {
+    s.starts_with("data:") || (s.len() > 256 && !s.contains(','))
+}
+
+impl GenerateRequestWire {
+    pub fn validate(&self, limits: &Limits, rate: u32) -> Result<GenerateJob, ApiError> {
+        crate::reject_unknown(&self.unknown)?;
+        limits.check_text("transcript", &self.transcript)?;
+        let method: ChunkMethod = match self.chunk_method.as_deref() {
+            None | Some("") | Some("none") | Some("None") => ChunkMethod::None,
+            Some(m) => m.parse().map_err(|e: higgs_text::TextError| {
+                ApiError::invalid("chunk_method", e.to_string())
+            })?,
+        };
+        let chunking = ChunkConfig {
+            method,
+            max_word_num: self.chunk_max_word_num.unwrap_or(200).max(1),
+            max_num_turns: self.chunk_max_num_turns.unwrap_or(1),
+        };
+        let mut uploads = Vec::new();
+        let mut in_system = self.ref_audio_in_system_message.unwrap_or(false);
+        let voices = match self
+            .ref_audio
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => Vec::new(),
+            Some(r) if looks_like_base64_audio(r) => {
+                let bytes = decode_base64("ref_audio", r)?;
+                let samples = decode_reference_audio("ref_audio", &bytes, rate, limits)?;
+                let transcript = self.ref_text.clone().unwrap_or_default();
+                if transcript.trim().is_empty() {
+                    // No transcript: the reference conditions the voice from the system message.
+                    in_system = true;
+                }
+                uploads.push(UploadedVoice {
+                    name: "uploaded_reference".into(),
+                    transcript,
+                    samples,
+                });
+                vec![VoiceSpec::Reference("uploaded_reference".into())]
+            }
+            Some(r) => VoiceSpec::parse_list(r)
+                .into_iter()
+                .map(|v| match v {
+                    VoiceSpec::Reference(n) => VoiceSpec::Reference(n.trim().to_string()),
+                    p => p,
+                })
+                .collect(),
+        };
+        let voice_clone = !voices.is_empty();
+        let scene_prompt = match self.scene_prompt.as_deref() {
+            None => Some(higgs_text::context::DEFAULT_SCENE_PROMPT.to_string()),
+            Some(s) if s.trim().is_empty() || s.trim() == "empty" => None,
+            Some(s) => Some(s.trim().to_string()),
+        };
+        let format = crate::speech::parse_format(self.output_format.as_deref(), AudioFormat::Wav)?;
+        Ok(GenerateJob {
+            request: GenerateRequest {
+                prompting: Prompting::Script {
+                    transcript: self.transcript.clone(),
+                    voices,
+                    uploads,
+                    scene_prompt,
+                    ref_audio_in_system_message: in_system,
+                    chunking,
+                    chunk_buffer_size: self.generation_chunk_buffer_size,
+                },
+                params: self.sampling.to_params(limits)?,
+                // The reference CLI lets the model decide to speak; a TTS API always wants audio.
+                force_audio: true,
+                timeout: None,
+            },
+            format,
+            voice_clone,
+            s3_bucket: self.s3_bucket.clone(),
+            s3_key: self.s3_key.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GenerationParameters {
+    pub temperature: f32,
+    pub top_k: Option<usize>,
+    pub top_p: f32,
+    pub max_new_tokens: usize,
+    pub ras_win_len: usize,
+    pub ras_win_max_num_repeat: usize,
+    pub seed: Option<u64>,
+    pub chunk_method: String,
+    /// Seconds from request to complete audio.
+    pub generation_time: f64,
+    pub chunks_processed: usize,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GenerateMetadata {
+    pub model_used: String,
+    pub voice_clone: bool,
+    pub generation_parameters: GenerationParameters,
+}
+
+/// `/generate` response (success and failure share the shape; `success` tells them apart).
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
+pub struct GenerateResponse {
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<GenerateMetadata>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub voice_suggestions: Vec<String>,
+}
+
+impl GenerateResponse {
+    pub fn failure(e: &ApiError) -> Self {
+        Self {
+            success: false,
+            error: Some(e.message.clone()),
+            error_type: Some(e.kind.error_type().to_string()),
+            voice_suggestions: e.suggestions.clone(),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! OpenAI `POST /v1/audio/speech` (openai-python `CreateSpeechRequest`) plus the Higgs extras.
+
+use higgs_audio_io::AudioFormat;
+use higgs_engine::{GenerateRequest, Prompting};
+use higgs_text::{ChunkConfig, VoiceSpec};
+use serde::Deserialize;
+
+use crate::{ApiError, ErrorKind, Limits, SamplingExtras, OPENAI_VOICES};
+
+/// `voice`: a name, or `{"id": "..."}` (newer OpenAI spec).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum VoiceParam {
+    Name(String),
+    Id { id: String },
+}
+
+impl VoiceParam {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Name(n) => n,
+            Self::Id { id } => id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct SpeechRequest {
+    /// Any model name is accepted (the server serves one model).
+    pub model: String,
+    /// The text to speak.
+    pub input: String,
+    /// A voice of the library, a comma list for `[SPEAKERn]` dialogue, or an OpenAI built-in name
+    /// (= no reference voice unless the library has one of that name).
+    pub voice: VoiceParam,
+    /// Becomes the scene/tone description of the prompt.
+    pub instructions: Option<String>,
+    /// mp3 (default) | opus | aac | flac | wav | pcm.
+    pub response_format: Option<String>,
+    /// Only 1.0 is supported (other values are refused, never ignored).
+    pub speed: Option<f32>,
+    /// audio (default: chunked body) | sse.
+    pub stream_format: Option<String>,
+    #[serde(flatten)]
+    pub sampling: SamplingExtras,
+    /// Unknown fields are refused (typo protection); serde cannot combine `deny_unknown_fields`
+    /// with `flatten`, so they are collected here and checked.
+    #[serde(flatten, skip_serializing)]
+    #[schema(ignore)]
+    pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFormat {
+    Audio,
+    Sse,
+}
+
+/// A validated speech request.
+#[derive(Debug, Clone)]
+pub struct SpeechJob {
+    pub request: GenerateRequest,
+    pub format: AudioFormat,
+    pub stream: StreamFormat,
+    pub voice_clone: bool,
+}
+
+/// Parses a voice field into reference specs: library names (checked by the engine), OpenAI
+/// built-ins without a library voice → none.
+pub fn voice_specs(voice: &str, library: &[String]) -> Vec<VoiceSpec> {
+    let voice = voice.trim();
+    if voice.is_empty() || (OPENAI_VOICES.contains(&voice) && !library.iter().any(|v| v == voice)) {
+        return Vec::new();
+    }
+    VoiceSpec::parse_list(voice)
+        .into_iter()
+        .map(|v| match v {
+            VoiceSpec::Reference(n) => VoiceSpec::Reference(n.trim().to_string()),
+            p => p,
+        })
+        .collect()
+}
+
+pub fn parse_format(s: Option<&str>, default: AudioFormat) -> Result<AudioFormat, ApiError> {
+    let f = match s {
+        None => return Ok(default),
+        Some(s) => s
+            .parse::<AudioFormat>()
+            .map_err(|e| ApiError::invalid("response_format", e.to_string()))?,
+    };
+    if !f.is_supported() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!("response_format `{f}` is not supported by this server (no good encoder is bundled); use mp3, opus, flac, wav or pcm"),
+        )
+        .with_suggestions(vec!["mp3".into(), "opus".into(), "flac".into(), "wav".into(), "pcm".into()]));
+    }
+    Ok(f)
+}
+
+impl SpeechRequest {
+    pub fn validate(&self, limits: &Limits, library: &[String]) -> Result<SpeechJob, ApiError> {
+        crate::reject_unknown(&self.unknown)?;
+        limits.check_text("input", &self.input)?;
+        if let Some(i) = &self.instructions {
+            if i.chars().count() > limits.max_input_chars {
+                return Err(ApiError::new(
+                    ErrorKind::PayloadTooLarge,
+                    "`instructions` is too long",
+                ));
+            }
+        }
+        if let Some(speed) = self.speed {
+            if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
+                return Err(ApiError::invalid(
+                    "speed",
+                    format!("must be in [0.25, 4.0], got {speed}"),
+                ));
+            }
+            if (speed - 1.0).abs() > 1e-6 {
+                return Err(ApiError::invalid(
+                    "speed",
+                    format!("= {speed} is not supported: this server generates at the model's natural pace; send speed 1.0 or omit it"),
+                ));
+            }
+        }
+        let format = parse_format(self.response_format.as_deref(), AudioFormat::Mp3)?;
+        let stream = match self.stream_format.as_deref() {
+            None | Some("audio") => StreamFormat::Audio,
+            Some("sse") => StreamFormat::Sse,
+            Some(o) => {
+                return Err(ApiError::invalid(
+                    "stream_format",
+                    format!("must be `audio` or `sse`, got `{o}`"),
+                ))
+            }
+        };
+        let voices = voice_specs(self.voice.name(), library);
+        let voice_clone = voices.iter().any(|v| matches!(v, VoiceSpec::Reference(_)));
+        let params = self.sampling.to_params(limits)?;
+        let scene = self
+            .instructions
+            .as_ref()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        Ok(SpeechJob {
+            request: GenerateRequest {
+                prompting: Prompting::Script {
+                    transcript: self.input.clone(),
+                    voices,
+                    uploads: Vec::new(),
+                    scene_prompt: scene,
+                    ref_audio_in_system_message: false,
+                    chunking: ChunkConfig::default(),
+                    chunk_buffer_size: None,
+                },
+                params,
+                force_audio: true,
+                timeout: None,
+            },
+            format,
+            stream,
+            voice_clone,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn req(extra: &str) -> Result<SpeechRequest, serde_json::Error> {
+        serde_json::from_str(&format!(
+            r#"{{"model":"tts-1","input":"Hello","voice":"alloy"{extra}}}"#
+        ))
+    }
+
+    #[test]
+    fn defaults_and_builtin_voices() {
+        let j = req("").unwrap().validate(&Limits::default(), &[]).unwrap();
+        assert_eq!(j.format, AudioFormat::Mp3);
+        assert_eq!(j.stream, StreamFormat::Audio);
+        assert!(!j.voice_clone);
+        let j = req("")
+            .unwrap()
+            .validate(&Limits::default(), &["alloy".into()])
+            .unwrap();
+        assert!(
+            j.voice_clone,
+            "a library voice named like a built-in is used"
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = req(r#","speed":1.5"#)
+            .unwrap()
+            .validate(&Limits::default(), &[])
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("speed"));
+        let e = req(r#","response_format":"ogg-vorbis""#)
+            .unwrap()
+            .validate(&Limits::default(), &[])
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("response_format"));
+        let e = req(r#","response_format":"aac""#)
+            .unwrap()
+            .validate(&Limits::default(), &[])
+            .unwrap_err();
+        assert!(e.message.contains("aac"));
+        let e = req(r#","temprature":1"#)
+            .unwrap()
+            .validate(&Limits::default(), &[])
+            .unwrap_err();
+        assert_eq!(
+            e.param.as_deref(),
+            Some("temprature"),
+            "unknown fields are refused"
+        );
+        let long = Limits {
+            max_input_chars: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            req("").unwrap().validate(&long, &[]).unwrap_err().kind,
+            ErrorKind::PayloadTooLarge
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! `higgs-serve serve`: the HTTP server (OpenAI-compatible speech and chat, native /generate,
+//! voices, health, metrics) over the batching engine.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use higgs_engine::voices::VoiceLibrary;
+use higgs_engine::{start, EngineConfig, EngineParts};
+use higgs_server::{AppState, ServerConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::device::{self, DeviceArg, DtypeArg};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Model directory (config.json, *.safetensors, tokenizer.json).
+    #[arg(long, env = "MODEL_PATH")]
+    model: Option<PathBuf>,
+    /// Audio tokenizer directory.
+    #[arg(long, env = "AUDIO_TOKENIZER_PATH")]
+    codec: Option<PathBuf>,
+    /// Text tokenizer (directory or tokenizer.json; default: the model directory).
+    #[arg(long, env = "TOKENIZER_PATH")]
+    tokenizer: Option<PathBuf>,
+    /// Voice library directory (NAME.wav + NAME.txt [+ profile.yaml]).
+    #[arg(long, env = "VOICE_PROMPTS_PATH")]
+    voices: Option<PathBuf>,
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    host: String,
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    port: u16,
+    /// Run on a freshly generated tiny RANDOM checkpoint (every endpoint real, the audio is noise).
+    #[arg(long)]
+    demo: bool,
+    #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DEVICE")]
+    device: DeviceArg,
+    #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DTYPE")]
+    dtype: DtypeArg,
+    /// Require `Authorization: Bearer KEY` (all routes but /health, /ping, /metrics).
+    #[arg(long, env = "HIGGS_API_KEY")]
+    api_key: Option<String>,
+    /// Concurrent sequences (KV slots).
+    #[arg(long, env = "HIGGS_MAX_RUNNING", default_value_t = 16)]
+    max_running: usize,
+    /// Positions per sequence (prompt incl. reference audio + generated frames, per chunk).
+    #[arg(long, env = "HIGGS_MAX_SEQ_LEN", default_value_t = 4096)]
+    max_seq_len: usize,
+    /// Requests allowed to wait; beyond it the server answers 429.
+    #[arg(long, env = "HIGGS_MAX_QUEUE", default_value_t = 64)]
+    max_queue: usize,
+    #[arg(long, env = "HIGGS_MAX_INPUT_CHARS", default_value_t = 10_000)]
+    max_input_chars: usize,
+    #[arg(long, env = "HIGGS_MAX_BODY_BYTES", default_value_t = 40 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Name reported by /v1/models.
+    #[arg(long, default_value = "higgs-audio-v2-generation-3B-base")]
+    served_model_name: String,
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    let demo_dir;
+    let (model, codec) = if a.demo {
+        demo_dir = std::env::temp_dir().join(format!("higgs-serve-demo-{}", std::process::id()));
+        let ck = higgs_model::random::RandomCheckpoint::new(
+            higgs_model::random::Preset::Tiny,
+            higgs_model::CheckpointLayout::Legacy,
+        );
+        ck.write(&demo_dir.join("model"))?;
+        higgs_model::random::write_tokenizer(&demo_dir.join("model"), None)?;
+        higgs_codec::write_random_checkpoint(
+            &demo_dir.join("codec"),
+            higgs_codec::Preset::Tiny,
+            higgs_codec::CheckpointLayout::Legacy,
+            0,
+        )?;
+        eprintln!("==============================================================================");
+        eprintln!(
+            " DEMO MODE: a tiny RANDOM checkpoint in {} — every endpoint is real,",
+            demo_dir.display()
+        );
+        eprintln!(" but the audio is NOISE. Use --model/--codec with the real weights for speech.");
+        eprintln!("==============================================================================");
+        (demo_dir.join("model"), demo_dir.join("codec"))
+    } else {
+        match (&a.model, &a.codec) {
+            (Some(m), Some(c)) => (m.clone(), c.clone()),
+            _ => bail!(
+                "no model given. Pass --model DIR --codec DIR (or MODEL_PATH / AUDIO_TOKENIZER_PATH), fetch the weights with \
+                 `higgs-serve download --out /runpod-volume/higgs_audio`, or try the stack with `higgs-serve serve --demo`"
+            ),
+        }
+    };
+    let dev = device::select(a.device, 0)?;
+    let dtype = device::dtype(a.dtype, &dev);
+    let tok_path = a.tokenizer.clone().unwrap_or_else(|| model.clone());
+    let tokenizer = if tok_path.is_dir() {
+        higgs_text::TextTokenizer::from_model_dir(&tok_path)
+    } else {
+        higgs_text::TextTokenizer::from_file(&tok_path)
+    }
+    .with_context(|| format!("loading the text tokenizer from {}", tok_path.display()))?;
+    let t0 = std::time::Instant::now();
+    let m = higgs_model::HiggsAudioModel::load(&model, dtype, &dev)
+        .with_context(|| format!("loading the model from {}", model.display()))?;
+    let c = higgs_codec::Codec::load(&codec, &dev)
+        .with_context(|| format!("loading the audio tokenizer from {}", codec.display()))?;
+    tracing::info!(
+        "model and codec loaded in {:.1}s on {dev:?} ({dtype:?})",
+        t0.elapsed().as_secs_f64()
+    );
+    let voices = match &a.voices {
+        Some(d) => Some(
+            VoiceLibrary::open(d)
+                .with_context(|| format!("opening the voice directory {}", d.display()))?,
+        ),
+        None => None,
+    };
+    let server_voices = match &a.voices {
+        Some(d) => Some(Arc::new(VoiceLibrary::open(d)?)),
+        None => None,
+    };
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    let cfg = EngineConfig {
+        max_running: a.max_running,
+        max_seq_len: a.max_seq_len,
+        max_queue: a.max_queue,
+        ..Default::default()
+    };
+    let (engine, join) = start(
+        cfg,
+        EngineParts {
+            model: m,
+            codec: c,
+            tokenizer,
+            voices,
+        },
+    )?;
+    let state = AppState {
+        engine,
+        voices: server_voices,
+        config: Arc::new(ServerConfig {
+            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+            limits: higgs_api::Limits {
+                max_input_chars: a.max_input_chars,
+                ..Default::default()
+            },
+            max_body_bytes: a.max_body_bytes,
+            model_name: a.served_model_name.clone(),
+        }),
+        ready: Arc::new(AtomicBool::new(true)),
+        metrics: Some(metrics),
+        device: format!("{dev:?}"),
+    };
+    let addr: SocketAddr = format!("{}:{}", a.host, a.port)
+        .parse()
+        .with_context(|| format!("bad --host/--port {}:{}", a.host, a.port))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(higgs_server::serve(state, addr))?;
+    // Let running requests finish.
+    let _ = join.join();
+    Ok(())
+}

@@ -1,0 +1,6 @@
+pub mod auth;
+pub mod chat;
+pub mod generate;
+pub mod health;
+pub mod speech;
+pub mod voices;

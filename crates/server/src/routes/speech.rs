@@ -1,0 +1,97 @@
+//! `POST /v1/audio/speech` (OpenAI).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use higgs_api::speech::{SpeechRequest, StreamFormat};
+
+use crate::error::AppJson;
+use crate::{audio, AppState, HttpError};
+
+#[utoipa::path(post, path = "/v1/audio/speech", request_body = SpeechRequest,
+    responses((status = 200, description = "audio bytes (chunked) or SSE events", content_type = "application/octet-stream"),
+              (status = 400, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
+              (status = 413, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody)))]
+pub async fn speech(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<SpeechRequest>,
+) -> Result<Response, HttpError> {
+    let job = req.validate(&state.config.limits, &state.voice_names())?;
+    let rate = state.engine.sample_rate() as u32;
+    let (stream, _) = audio::start(&state, job.request).await?;
+    match job.stream {
+        StreamFormat::Audio => {
+            let body = audio::streaming_body(stream, job.format, rate)?;
+            Ok(([(header::CONTENT_TYPE, job.format.content_type())], body).into_response())
+        }
+        StreamFormat::Sse => {
+            // `speech.audio.delta` events carry base64 chunks of the requested format as it is
+            // encoded; `speech.audio.done` carries the usage.
+            let enc = higgs_audio_io::StreamEncoder::new(job.format, rate).map_err(|e| {
+                higgs_api::ApiError::new(higgs_api::ErrorKind::InvalidRequest, e.to_string())
+            })?;
+            let init = (
+                stream,
+                Some(enc),
+                std::collections::VecDeque::<String>::new(),
+            );
+            let st = futures_util::stream::unfold(
+                init,
+                |(mut s, mut enc, mut pending)| async move {
+                    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+                    let delta = |b: &[u8]| {
+                        serde_json::json!({"type": "speech.audio.delta", "audio": b64(b)})
+                            .to_string()
+                    };
+                    loop {
+                        if let Some(p) = pending.pop_front() {
+                            let ev = axum::response::sse::Event::default().data(p);
+                            return Some((
+                                Ok::<_, std::convert::Infallible>(ev),
+                                (s, enc, pending),
+                            ));
+                        }
+                        let e = enc.as_mut()?;
+                        match s.next().await {
+                            Some(higgs_engine::Event::Audio { samples, .. }) => {
+                                match e.push(&samples) {
+                                    Ok(b) if !b.is_empty() => pending.push_back(delta(&b)),
+                                    Ok(_) => {}
+                                    Err(err) => {
+                                        pending.push_back(serde_json::json!({"type": "error", "error": {"message": err.to_string()}}).to_string());
+                                        enc = None;
+                                    }
+                                }
+                            }
+                            Some(higgs_engine::Event::Finished { usage, .. }) => {
+                                if let Some(e) = enc.take() {
+                                    match e.finish() {
+                                    Ok(tail) if !tail.is_empty() => pending.push_back(delta(&tail)),
+                                    Ok(_) => {}
+                                    Err(err) => pending.push_back(serde_json::json!({"type": "error", "error": {"message": err.to_string()}}).to_string()),
+                                }
+                                }
+                                pending.push_back(
+                                serde_json::json!({"type": "speech.audio.done", "usage": {
+                                    "input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+                                    "total_tokens": usage.prompt_tokens + usage.completion_tokens}})
+                                .to_string(),
+                            );
+                            }
+                            Some(higgs_engine::Event::Failed(err)) => {
+                                pending.push_back(serde_json::json!({"type": "error", "error": {"message": err.to_string(), "type": err.error_type()}}).to_string());
+                                enc = None;
+                            }
+                            Some(_) => {}
+                            None => enc = None,
+                        }
+                    }
+                },
+            );
+            Ok(axum::response::sse::Sse::new(st)
+                .keep_alive(axum::response::sse::KeepAlive::default())
+                .into_response())
+        }
+    }
+}

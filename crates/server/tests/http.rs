@@ -1,0 +1,564 @@
+//! The HTTP server in-process (`app(state).oneshot(..)`) over a real engine on the fixture model
+//! and codec: every route, every format header, the JSON error shape and status of each error path.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use candle_core::{DType, Device};
+use higgs_engine::voices::VoiceLibrary;
+use higgs_engine::{start, EngineConfig, EngineParts};
+use higgs_server::{app, AppState, ServerConfig};
+use higgs_testkit::fixture;
+use tower::ServiceExt;
+
+struct Setup {
+    state: AppState,
+    _voices: tempfile::TempDir,
+}
+
+fn setup(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Setup {
+    let voices = tempfile::tempdir().unwrap();
+    let shared = higgs_testkit::fixtures_root().join("../voices");
+    for n in ["belinda", "en_man"] {
+        for ext in ["wav", "txt"] {
+            std::fs::copy(
+                shared.join(format!("{n}.{ext}")),
+                voices.path().join(format!("{n}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    let parts = EngineParts {
+        model: higgs_model::HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu)
+            .unwrap(),
+        codec: higgs_codec::Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
+        tokenizer: higgs_text::TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
+        voices: Some(VoiceLibrary::open(voices.path()).unwrap()),
+    };
+    let cfg = EngineConfig {
+        max_running: 4,
+        max_seq_len: 1024,
+        max_queue,
+        ..Default::default()
+    };
+    let (engine, _) = start(cfg, parts).unwrap();
+    let state = AppState {
+        engine,
+        voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
+        config: Arc::new(ServerConfig {
+            api_key: api_key.map(String::from),
+            max_body_bytes: max_body,
+            ..Default::default()
+        }),
+        ready: Arc::new(AtomicBool::new(true)),
+        metrics: None,
+        device: "cpu".into(),
+    };
+    Setup {
+        state,
+        _voices: voices,
+    }
+}
+
+fn default_setup() -> Setup {
+    setup(16, None, 40 << 20)
+}
+
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, Option<String>, Vec<u8>) {
+    let mut b = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(v) => {
+            b = b.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = app(state.clone())
+        .oneshot(b.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, ct, bytes)
+}
+
+fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
+}
+
+fn speech(extra: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::json!({"model": "tts-1", "input": "Hello there, a short test.", "voice": "alloy",
+        "temperature": 0.0, "ras_win_len": 0, "max_new_tokens": 30});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[tokio::test]
+async fn speech_in_every_format_with_the_right_content_type() {
+    let s = default_setup();
+    for (fmt, ct) in [
+        ("wav", "audio/wav"),
+        ("mp3", "audio/mpeg"),
+        ("flac", "audio/flac"),
+        ("opus", "audio/ogg"),
+        ("pcm", "audio/pcm"),
+    ] {
+        let (status, got_ct, bytes) = call(
+            &s.state,
+            "POST",
+            "/v1/audio/speech",
+            Some(speech(serde_json::json!({"response_format": fmt}))),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{fmt}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        assert_eq!(got_ct.as_deref(), Some(ct), "{fmt}");
+        assert!(!bytes.is_empty(), "{fmt}");
+        if fmt != "pcm" {
+            let a = higgs_audio_io::decode_bytes(&bytes, &Default::default()).unwrap();
+            assert_eq!(a.source_channels, 1);
+            assert!(a.duration_seconds() > 0.0);
+        } else {
+            assert_eq!(bytes.len() % 2, 0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn speech_sse_and_voice_cloning() {
+    let s = default_setup();
+    let (status, ct, body) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(
+            serde_json::json!({"stream_format": "sse", "response_format": "pcm"}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.unwrap().starts_with("text/event-stream"));
+    let text = String::from_utf8(body).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(events.iter().any(|e| e["type"] == "speech.audio.delta"));
+    assert_eq!(events.last().unwrap()["type"], "speech.audio.done");
+    assert!(
+        events.last().unwrap()["usage"]["total_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // A library voice (reference codes encoded and cached on first use).
+    let (status, _, bytes) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(
+            serde_json::json!({"voice": "belinda", "response_format": "wav"}),
+        )),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let (status, _, bytes) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(
+            serde_json::json!({"voice": {"id": "en_man"}, "response_format": "wav"}),
+        )),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+}
+
+#[tokio::test]
+async fn error_paths_have_stable_json_and_status() {
+    let s = default_setup();
+    let check = |status: StatusCode, body: &[u8], want: StatusCode, ty: &str| {
+        assert_eq!(status, want, "{}", String::from_utf8_lossy(body));
+        let j = json(body);
+        assert_eq!(j["error"]["type"], ty, "{j}");
+        assert_eq!(j["error"]["code"], want.as_u16());
+        assert!(!j["error"]["message"].as_str().unwrap().is_empty());
+        j
+    };
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({"voice": "nobody"}))),
+    )
+    .await;
+    let j = check(st, &b, StatusCode::NOT_FOUND, "not_found");
+    assert!(j["error"]["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "belinda"));
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({"voice": "../../etc/passwd"}))),
+    )
+    .await;
+    assert!(
+        st == StatusCode::NOT_FOUND || st == StatusCode::BAD_REQUEST,
+        "{st}"
+    );
+    assert!(String::from_utf8_lossy(&b).contains("invalid voice name"));
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({"speed": 1.5}))),
+    )
+    .await;
+    let j = check(st, &b, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(j["error"]["param"], "speed");
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({"response_format": "aac"}))),
+    )
+    .await;
+    check(st, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({"input": ""}))),
+    )
+    .await;
+    check(st, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({"input": "x".repeat(10_001)}))),
+    )
+    .await;
+    check(st, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({"max_new_tokens": 100000}))),
+    )
+    .await;
+    check(st, &b, StatusCode::BAD_REQUEST, "bad_request");
+    // Malformed JSON, wrong content type, unknown route.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/audio/speech")
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let r = app(s.state.clone()).oneshot(req).await.unwrap();
+    let st = r.status();
+    check(
+        st,
+        &axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/audio/speech")
+        .body(Body::from("{}"))
+        .unwrap();
+    let r = app(s.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (st, _, b) = call(&s.state, "GET", "/nope", None).await;
+    check(st, &b, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn auth_body_limit_and_overload() {
+    let s = setup(16, Some("sekret"), 40 << 20);
+    let (st, _, _) = call(&s.state, "GET", "/v1/models", None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let req = Request::builder()
+        .uri("/v1/models")
+        .header("authorization", "Bearer wrong")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app(s.state.clone()).oneshot(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let req = Request::builder()
+        .uri("/v1/models")
+        .header("authorization", "Bearer sekret")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app(s.state.clone()).oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    for open in ["/health", "/ping", "/metrics", "/openapi.json"] {
+        assert_eq!(
+            call(&s.state, "GET", open, None).await.0,
+            StatusCode::OK,
+            "{open}"
+        );
+    }
+    let small = setup(16, None, 1000);
+    let (st, _, b) = call(
+        &small.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({"input": "y".repeat(5000)}))),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let full = setup(0, None, 40 << 20);
+    let (st, _, b) = call(
+        &full.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(serde_json::json!({}))),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    assert_eq!(json(&b)["error"]["type"], "overloaded");
+}
+
+#[tokio::test]
+async fn native_generate_success_and_failure() {
+    let s = default_setup();
+    let body = serde_json::json!({"transcript": "[SPEAKER0] Hello.\n[SPEAKER1] Hi there.", "ref_audio": "belinda,en_man",
+        "chunk_method": "speaker", "temperature": 0, "ras_win_len": 0, "max_new_tokens": 30, "seed": 3});
+    let (st, _, b) = call(&s.state, "POST", "/generate", Some(body)).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let j = json(&b);
+    assert_eq!(j["success"], true);
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(j["audio_base64"].as_str().unwrap())
+        .unwrap();
+    let a = higgs_audio_io::decode_bytes(&wav, &Default::default()).unwrap();
+    assert!((a.duration_seconds() - j["duration_seconds"].as_f64().unwrap()).abs() < 1e-6);
+    assert_eq!(j["sample_rate"], 24000);
+    assert_eq!(j["metadata"]["voice_clone"], true);
+    assert_eq!(
+        j["metadata"]["generation_parameters"]["chunks_processed"],
+        2
+    );
+    assert!(
+        j["metadata"]["generation_parameters"]["generation_time"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // Base64 reference audio (no transcript: goes into the system message).
+    let voice =
+        std::fs::read(higgs_testkit::fixtures_root().join("../voices/en_woman.wav")).unwrap();
+    let body = serde_json::json!({"transcript": "Cloned from an upload.", "ref_audio": base64::engine::general_purpose::STANDARD.encode(voice),
+        "temperature": 0, "ras_win_len": 0, "max_new_tokens": 30});
+    let (st, _, b) = call(&s.state, "POST", "/generate", Some(body)).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    // Failures keep the shape.
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/generate",
+        Some(serde_json::json!({"transcript": "x", "ref_audio": "nobody"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let j = json(&b);
+    assert_eq!(j["success"], false);
+    assert!(j["voice_suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "en_man"));
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/generate",
+        Some(serde_json::json!({"transcript": "x", "chunk_method": "sentence"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&b)["success"], false);
+}
+
+#[tokio::test]
+async fn chat_completions_with_and_without_streaming() {
+    let s = default_setup();
+    let voice = std::fs::read(higgs_testkit::fixtures_root().join("../voices/en_man.wav")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(voice);
+    let body = serde_json::json!({"model": "higgs", "modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"},
+        "temperature": 0, "ras_win_len": 0, "max_completion_tokens": 30,
+        "messages": [
+            {"role": "system", "content": "Generate audio following instruction."},
+            {"role": "user", "content": "This is the reference."},
+            {"role": "assistant", "content": [{"type": "input_audio", "input_audio": {"data": b64, "format": "wav"}}]},
+            {"role": "user", "content": "Now say this."}]});
+    let (st, _, b) = call(&s.state, "POST", "/v1/chat/completions", Some(body.clone())).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let j = json(&b);
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(
+            j["choices"][0]["message"]["audio"]["data"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(
+        higgs_audio_io::decode_bytes(&data, &Default::default())
+            .unwrap()
+            .duration_seconds()
+            > 0.0
+    );
+    assert!(j["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let mut sb = body.clone();
+    sb["stream"] = serde_json::json!(true);
+    sb["stream_options"] = serde_json::json!({"include_usage": true});
+    let (st, ct, b) = call(&s.state, "POST", "/v1/chat/completions", Some(sb)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(ct.unwrap().starts_with("text/event-stream"));
+    let text = String::from_utf8(b).unwrap();
+    let datas: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(*datas.last().unwrap(), "[DONE]");
+    let pcm: usize = datas
+        .iter()
+        .filter(|d| **d != "[DONE]")
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["audio"]["data"].as_str().map(|s| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .unwrap()
+                    .len()
+            })
+        })
+        .sum();
+    assert!(pcm > 0 && pcm % 2 == 0);
+    // Audio URLs are not fetched (SSRF).
+    let mut bad = body;
+    bad["messages"][2]["content"] = serde_json::json!([{"type": "audio_url", "audio_url": {"url": "http://169.254.169.254/latest"}}]);
+    let (st, _, b) = call(&s.state, "POST", "/v1/chat/completions", Some(bad)).await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+}
+
+#[tokio::test]
+async fn voices_crud_and_metadata_routes() {
+    let s = default_setup();
+    let (st, _, b) = call(&s.state, "GET", "/v1/audio/voices", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(json(&b)["voices"], serde_json::json!(["belinda", "en_man"]));
+    let audio = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(higgs_testkit::fixtures_root().join("../voices/vex.wav")).unwrap());
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/voices",
+        Some(serde_json::json!({"name": "vex2", "transcript": "Words.", "audio_base64": audio})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{}", String::from_utf8_lossy(&b));
+    let (_, _, b) = call(&s.state, "GET", "/v1/audio/voices", None).await;
+    assert!(json(&b)["voices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "vex2"));
+    let (st, _, _) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/voices",
+        Some(serde_json::json!({"name": "../x", "transcript": "W", "audio_base64": audio})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _, _) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/voices",
+        Some(serde_json::json!({"name": "junk", "transcript": "W", "audio_base64": "aGVsbG8="})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, _, _) = call(&s.state, "DELETE", "/v1/audio/voices/vex2", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, _) = call(&s.state, "DELETE", "/v1/audio/voices/vex2", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, b) = call(&s.state, "GET", "/health", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let h = json(&b);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["queue"]["slots"], 4);
+    let (_, _, b) = call(&s.state, "GET", "/v1/models", None).await;
+    assert_eq!(json(&b)["data"][0]["object"], "model");
+    let (_, _, b) = call(&s.state, "GET", "/openapi.json", None).await;
+    let o = json(&b);
+    for p in [
+        "/v1/audio/speech",
+        "/v1/chat/completions",
+        "/generate",
+        "/v1/audio/voices",
+        "/health",
+    ] {
+        assert!(o["paths"][p].is_object(), "{p} in openapi");
+    }
+}
