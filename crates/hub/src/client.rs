@@ -72,8 +72,9 @@ impl RepoInfo {
 /// What the hub says about one file before it is downloaded.
 #[derive(Debug, Clone)]
 pub struct FileMeta {
-    /// Commit the file was resolved at (`X-Repo-Commit`).
-    pub commit: String,
+    /// Commit the file was resolved at (`X-Repo-Commit`; the hub may leave it off after a
+    /// relative redirect, and downloads are pinned to the listing's commit anyway).
+    pub commit: Option<String>,
     /// Size in bytes.
     pub size: u64,
     /// The ETag, quotes removed, and what it lets us check.
@@ -306,13 +307,7 @@ fn meta_from(
     download_url: String,
     endpoint: &str,
 ) -> Result<FileMeta> {
-    let commit = resp
-        .header("x-repo-commit")
-        .ok_or(HubError::MissingHeader {
-            url: url.to_string(),
-            header: "X-Repo-Commit",
-        })?
-        .to_string();
+    let commit = resp.header("x-repo-commit").map(str::to_string);
     let raw_etag = resp
         .header("x-linked-etag")
         .or_else(|| resp.header("etag"))

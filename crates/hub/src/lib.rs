@@ -1,9 +1,9 @@
 //! `higgs-hub`: gets the Higgs Audio v2 checkpoints onto disk and finds them again.
 //!
 //! * [`HubClient::download_repo`] fetches what the model repository
-//!   (`bosonai/higgs-audio-v2-generation-3B-base`: configs, text tokenizer, weights or index +
+//!   (`bosonai/higgs-audio-v2-generation-3B-base`: configs, text tokenizer, weights or index and
 //!   shards) or the audio-tokenizer repository (`bosonai/higgs-audio-v2-tokenizer`: `config.json`
-//!   + `model.pth` or `model.safetensors`) needs into a plain directory, e.g.
+//!   and `model.pth` or `model.safetensors`) needs into a plain directory, e.g.
 //!   `/runpod-volume/higgs_audio/{model,codec}`. It speaks the hub's HTTP protocol (works with
 //!   any `HF_ENDPOINT` mirror), resumes `.part` files with `Range` requests, verifies every file
 //!   against the hub's ETag (sha256 for LFS files, git blob id otherwise) and renames complete

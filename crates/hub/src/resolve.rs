@@ -177,7 +177,7 @@ fn cache_snapshots(
             (t, p)
         })
         .collect();
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     let main = std::fs::read_to_string(base.join("refs").join("main"))
         .ok()
         .map(|s| s.trim().to_string());
