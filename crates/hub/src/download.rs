@@ -113,6 +113,9 @@ pub const CODEC_FILES: &[&str] = &["hubert_base/config.json", "preprocessor_conf
 /// Name of the record written next to the files after a complete download.
 pub const MANIFEST: &str = ".higgs-download.json";
 
+/// Lock file held (advisory `flock`) while a process downloads into a directory.
+pub const LOCK: &str = ".higgs-download.lock";
+
 impl HubClient {
     /// Downloads what `kind` needs from `repo` at `revision` into `dir` (created), pinned to the
     /// commit the revision points to. Files already complete are kept.
@@ -128,6 +131,7 @@ impl HubClient {
         let info = self.repo_info(repo, revision)?;
         let commit = info.sha.clone().unwrap_or_else(|| revision.to_string());
         std::fs::create_dir_all(dir).map_err(|e| HubError::io(dir, e))?;
+        let _lock = lock_dir(dir, progress)?;
         let mut files = Vec::new();
         let mut get = |file: &str, files: &mut Vec<FileReport>| -> Result<PathBuf> {
             let path = local_path(dir, repo, file)?;
@@ -473,6 +477,27 @@ fn local_path(dir: &Path, repo: &str, file: &str) -> Result<PathBuf> {
         });
     }
     Ok(dir.join(rel))
+}
+
+/// Takes the directory's download lock, waiting (with a message) while another process holds it.
+/// Whatever that process finished is then verified and kept.
+fn lock_dir(dir: &Path, progress: &mut dyn Progress) -> Result<std::fs::File> {
+    use fs2::FileExt;
+    let path = dir.join(LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| HubError::io(&path, e))?;
+    if f.try_lock_exclusive().is_err() {
+        progress.warn(&format!(
+            "another process is downloading into {}; waiting for it to finish",
+            dir.display()
+        ));
+        f.lock_exclusive().map_err(|e| HubError::io(&path, e))?;
+    }
+    Ok(f)
 }
 
 /// `{dest}.part`.

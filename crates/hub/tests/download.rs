@@ -436,3 +436,27 @@ fn hf_hub_client_accepts_the_fake_and_its_cache_is_found() {
     assert!(dirs.model.to_string_lossy().contains("snapshots"));
     assert!(dirs.codec.join("model.pth").is_file());
 }
+
+#[test]
+fn concurrent_downloads_into_one_directory_do_not_collide() {
+    let f = fixture();
+    let out = tempfile::tempdir().unwrap();
+    let c = client(&f, None);
+    let results: Vec<RepoReport> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| download_model(&c, out.path(), 0).unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_same_files(&f.model_src, &out.path().join("model"));
+    // One did the work; the other waited and found everything complete.
+    let complete = results
+        .iter()
+        .filter(|r| {
+            r.files
+                .iter()
+                .all(|x| x.outcome == Outcome::AlreadyComplete)
+        })
+        .count();
+    assert_eq!(complete, 1);
+}
