@@ -51,7 +51,11 @@ pub struct DownloadArgs {
 }
 
 pub fn run(a: DownloadArgs) -> Result<()> {
-    let token = a.token.clone().or_else(token_from_env_or_file);
+    let token = a
+        .token
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .or_else(token_from_env_or_file);
     let client = HubClient::new(HubConfig {
         endpoint: a.endpoint.clone(),
         token,
