@@ -170,6 +170,9 @@ pub struct GenerateResponse {
     pub text_output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<GenerateMetadata>,
+    /// Set when the S3 upload failed: the audio is then returned inline in `audio_base64`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

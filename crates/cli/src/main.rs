@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// The HTTP server: OpenAI-compatible speech and chat, native /generate, voices, health, metrics.
     Serve(commands::serve::ServeArgs),
+    /// Download the model and audio tokenizer repositories (e.g. onto a network volume).
+    Download(commands::download::DownloadArgs),
     /// Text in, speech out (the reference CLI's pipeline).
     Synth(commands::synth::SynthArgs),
     /// Benchmark the batching engine in-process with concurrent requests.
@@ -44,6 +46,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(a) => commands::serve::run(a),
+        Command::Download(a) => commands::download::run(a),
         Command::Synth(a) => commands::synth::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Codec(c) => commands::codec::run(c),

@@ -55,6 +55,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub device: String,
+    /// S3 uploads for `/generate` (configured from AWS_* / BUCKET_* at start-up).
+    pub uploader: Option<Arc<higgs_storage::Uploader>>,
 }
 
 impl AppState {

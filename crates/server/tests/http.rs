@@ -57,6 +57,7 @@ fn setup(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Setup {
         ready: Arc::new(AtomicBool::new(true)),
         metrics: None,
         device: "cpu".into(),
+        uploader: None,
     };
     Setup {
         state,

@@ -153,7 +153,6 @@ fn hf_home() -> Option<PathBuf> {
 /// Where `serve` without `--model` looks, from the environment: `MODEL_PATH`,
 /// `AUDIO_TOKENIZER_PATH`, the RunPod volume (`/runpod-volume/higgs_audio`) and the Hugging Face
 /// cache (`HF_HUB_CACHE`, else `$HF_HOME/hub`). Pass to [`higgs_hub::find_model_dirs`].
-#[allow(dead_code)] // for `serve` without `--model`
 pub fn model_search_from_env() -> ModelSearch {
     let var = |k: &str| {
         std::env::var_os(k)

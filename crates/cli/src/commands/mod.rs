@@ -2,5 +2,6 @@ pub mod bench;
 pub mod codec;
 pub mod common;
 pub mod dev;
+pub mod download;
 pub mod serve;
 pub mod synth;

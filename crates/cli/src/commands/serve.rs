@@ -86,10 +86,23 @@ pub fn run(a: ServeArgs) -> Result<()> {
     } else {
         match (&a.model, &a.codec) {
             (Some(m), Some(c)) => (m.clone(), c.clone()),
-            _ => bail!(
-                "no model given. Pass --model DIR --codec DIR (or MODEL_PATH / AUDIO_TOKENIZER_PATH), fetch the weights with \
-                 `higgs-serve download --out /runpod-volume/higgs_audio`, or try the stack with `higgs-serve serve --demo`"
-            ),
+            // Look in the network-volume layout and the Hugging Face cache.
+            _ => {
+                let mut search = crate::commands::download::model_search_from_env();
+                if let Some(m) = &a.model {
+                    search.model_path = Some(m.clone());
+                }
+                if let Some(c) = &a.codec {
+                    search.codec_path = Some(c.clone());
+                }
+                match higgs_hub::find_model_dirs(&search) {
+                    Ok(d) => {
+                        tracing::info!("using model {} and codec {}", d.model.display(), d.codec.display());
+                        (d.model, d.codec)
+                    }
+                    Err(e) => bail!("{e}\n(or pass --model DIR --codec DIR; try the whole stack on random weights with `higgs-serve serve --demo`)"),
+                }
+            }
         }
     };
     let dev = device::select(a.device, 0)?;
@@ -119,6 +132,18 @@ pub fn run(a: ServeArgs) -> Result<()> {
     };
     let server_voices = match &a.voices {
         Some(d) => Some(Arc::new(VoiceLibrary::open(d)?)),
+        None => None,
+    };
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let uploader = match higgs_storage::S3Config::from_env_map(&env)
+        .context("S3 configuration from the environment")?
+    {
+        Some(c) => {
+            tracing::info!("S3 uploads enabled for /generate");
+            Some(Arc::new(
+                higgs_storage::Uploader::new(c).context("S3 uploader")?,
+            ))
+        }
         None => None,
     };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -154,6 +179,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         ready: Arc::new(AtomicBool::new(true)),
         metrics: Some(metrics),
         device: format!("{dev:?}"),
+        uploader,
     };
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
         .parse()

@@ -36,12 +36,6 @@ pub async fn generate(
         Ok(j) => j,
         Err(e) => return failure(e),
     };
-    if job.s3_bucket.is_some() || job.s3_key.is_some() {
-        return failure(ApiError::new(
-            higgs_api::ErrorKind::InvalidRequest,
-            "S3 upload (`s3_bucket`/`s3_key`) is not configured on this server; omit them to receive `audio_base64`",
-        ));
-    }
     let params = job.request.params.clone();
     let chunk_method = match &job.request.prompting {
         Prompting::Script { chunking, .. } => format!("{:?}", chunking.method).to_lowercase(),
@@ -59,9 +53,36 @@ pub async fn generate(
         Ok(b) => b,
         Err(e) => return failure(e),
     };
+    // Upload when S3 is configured (or asked for); on failure the audio comes back inline and
+    // `upload_error` says why, so nothing generated is lost.
+    let wants_upload = state.uploader.is_some() || job.s3_bucket.is_some() || job.s3_key.is_some();
+    let (mut audio_url, mut s3_uri, mut upload_error) = (None, None, None);
+    if wants_upload {
+        match &state.uploader {
+            None => {
+                upload_error = Some(
+                    "S3 is not configured on this server (set BUCKET_ENDPOINT_URL/BUCKET_ACCESS_KEY_ID/BUCKET_SECRET_ACCESS_KEY or AWS_*); the audio is inline".to_string(),
+                )
+            }
+            Some(up) => match up.put(job.s3_bucket.as_deref(), job.s3_key.as_deref(), bytes.clone(), job.format.content_type()).await {
+                Ok(u) => {
+                    audio_url = Some(u.url);
+                    s3_uri = Some(u.s3_uri);
+                }
+                Err(e) => {
+                    tracing::warn!("S3 upload failed: {e}");
+                    upload_error = Some(format!("S3 upload failed ({e}); the audio is returned inline"));
+                }
+            },
+        }
+    }
+    let inline = audio_url.is_none();
     let resp = GenerateResponse {
         success: true,
-        audio_base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        audio_url,
+        s3_uri,
+        upload_error,
+        audio_base64: inline.then(|| base64::engine::general_purpose::STANDARD.encode(&bytes)),
         output_format: Some(job.format.to_string()),
         duration_seconds: Some(c.samples.len() as f64 / rate as f64),
         sample_rate: Some(rate),
