@@ -9,6 +9,7 @@ probe sox sox
 # Build tool, not a test tool: higgs-audio-io's `opus` feature compiles the libopus source bundled
 # in opusic-sys with cmake (statically linked, so nothing is needed at run time).
 probe cmake cmake
+probe curl curl
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing test dependencies: ${need[*]}"
@@ -26,4 +27,16 @@ if [ "$(cat "$S3S_FS_ROOT/s3s-fs.version" 2>/dev/null)" != "$S3S_FS_VERSION" ] |
   echo "installing test dependency: s3s-fs $S3S_FS_VERSION (S3 server for higgs-storage tests)"
   cargo install --locked --quiet s3s-fs --version "$S3S_FS_VERSION" --features binary --root "$S3S_FS_ROOT"
   echo "$S3S_FS_VERSION" > "$S3S_FS_ROOT/s3s-fs.version"
+fi
+
+# Python clients for the end-to-end tests (scripts/e2e.sh): the official openai package, pytest and
+# schemathesis, pinned, in a project-local venv (.venv-e2e, git-ignored).
+E2E_VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-e2e"
+E2E_PKGS="openai==3.54.0 pytest==9.2.0 schemathesis==4.32.5"
+if [ "$(cat "$E2E_VENV/.pkgs" 2>/dev/null)" != "$E2E_PKGS" ]; then
+  echo "installing test dependencies: $E2E_PKGS (venv $E2E_VENV)"
+  python3 -m venv "$E2E_VENV"
+  # shellcheck disable=SC2086
+  "$E2E_VENV/bin/pip" install --quiet --disable-pip-version-check $E2E_PKGS
+  echo "$E2E_PKGS" > "$E2E_VENV/.pkgs"
 fi

@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 cargo test --workspace --locked "$@"
+# Real clients (openai, curl, schemathesis) against a real server process.
+bash scripts/e2e.sh

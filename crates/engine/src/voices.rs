@@ -34,6 +34,10 @@ pub enum VoiceError {
         "voice {name:?} has no transcript file {path} (each voice needs NAME.wav and NAME.txt)"
     )]
     NoTranscript { name: String, path: PathBuf },
+    #[error(
+        "voice {name:?}: the transcript is empty; give the exact words spoken in the recording"
+    )]
+    EmptyTranscript { name: String },
     #[error("voice {name:?} already exists; delete it first or pick another name")]
     Exists { name: String },
     #[error("voice directory {path}: {reason}")]
@@ -286,10 +290,8 @@ impl VoiceLibrary {
             });
         }
         if transcript.trim().is_empty() {
-            return Err(VoiceError::Io {
+            return Err(VoiceError::EmptyTranscript {
                 name: name.to_string(),
-                reason: "the transcript is empty; give the exact words spoken in the recording"
-                    .into(),
             });
         }
         let samples =

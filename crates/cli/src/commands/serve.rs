@@ -54,6 +54,12 @@ pub struct ServeArgs {
     max_input_chars: usize,
     #[arg(long, env = "HIGGS_MAX_BODY_BYTES", default_value_t = 40 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Default `max_new_tokens` when a request gives none.
+    #[arg(long, env = "HIGGS_DEFAULT_MAX_NEW_TOKENS", default_value_t = 2048)]
+    default_max_new_tokens: usize,
+    /// Largest `max_new_tokens` a request may ask for.
+    #[arg(long, env = "HIGGS_MAX_NEW_TOKENS_LIMIT", default_value_t = 4096)]
+    max_new_tokens_limit: usize,
     /// Name reported by /v1/models.
     #[arg(long, default_value = "higgs-audio-v2-generation-3B-base")]
     served_model_name: String,

@@ -44,8 +44,9 @@ fn finish_reason(r: Option<StopReason>) -> &'static str {
 
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatRequest,
     responses((status = 200, description = "chat completion (JSON) or chunks (SSE)"),
-              (status = 400, body = higgs_api::ErrorBody), (status = 413, body = higgs_api::ErrorBody),
-              (status = 429, body = higgs_api::ErrorBody)))]
+              (status = 400, body = higgs_api::ErrorBody), (status = 401, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
+              (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
+              (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
 pub async fn chat(
     State(state): State<AppState>,
     AppJson(req): AppJson<ChatRequest>,

@@ -21,7 +21,10 @@ fn failure(e: ApiError) -> Response {
 
 #[utoipa::path(post, path = "/generate", request_body = GenerateRequestWire,
     responses((status = 200, body = GenerateResponse), (status = 400, body = GenerateResponse),
-              (status = 404, body = GenerateResponse), (status = 429, body = GenerateResponse)))]
+              (status = 401, body = higgs_api::ErrorBody), (status = 404, body = GenerateResponse),
+              (status = 413, body = GenerateResponse), (status = 422, body = GenerateResponse),
+              (status = 429, body = GenerateResponse), (status = 500, body = GenerateResponse),
+              (status = 503, body = GenerateResponse)))]
 pub async fn generate(
     State(state): State<AppState>,
     body: Result<AppJson<GenerateRequestWire>, crate::HttpError>,

@@ -99,7 +99,7 @@ pub async fn ping(State(state): State<AppState>) -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/v1/models", responses((status = 200, description = "model list")))]
+#[utoipa::path(get, path = "/v1/models", responses((status = 200, description = "model list"), (status = 401, body = higgs_api::ErrorBody)))]
 pub async fn models(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"object": "list", "data": [{
         "id": state.config.model_name, "object": "model", "created": 0, "owned_by": "higgs-serve"}]}))

@@ -11,8 +11,9 @@ use crate::{audio, AppState, HttpError};
 
 #[utoipa::path(post, path = "/v1/audio/speech", request_body = SpeechRequest,
     responses((status = 200, description = "audio bytes (chunked) or SSE events", content_type = "application/octet-stream"),
-              (status = 400, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
-              (status = 413, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody)))]
+              (status = 400, body = higgs_api::ErrorBody), (status = 401, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
+              (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
+              (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
 pub async fn speech(
     State(state): State<AppState>,
     AppJson(req): AppJson<SpeechRequest>,

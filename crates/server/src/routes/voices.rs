@@ -49,7 +49,7 @@ fn map(e: VoiceError, state: &AppState) -> HttpError {
     let kind = match e {
         VoiceError::InvalidName { .. } => ErrorKind::BadRequest,
         VoiceError::Unknown { .. } => ErrorKind::NotFound,
-        VoiceError::Exists { .. } => ErrorKind::InvalidRequest,
+        VoiceError::Exists { .. } | VoiceError::EmptyTranscript { .. } => ErrorKind::InvalidRequest,
         VoiceError::Audio { .. } | VoiceError::Codec { .. } | VoiceError::NoTranscript { .. } => {
             ErrorKind::InvalidRequest
         }
@@ -63,7 +63,7 @@ fn map(e: VoiceError, state: &AppState) -> HttpError {
     HttpError(ApiError::new(kind, e.to_string()).with_suggestions(suggestions))
 }
 
-#[utoipa::path(get, path = "/v1/audio/voices", responses((status = 200, body = VoiceList)))]
+#[utoipa::path(get, path = "/v1/audio/voices", responses((status = 200, body = VoiceList), (status = 401, body = higgs_api::ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> Result<axum::Json<VoiceList>, HttpError> {
     let entries: Vec<VoiceEntry> = match &state.voices {
         Some(lib) => lib
@@ -84,7 +84,9 @@ pub async fn list(State(state): State<AppState>) -> Result<axum::Json<VoiceList>
 }
 
 #[utoipa::path(post, path = "/v1/audio/voices", request_body = CreateVoice,
-    responses((status = 201, body = VoiceEntry), (status = 400, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody)))]
+    responses((status = 201, body = VoiceEntry), (status = 400, body = higgs_api::ErrorBody), (status = 401, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
+              (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
+              (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     AppJson(req): AppJson<CreateVoice>,
@@ -120,7 +122,9 @@ pub async fn create(
 }
 
 #[utoipa::path(delete, path = "/v1/audio/voices/{name}", params(("name" = String, Path, description = "voice name")),
-    responses((status = 200, description = "deleted"), (status = 404, body = higgs_api::ErrorBody)))]
+    responses((status = 200, description = "deleted"), (status = 400, body = higgs_api::ErrorBody), (status = 401, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
+              (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
+              (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
     Path(name): Path<String>,
