@@ -195,3 +195,39 @@ fn codec_encode_decode_round_trip() {
     assert_eq!(rate, 24000);
     assert!((secs - f.n_frames as f64 * 0.04).abs() < 1e-9);
 }
+
+#[test]
+fn serve_without_weights_tries_to_download_then_says_what_to_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A closed port stands in for an unreachable hub.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = bin()
+        .args(["serve", "--port", "0", "--download-dir"])
+        .arg(tmp.path().join("dl"))
+        .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env("HF_HOME", tmp.path().join("hf"))
+        .env_remove("MODEL_PATH")
+        .env_remove("AUDIO_TOKENIZER_PATH")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not found"), "{err}");
+    assert!(
+        err.contains("downloading them failed") && err.contains("higgs-serve download --out"),
+        "{err}"
+    );
+    let out = bin()
+        .args(["serve", "--no-download"])
+        .env("HF_HOME", tmp.path().join("hf"))
+        .env_remove("MODEL_PATH")
+        .env_remove("AUDIO_TOKENIZER_PATH")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("serve --demo"), "{err}");
+}

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Name reported by `/v1/models` and in responses.
     pub model_name: String,
+    /// Per-request deadline (queue time included); `None` = no limit.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +43,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             max_body_bytes: 40 * 1024 * 1024,
             model_name: "higgs-audio-v2-generation-3B-base".into(),
+            request_timeout: None,
         }
     }
 }

@@ -18,8 +18,25 @@ use crate::commands::common::{LoadArgs, Loaded};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    #[command(flatten)]
-    load: LoadArgs,
+    /// Model directory (in-process mode).
+    #[arg(long, env = "MODEL_PATH", required_unless_present = "url")]
+    model: Option<PathBuf>,
+    /// Audio tokenizer directory (in-process mode).
+    #[arg(long, env = "AUDIO_TOKENIZER_PATH", required_unless_present = "url")]
+    codec: Option<PathBuf>,
+    #[arg(long, env = "TOKENIZER_PATH")]
+    tokenizer: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: crate::device::DeviceArg,
+    #[arg(long, value_enum, default_value = "auto")]
+    dtype: crate::device::DtypeArg,
+    /// Benchmark a RUNNING server instead (e.g. http://127.0.0.1:8000): streamed
+    /// `/v1/audio/speech` requests in raw PCM; time to first audio = first body byte.
+    #[arg(long)]
+    url: Option<String>,
+    /// API key for --url.
+    #[arg(long, env = "HIGGS_API_KEY")]
+    api_key: Option<String>,
     /// Comma-separated concurrency levels to run one after the other.
     #[arg(long, default_value = "1,8,32")]
     concurrency: String,
@@ -80,6 +97,9 @@ fn rss_mb() -> f64 {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if a.url.is_some() {
+        return run_http(&a);
+    }
     let levels: Vec<usize> = a
         .concurrency
         .split(',')
@@ -91,11 +111,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let max_c = levels.iter().copied().max().unwrap_or(1);
     let t_load = Instant::now();
+    let load = LoadArgs {
+        model: a.model.clone().unwrap_or_default(),
+        codec: a.codec.clone().unwrap_or_default(),
+        tokenizer: a.tokenizer.clone(),
+        device: a.device,
+        dtype: a.dtype,
+    };
     let Loaded {
         model,
         codec,
         tokenizer,
-    } = a.load.load()?;
+    } = load.load()?;
     let device = format!("{:?}", model.device());
     let load_s = t_load.elapsed().as_secs_f64();
     let cfg = EngineConfig {
@@ -235,10 +262,98 @@ pub fn run(a: BenchArgs) -> Result<()> {
         results.push(r);
     }
     if let Some(p) = &a.json {
-        let doc = serde_json::json!({"device": device, "load_s": load_s, "model": a.load.model, "levels": results});
+        let doc = serde_json::json!({"device": device, "load_s": load_s, "model": a.model, "levels": results});
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     engine.shutdown();
+    Ok(())
+}
+
+/// `--url` mode: N concurrent streamed speech requests against a running server.
+fn run_http(a: &BenchArgs) -> Result<()> {
+    let url = a.url.clone().unwrap_or_default();
+    let levels: Vec<usize> = a
+        .concurrency
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .with_context(|| format!("bad --concurrency entry {s:?}"))
+        })
+        .collect::<Result<_>>()?;
+    let mut results = Vec::new();
+    for &c in &levels {
+        let n = a.requests.unwrap_or(c);
+        let t0 = Instant::now();
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..c)
+            .map(|_| {
+                let (url, key, text, next) = (url.clone(), a.api_key.clone(), a.text.clone(), next.clone());
+                let (frames, temperature) = (a.frames, a.temperature);
+                std::thread::spawn(move || {
+                    let mut out = Vec::new();
+                    while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < n {
+                        let body = serde_json::json!({"model": "higgs", "input": text, "voice": "alloy", "response_format": "pcm",
+                            "temperature": temperature, "max_new_tokens": frames + 9});
+                        let mut req = ureq::post(&format!("{url}/v1/audio/speech")).set("content-type", "application/json");
+                        if let Some(k) = &key {
+                            req = req.set("authorization", &format!("Bearer {k}"));
+                        }
+                        let start = Instant::now();
+                        let r = match req.send_string(&body.to_string()) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                eprintln!("request failed: {e}");
+                                continue;
+                            }
+                        };
+                        let mut reader = r.into_reader();
+                        let mut buf = vec![0u8; 1 << 16];
+                        let (mut bytes, mut first) = (0usize, None);
+                        loop {
+                            match std::io::Read::read(&mut reader, &mut buf) {
+                                Ok(0) => break,
+                                Ok(k) => {
+                                    first.get_or_insert(start.elapsed());
+                                    bytes += k;
+                                }
+                                Err(e) => {
+                                    eprintln!("stream failed: {e}");
+                                    break;
+                                }
+                            }
+                        }
+                        out.push((bytes as f64 / 2.0 / 24000.0, first.unwrap_or_default(), start.elapsed()));
+                    }
+                    out
+                })
+            })
+            .collect();
+        let outs: Vec<(f64, Duration, Duration)> = workers
+            .into_iter()
+            .filter_map(|w| w.join().ok())
+            .flatten()
+            .collect();
+        let wall = t0.elapsed().as_secs_f64();
+        let audio_s: f64 = outs.iter().map(|o| o.0).sum();
+        let mut ttfa: Vec<f64> = outs.iter().map(|o| o.1.as_secs_f64() * 1e3).collect();
+        let rtf: Vec<f64> = outs
+            .iter()
+            .map(|o| o.0 / o.2.as_secs_f64().max(1e-9))
+            .collect();
+        let r = serde_json::json!({"concurrency": c, "requests": outs.len(), "wall_s": wall, "audio_s_total": audio_s,
+            "audio_s_per_s": audio_s / wall, "per_stream_rtf_mean": rtf.iter().sum::<f64>() / rtf.len().max(1) as f64,
+            "ttfa_p50_ms": percentile(&mut ttfa, 0.5), "ttfa_p95_ms": percentile(&mut ttfa, 0.95)});
+        println!("{r}");
+        results.push(r);
+    }
+    if let Some(p) = &a.json {
+        std::fs::write(
+            p,
+            serde_json::to_string_pretty(&serde_json::json!({"url": url, "levels": results}))?,
+        )
+        .with_context(|| format!("writing {}", p.display()))?;
+    }
     Ok(())
 }

@@ -31,6 +31,13 @@ pub struct ServeArgs {
     host: String,
     #[arg(long, env = "PORT", default_value_t = 8000)]
     port: u16,
+    /// When the weights are not found, do not try to download them.
+    #[arg(long, env = "HIGGS_NO_DOWNLOAD")]
+    no_download: bool,
+    /// Where missing weights are downloaded (default: /runpod-volume/higgs_audio when the volume is
+    /// mounted, else ~/.cache/higgs-serve/higgs_audio).
+    #[arg(long, env = "HIGGS_DOWNLOAD_DIR")]
+    download_dir: Option<PathBuf>,
     /// Run on a freshly generated tiny RANDOM checkpoint (every endpoint real, the audio is noise).
     #[arg(long)]
     demo: bool,
@@ -44,6 +51,13 @@ pub struct ServeArgs {
     /// Concurrent sequences (KV slots).
     #[arg(long, env = "HIGGS_MAX_RUNNING", default_value_t = 16)]
     max_running: usize,
+    /// KV-cache memory budget in GiB; when set, the number of concurrent sequences is derived from
+    /// it (and --max-seq-len) instead of --max-running.
+    #[arg(long, env = "HIGGS_KV_CACHE_GB")]
+    kv_cache_gb: Option<f64>,
+    /// Give up on a request (and free its slot) after this many seconds, queue time included.
+    #[arg(long, env = "HIGGS_REQUEST_TIMEOUT_SECS")]
+    request_timeout_secs: Option<u64>,
     /// Positions per sequence (prompt incl. reference audio + generated frames, per chunk).
     #[arg(long, env = "HIGGS_MAX_SEQ_LEN", default_value_t = 4096)]
     max_seq_len: usize,
@@ -106,7 +120,35 @@ pub fn run(a: ServeArgs) -> Result<()> {
                         tracing::info!("using model {} and codec {}", d.model.display(), d.codec.display());
                         (d.model, d.codec)
                     }
-                    Err(e) => bail!("{e}\n(or pass --model DIR --codec DIR; try the whole stack on random weights with `higgs-serve serve --demo`)"),
+                    Err(e) if a.no_download => bail!(
+                        "{e}\n(or pass --model DIR --codec DIR; try the whole stack on random weights with `higgs-serve serve --demo`)"
+                    ),
+                    Err(e) => {
+                        let out = a.download_dir.clone().unwrap_or_else(default_download_dir);
+                        eprintln!("{e}\ndownloading the weights into {} ...", out.display());
+                        let args = crate::commands::download::DownloadArgs {
+                            out: out.clone(),
+                            model_repo: higgs_hub::DEFAULT_MODEL_REPO.into(),
+                            codec_repo: higgs_hub::DEFAULT_CODEC_REPO.into(),
+                            revision: "main".into(),
+                            codec_revision: "main".into(),
+                            token: std::env::var("HF_TOKEN").ok(),
+                            endpoint: std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| higgs_hub::DEFAULT_ENDPOINT.into()),
+                            retries: 5,
+                            model_only: false,
+                            codec_only: false,
+                            quiet: false,
+                        };
+                        if let Err(d) = crate::commands::download::run(args) {
+                            bail!(
+                                "the weights are not on this machine and downloading them failed: {d:#}\n\
+                                 fix the network/token (HF_ENDPOINT, HF_TOKEN) and run `higgs-serve download --out {}`, \
+                                 or pass --model DIR --codec DIR (try `higgs-serve serve --demo` for random weights)",
+                                out.display()
+                            );
+                        }
+                        (out.join("model"), out.join("codec"))
+                    }
                 }
             }
         }
@@ -180,6 +222,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
                 ..Default::default()
             },
             max_body_bytes: a.max_body_bytes,
+            request_timeout: a.request_timeout_secs.map(std::time::Duration::from_secs),
             model_name: a.served_model_name.clone(),
         }),
         ready: Arc::new(AtomicBool::new(true)),
@@ -197,4 +240,16 @@ pub fn run(a: ServeArgs) -> Result<()> {
     // Let running requests finish.
     let _ = join.join();
     Ok(())
+}
+
+/// The RunPod network volume when mounted, else a per-user cache directory.
+fn default_download_dir() -> PathBuf {
+    let volume = PathBuf::from("/runpod-volume");
+    if volume.is_dir() {
+        return volume.join("higgs_audio");
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/higgs-serve/higgs_audio")
 }
