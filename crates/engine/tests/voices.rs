@@ -146,7 +146,7 @@ fn add_and_delete_voices() {
     ));
     assert!(matches!(
         lib.add("no_words", &src, "   ", 24000),
-        Err(VoiceError::Io { .. })
+        Err(VoiceError::EmptyTranscript { .. })
     ));
     lib.reference_codes("new_voice", &codec).unwrap();
     lib.delete("new_voice").unwrap();

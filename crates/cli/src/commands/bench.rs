@@ -100,15 +100,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.url.is_some() {
         return run_http(&a);
     }
-    let levels: Vec<usize> = a
-        .concurrency
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .with_context(|| format!("bad --concurrency entry {s:?}"))
-        })
-        .collect::<Result<_>>()?;
+    let levels = parse_levels(&a.concurrency)?;
     let max_c = levels.iter().copied().max().unwrap_or(1);
     let t_load = Instant::now();
     let load = LoadArgs {
@@ -273,15 +265,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 /// `--url` mode: N concurrent streamed speech requests against a running server.
 fn run_http(a: &BenchArgs) -> Result<()> {
     let url = a.url.clone().unwrap_or_default();
-    let levels: Vec<usize> = a
-        .concurrency
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .with_context(|| format!("bad --concurrency entry {s:?}"))
-        })
-        .collect::<Result<_>>()?;
+    let levels = parse_levels(&a.concurrency)?;
     let mut results = Vec::new();
     for &c in &levels {
         let n = a.requests.unwrap_or(c);
@@ -356,4 +340,14 @@ fn run_http(a: &BenchArgs) -> Result<()> {
         .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+fn parse_levels(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .with_context(|| format!("bad --concurrency entry {x:?}"))
+        })
+        .collect()
 }
