@@ -489,7 +489,7 @@ async fn chat_completions_with_and_without_streaming() {
             })
         })
         .sum();
-    assert!(pcm > 0 && pcm % 2 == 0);
+    assert!(pcm > 0 && pcm.is_multiple_of(2));
     // Audio URLs are not fetched (SSRF).
     let mut bad = body;
     bad["messages"][2]["content"] = serde_json::json!([{"type": "audio_url", "audio_url": {"url": "http://169.254.169.254/latest"}}]);

@@ -38,7 +38,7 @@ pub struct DecodeArgs {
     device: DeviceArg,
 }
 
-fn load(dir: &PathBuf, d: DeviceArg) -> Result<Codec> {
+fn load(dir: &std::path::Path, d: DeviceArg) -> Result<Codec> {
     let dev = device::select(d, 0)?;
     Codec::load(dir, &dev)
         .with_context(|| format!("loading the audio tokenizer from {}", dir.display()))

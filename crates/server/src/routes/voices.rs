@@ -106,12 +106,13 @@ pub async fn create(
     // Decoding and writing audio is blocking work.
     let st = state.clone();
     tokio::task::spawn_blocking(move || {
-        let lib = higgs_engine::voices::VoiceLibrary::open(&lib_dir)?;
-        lib.add(&name, &bytes, &transcript, rate)
+        // Boxed: the error carries the decoder's error and is large.
+        let lib = higgs_engine::voices::VoiceLibrary::open(&lib_dir).map_err(Box::new)?;
+        lib.add(&name, &bytes, &transcript, rate).map_err(Box::new)
     })
     .await
     .map_err(|e| HttpError(ApiError::new(ErrorKind::Internal, e.to_string())))?
-    .map_err(|e| map(e, &st))?;
+    .map_err(|e| map(*e, &st))?;
     Ok((
         StatusCode::CREATED,
         axum::Json(VoiceEntry {
