@@ -232,8 +232,7 @@ struct TextConfigRaw {
     vocab_size: usize,
     #[serde(default = "default_eps")]
     rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
-    rope_theta: f64,
+    rope_theta: Option<f64>,
     rope_scaling: Option<RopeScalingRaw>,
     hidden_act: Option<String>,
     #[serde(default)]
@@ -395,7 +394,7 @@ impl LegacyRaw {
                 .unwrap_or(t.hidden_size / t.num_attention_heads.max(1)),
             vocab_size: t.vocab_size,
             rms_norm_eps: t.rms_norm_eps,
-            rope_theta: t.rope_theta,
+            rope_theta: t.rope_theta.unwrap_or(default_theta()),
             rope_scaling,
             dual_ffn_layers: dual,
             num_codebooks: self.audio_num_codebooks,
@@ -419,23 +418,10 @@ impl LegacyRaw {
 /// transformers-native `higgs_audio_v2` config.json (flat Llama fields).
 #[derive(Debug, Deserialize)]
 struct HfRaw {
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    num_key_value_heads: Option<usize>,
-    head_dim: Option<usize>,
-    vocab_size: usize,
-    #[serde(default = "default_eps")]
-    rms_norm_eps: f64,
-    rope_theta: Option<f64>,
-    rope_scaling: Option<RopeScalingRaw>,
+    /// The flat Llama fields, shared with the legacy `text_config`.
+    #[serde(flatten)]
+    llama: TextConfigRaw,
     rope_parameters: Option<RopeScalingRaw>,
-    hidden_act: Option<String>,
-    #[serde(default)]
-    attention_bias: bool,
-    #[serde(default)]
-    mlp_bias: bool,
     #[serde(default = "default_codebooks")]
     num_codebooks: usize,
     /// Counts the BOS/EOS rows: 1026 for the real model.
@@ -453,25 +439,12 @@ struct HfRaw {
 
 impl HfRaw {
     fn resolve(self) -> Result<HiggsConfig, LoadError> {
-        check_text_config(&TextConfigRaw {
-            hidden_size: self.hidden_size,
-            intermediate_size: self.intermediate_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            num_key_value_heads: None,
-            head_dim: None,
-            vocab_size: self.vocab_size,
-            rms_norm_eps: self.rms_norm_eps,
-            rope_theta: 0.0,
-            rope_scaling: None,
-            hidden_act: self.hidden_act.clone(),
-            attention_bias: self.attention_bias,
-            mlp_bias: self.mlp_bias,
-        })?;
+        let t = &self.llama;
+        check_text_config(t)?;
         // Newer transformers put theta inside `rope_parameters`; older ones use `rope_theta` +
         // `rope_scaling`. The two llama3 parameterisations are mathematically identical (§1.3).
-        let rope = self.rope_parameters.as_ref().or(self.rope_scaling.as_ref());
-        let rope_theta = self
+        let rope = self.rope_parameters.as_ref().or(t.rope_scaling.as_ref());
+        let rope_theta = t
             .rope_theta
             .or_else(|| rope.and_then(|r| r.rope_theta))
             .unwrap_or(default_theta());
@@ -487,20 +460,20 @@ impl HfRaw {
         }
         HiggsConfig {
             layout: CheckpointLayout::Hf,
-            hidden_size: self.hidden_size,
-            intermediate_size: self.intermediate_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            num_key_value_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
-            head_dim: self
+            hidden_size: t.hidden_size,
+            intermediate_size: t.intermediate_size,
+            num_hidden_layers: t.num_hidden_layers,
+            num_attention_heads: t.num_attention_heads,
+            num_key_value_heads: t.num_key_value_heads.unwrap_or(t.num_attention_heads),
+            head_dim: t
                 .head_dim
-                .unwrap_or(self.hidden_size / self.num_attention_heads.max(1)),
-            vocab_size: self.vocab_size,
-            rms_norm_eps: self.rms_norm_eps,
+                .unwrap_or(t.hidden_size / t.num_attention_heads.max(1)),
+            vocab_size: t.vocab_size,
+            rms_norm_eps: t.rms_norm_eps,
             rope_theta,
             rope_scaling,
             // The transformers port gives every layer a DualFFN.
-            dual_ffn_layers: vec![true; self.num_hidden_layers],
+            dual_ffn_layers: vec![true; t.num_hidden_layers],
             num_codebooks: self.num_codebooks,
             codebook_size: rows - 2,
             stream_bos_id: self.audio_stream_bos_id.unwrap_or(rows as u32 - 2),
