@@ -12,8 +12,9 @@ use crate::AppState;
 /// reference audio, too long — become proper error statuses before any byte is sent).
 pub async fn start(
     state: &AppState,
-    req: GenerateRequest,
+    mut req: GenerateRequest,
 ) -> Result<(RequestStream, Vec<Event>), ApiError> {
+    req.timeout = req.timeout.or(state.config.request_timeout);
     if !state.is_ready() {
         return Err(ApiError::new(
             ErrorKind::Unavailable,

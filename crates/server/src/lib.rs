@@ -6,6 +6,7 @@
 //! (`{"error": {"message", "type", "param", "code"}}`) with the status of its kind.
 
 mod audio;
+pub mod jobs;
 mod error;
 mod openapi;
 mod routes;

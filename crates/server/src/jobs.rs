@@ -1,0 +1,171 @@
+//! The native `/generate` job, independent of its transport: the HTTP route and the RunPod worker
+//! both run it, so they accept the same fields and answer the same response.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use higgs_api::generate::{
+    GenerateMetadata, GenerateRequestWire, GenerateResponse, GenerationParameters,
+};
+use higgs_api::{ApiError, ErrorKind};
+use higgs_audio_io::{AudioFormat, StreamEncoder};
+use higgs_engine::{Event, Prompting};
+use higgs_storage::Uploader;
+use tokio::sync::mpsc;
+
+use crate::{audio, AppState};
+
+/// How one `/generate` job is run beyond its request fields.
+#[derive(Default)]
+pub struct GenerateOptions {
+    /// Upload target for this job (e.g. built from a RunPod request's `s3Config`); `None` = the
+    /// server's own uploader, if any.
+    pub uploader: Option<Arc<Uploader>>,
+    /// Receives the output file's bytes as they are encoded (in `output_format`); the pieces
+    /// concatenate to the whole file. The final response then carries no inline audio unless
+    /// `inline_when_streamed` is set (the client already has it).
+    pub stream: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    pub inline_when_streamed: bool,
+}
+
+/// Runs a `/generate` request to completion. Dropping the future cancels the generation.
+pub async fn run_generate(
+    state: &AppState,
+    req: &GenerateRequestWire,
+    opts: GenerateOptions,
+) -> Result<GenerateResponse, ApiError> {
+    let t0 = std::time::Instant::now();
+    let rate = state.engine.sample_rate() as u32;
+    let job = req.validate(&state.config.limits, rate)?;
+    let params = job.request.params.clone();
+    let chunk_method = match &job.request.prompting {
+        Prompting::Script { chunking, .. } => format!("{:?}", chunking.method).to_lowercase(),
+        Prompting::Messages { .. } => "none".into(),
+    };
+    let (s, early) = audio::start(state, job.request).await?;
+    let c = match &opts.stream {
+        None => audio::collect(state, s, early).await?,
+        Some(tx) => collect_streaming(state, s, early, job.format, rate, tx).await?,
+    };
+    // Encoded once more even when streamed: a streamed WAV header has no length, the stored or
+    // inline file should.
+    let bytes = audio::encode(job.format, &c.samples, rate)?;
+    let uploader = opts.uploader.clone().or_else(|| state.uploader.clone());
+    let wants_upload =
+        opts.uploader.is_some() || state.uploader.is_some() || job.s3_bucket.is_some() || job.s3_key.is_some();
+    let (mut audio_url, mut s3_uri, mut upload_error) = (None, None, None);
+    if wants_upload {
+        match &uploader {
+            None => {
+                upload_error = Some(
+                    "S3 is not configured on this server (set BUCKET_ENDPOINT_URL/BUCKET_ACCESS_KEY_ID/BUCKET_SECRET_ACCESS_KEY or AWS_*, or send s3Config); the audio is inline".to_string(),
+                )
+            }
+            Some(up) => match up
+                .put(
+                    job.s3_bucket.as_deref(),
+                    job.s3_key.as_deref(),
+                    bytes.clone(),
+                    job.format.content_type(),
+                )
+                .await
+            {
+                Ok(u) => {
+                    audio_url = Some(u.url);
+                    s3_uri = Some(u.s3_uri);
+                }
+                Err(e) => {
+                    tracing::warn!("S3 upload failed: {e}");
+                    upload_error = Some(format!(
+                        "S3 upload failed ({e}); the audio is returned inline"
+                    ));
+                }
+            },
+        }
+    }
+    let inline =
+        audio_url.is_none() && (opts.stream.is_none() || opts.inline_when_streamed);
+    Ok(GenerateResponse {
+        success: true,
+        audio_url,
+        s3_uri,
+        upload_error,
+        audio_base64: inline.then(|| base64::engine::general_purpose::STANDARD.encode(&bytes)),
+        output_format: Some(job.format.to_string()),
+        duration_seconds: Some(c.samples.len() as f64 / rate as f64),
+        sample_rate: Some(rate),
+        text_output: Some(c.text.clone()),
+        metadata: Some(GenerateMetadata {
+            model_used: state.config.model_name.clone(),
+            voice_clone: job.voice_clone,
+            generation_parameters: GenerationParameters {
+                temperature: params.sampling.temperature,
+                top_k: params.sampling.top_k,
+                top_p: params.sampling.top_p,
+                max_new_tokens: params.max_new_tokens,
+                ras_win_len: params.ras.win_len,
+                ras_win_max_num_repeat: params.ras.max_repeat,
+                seed: params.seed,
+                chunk_method,
+                generation_time: t0.elapsed().as_secs_f64(),
+                chunks_processed: c.usage.chunks,
+            },
+        }),
+        ..Default::default()
+    })
+}
+
+/// Like [`audio::collect`], also encoding the audio as it arrives and sending each encoded piece.
+async fn collect_streaming(
+    state: &AppState,
+    mut s: higgs_engine::RequestStream,
+    early: Vec<Event>,
+    format: AudioFormat,
+    rate: u32,
+    tx: &mpsc::UnboundedSender<Vec<u8>>,
+) -> Result<audio::Collected, ApiError> {
+    let mut enc = Some(StreamEncoder::new(format, rate)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?);
+    let enc_err = |e: higgs_audio_io::AudioError| {
+        ApiError::new(ErrorKind::Internal, format!("encoding {format}: {e}"))
+    };
+    let send = |piece: Vec<u8>| {
+        if !piece.is_empty() {
+            // A closed receiver means nobody listens any more; the job still completes.
+            let _ = tx.send(piece);
+        }
+    };
+    let mut c = audio::Collected::default();
+    let mut pending: std::collections::VecDeque<Event> = early.into();
+    loop {
+        let e = match pending.pop_front() {
+            Some(e) => e,
+            None => match s.next().await {
+                Some(e) => e,
+                None => return Err(ApiError::new(ErrorKind::Unavailable, "the engine stopped")),
+            },
+        };
+        match e {
+            Event::Audio { samples, .. } => {
+                if let Some(enc) = enc.as_mut() {
+                    send(enc.push(&samples).map_err(enc_err)?);
+                }
+                c.samples.extend(samples);
+            }
+            Event::Text { ids, text } => {
+                c.text_ids.extend(ids);
+                c.text.push_str(&text);
+            }
+            Event::Finished { reason, usage, .. } => {
+                if let Some(enc) = enc.take() {
+                    send(enc.finish().map_err(enc_err)?);
+                }
+                c.usage = usage;
+                c.reason = Some(reason);
+                return Ok(c);
+            }
+            Event::Failed(e) => return Err(ApiError::from_generation(e, &state.voice_names())),
+            Event::Started { .. } => {}
+        }
+    }
+}
