@@ -340,9 +340,20 @@ impl HiggsAudioModel {
         let positions = Tensor::from_vec(plan.positions.clone(), n, dev)?;
         let (cos, sin) = self.rope.cos_sin(&positions, self.dtype)?;
         let masks = RowMasks::new(&plan, dev)?;
+        let group = DecodeGroup::new(&plan, cache, &self.cfg, dev)?;
 
         for (li, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(li, layer, &x, &plan, &masks, &cos, &sin, cache)?;
+            x = self.layer_forward(
+                li,
+                layer,
+                &x,
+                &plan,
+                &masks,
+                group.as_ref(),
+                &cos,
+                &sin,
+                cache,
+            )?;
             if opts.capture_hidden {
                 hidden.push(x.clone());
             }
@@ -473,11 +484,32 @@ impl HiggsAudioModel {
         x: &Tensor,
         plan: &Plan,
         masks: &RowMasks,
+        group: Option<&DecodeGroup>,
         cos: &Tensor,
         sin: &Tensor,
         cache: &mut KvCache,
     ) -> Result<Tensor, ForwardError> {
         let has_audio = !plan.audio_rows.is_empty();
+        let all_audio = plan.text_rows.is_empty();
+        if let (Some(a), true) = (&layer.audio, all_audio) {
+            // Every position is audio (the decode hot path): the audio norms and FFN only, no
+            // routing, no text weights touched.
+            let h_norm = a.input_layernorm.forward(x)?;
+            let attn = self.attention(
+                li,
+                &layer.attn,
+                &h_norm,
+                plan,
+                group,
+                cos,
+                sin,
+                cache,
+                false,
+            )?;
+            let r = (x + attn)?;
+            let d = a.mlp.forward(&a.post_attention_layernorm.forward(&r)?)?;
+            return Ok((r + d)?);
+        }
         let h_norm = match (&layer.audio, &masks.audio) {
             (Some(a), Some(m)) => select_rows(
                 m,
@@ -492,6 +524,7 @@ impl HiggsAudioModel {
             &layer.attn,
             &h_norm,
             plan,
+            group,
             cos,
             sin,
             cache,
@@ -529,7 +562,14 @@ impl HiggsAudioModel {
         Ok(out)
     }
 
-    /// Shared self-attention over the packed rows; each sequence attends to its cache slot.
+    /// Shared self-attention over the packed rows (reference §3.3), GQA.
+    ///
+    /// K/V of the new positions are written into the slot cache first: the one-position
+    /// sequences of the step with one scatter per tensor over their slot range, longer pieces
+    /// (prefills) with one copy per sequence. Reads: every one-position sequence that needs no
+    /// special mask attends in ONE batched matmul over the slot range of the cache (each KV block
+    /// read once for its `n_rep` query heads, keys past a slot's length masked); the others
+    /// (prefill pieces, fast-forward text queries) attend per sequence.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -537,6 +577,7 @@ impl HiggsAudioModel {
         a: &Attention,
         h: &Tensor,
         plan: &Plan,
+        group: Option<&DecodeGroup>,
         cos: &Tensor,
         sin: &Tensor,
         cache: &mut KvCache,
@@ -550,25 +591,27 @@ impl HiggsAudioModel {
             cfg.head_dim,
         );
         let n_rep = nh / nkv;
-        let q =
-            a.q.forward(h)?
-                .reshape((1, n, nh, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-        let k =
-            a.k.forward(h)?
-                .reshape((1, n, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-        let v =
-            a.v.forward(h)?
-                .reshape((1, n, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut outs = Vec::with_capacity(plan.slots.len());
+        // Row layout [1, N, heads, hd] (rope_thd): no transposes on the projections.
+        let q = a.q.forward(h)?.reshape((1, n, nh, hd))?;
+        let q = candle_nn::rotary_emb::rope_thd(&q, cos, sin)?.reshape((n, nh * hd))?;
+        let k = a.k.forward(h)?.reshape((1, n, nkv, hd))?;
+        let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?.reshape((n, nkv * hd))?;
+        let v = a.v.forward(h)?;
+        let max_len = cache.max_len();
+
+        // Writes.
+        if let Some(g) = group {
+            for (src, dst) in [(&k, &cache.k[li]), (&v, &cache.v[li])] {
+                let src = match &g.src_map {
+                    Some(m) => src.index_select(m, 0)?,
+                    None => src.clone(),
+                };
+                let dst = dst
+                    .narrow(0, g.lo, g.r)?
+                    .reshape((g.r * nkv, max_len, hd))?;
+                dst.scatter_set(&g.write_idx, &src.reshape((g.r * nkv, 1, hd))?, 1)?;
+            }
+        }
         for s in 0..plan.slots.len() {
             let (start, len, past, slot) = (
                 plan.seq_start[s],
@@ -576,15 +619,87 @@ impl HiggsAudioModel {
                 plan.seq_past[s],
                 plan.slots[s],
             );
+            if len == 1 && group.is_some() {
+                continue;
+            }
+            for (src, dst) in [(&k, &cache.k[li]), (&v, &cache.v[li])] {
+                let rows = src
+                    .narrow(0, start, len)?
+                    .reshape((len, nkv, hd))?
+                    .transpose(0, 1)?
+                    .unsqueeze(0)?
+                    .contiguous()?;
+                dst.narrow(0, slot, 1)?.slice_set(&rows, 2, past)?;
+            }
+        }
+
+        // Reads.
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut pieces: Vec<(Vec<u32>, Tensor)> = Vec::new();
+        let mut batched = vec![false; plan.slots.len()];
+        if let Some(g) = group {
+            let members: Vec<usize> = g
+                .seqs
+                .iter()
+                .enumerate()
+                .filter(|(_, &s)| !(fast_forward && self.needs_audio_mask(plan, s, cache)))
+                .map(|(m, _)| m)
+                .collect();
+            if !members.is_empty() {
+                let qr = match &g.q_map {
+                    Some(m) => q.index_select(m, 0)?,
+                    None => q.clone(),
+                }
+                .reshape((g.r, nkv, n_rep, hd))?;
+                let kc = cache.k[li].narrow(0, g.lo, g.r)?.narrow(2, 0, g.tmax)?;
+                let vc = cache.v[li].narrow(0, g.lo, g.r)?.narrow(2, 0, g.tmax)?;
+                let scores = (qr.matmul(&kc.t()?)? * scale)?
+                    .to_dtype(DType::F32)?
+                    .broadcast_add(&g.mask)?;
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
+                let o = probs.matmul(&vc)?.reshape((g.r, nh * hd))?; // [R, nkv*n_rep*hd]
+                if members.len() == g.seqs.len() && g.identity {
+                    pieces.push((Vec::new(), o));
+                } else {
+                    let offs: Vec<u32> = members.iter().map(|&m| g.offs[m]).collect();
+                    let idx = Tensor::from_vec(offs, members.len(), &self.device)?;
+                    let rows = members
+                        .iter()
+                        .map(|&m| plan.seq_start[g.seqs[m]] as u32)
+                        .collect();
+                    pieces.push((rows, o.index_select(&idx, 0)?));
+                }
+                for &m in &members {
+                    batched[g.seqs[m]] = true;
+                }
+            }
+        }
+        for s in 0..plan.slots.len() {
+            if batched[s] {
+                continue;
+            }
+            let (start, len, past, slot) = (
+                plan.seq_start[s],
+                plan.lens[s],
+                plan.seq_past[s],
+                plan.slots[s],
+            );
             let total = past + len;
-            let kc = cache.k[li].narrow(0, slot, 1)?;
-            let vc = cache.v[li].narrow(0, slot, 1)?;
-            kc.slice_set(&k.narrow(2, start, len)?.contiguous()?, 2, past)?;
-            vc.slice_set(&v.narrow(2, start, len)?.contiguous()?, 2, past)?;
-            let ks = kc.narrow(2, 0, total)?.squeeze(0)?.contiguous()?; // [nkv, T, hd]
-            let vs = vc.narrow(2, 0, total)?.squeeze(0)?.contiguous()?;
+            let ks = cache.k[li]
+                .narrow(0, slot, 1)?
+                .narrow(2, 0, total)?
+                .squeeze(0)?; // [nkv, T, hd]
+            let vs = cache.v[li]
+                .narrow(0, slot, 1)?
+                .narrow(2, 0, total)?
+                .squeeze(0)?;
             // GQA without copying K/V: query head g*n_rep + r uses KV head g.
-            let qs = q.narrow(2, start, len)?.reshape((nkv, n_rep * len, hd))?;
+            let qs = q
+                .narrow(0, start, len)?
+                .reshape((len, nh, hd))?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((nkv, n_rep * len, hd))?;
             let scores = (qs.matmul(&ks.t()?)? * scale)?
                 .to_dtype(DType::F32)?
                 .reshape((nkv, n_rep, len, total))?;
@@ -600,14 +715,18 @@ impl HiggsAudioModel {
                 .reshape((nh, len, hd))?
                 .transpose(0, 1)?
                 .reshape((len, nh * hd))?;
-            outs.push(o);
+            pieces.push(((start as u32..(start + len) as u32).collect(), o));
         }
-        let o = if outs.len() == 1 {
-            outs.remove(0)
-        } else {
-            Tensor::cat(&outs, 0)?
-        };
+        let o = assemble_rows(pieces, n, &self.device)?;
         Ok(a.o.forward(&o)?)
+    }
+
+    /// Whether a fast-forward layer must hide audio keys from sequence `s`'s text queries.
+    fn needs_audio_mask(&self, plan: &Plan, s: usize, cache: &KvCache) -> bool {
+        let (start, len, slot) = (plan.seq_start[s], plan.lens[s], plan.slots[s]);
+        let new_flags = &plan.audio_flags[start..start + len];
+        (new_flags.iter().any(|&f| f) || cache.audio_flags(slot).iter().any(|&f| f))
+            && new_flags.iter().any(|&f| !f)
     }
 
     /// Additive mask `[len, total]` for sequence `s`: causal, and in fast-forward layers text
@@ -669,6 +788,125 @@ struct Plan {
     text_ids: Vec<u32>,
     audio_rows: Vec<u32>,
     audio_codes: Vec<u32>,
+}
+
+/// The one-position sequences of a forward, attended in one batched matmul over the slot range
+/// `lo..lo + r` of the cache. Slots of the range that are not in the group are computed too (their
+/// rows are never used) and never written.
+struct DecodeGroup {
+    lo: usize,
+    r: usize,
+    /// Longest attended length in the group (keys read per slot).
+    tmax: usize,
+    /// Sequence indices (batch order) and their slot offsets `slot - lo`.
+    seqs: Vec<usize>,
+    offs: Vec<u32>,
+    /// `[R]` packed row feeding each slot of the range (None: the rows are the range, in order).
+    src_map: Option<Tensor>,
+    q_map: Option<Tensor>,
+    /// Rows of the group are exactly the packed rows `0..N` in slot order.
+    identity: bool,
+    /// `[R * kv_heads, 1, head_dim]` u32: write position per slot and KV head (u32::MAX = skip).
+    write_idx: Tensor,
+    /// `[R, 1, 1, tmax]` f32 additive mask: keys at or past a slot's length get f32::MIN.
+    mask: Tensor,
+}
+
+impl DecodeGroup {
+    fn new(
+        plan: &Plan,
+        cache: &KvCache,
+        cfg: &HiggsConfig,
+        dev: &Device,
+    ) -> candle_core::Result<Option<Self>> {
+        let seqs: Vec<usize> = (0..plan.slots.len())
+            .filter(|&s| plan.lens[s] == 1)
+            .collect();
+        if seqs.is_empty() {
+            return Ok(None);
+        }
+        let lo = seqs.iter().map(|&s| plan.slots[s]).min().unwrap_or(0);
+        let hi = seqs.iter().map(|&s| plan.slots[s]).max().unwrap_or(0);
+        let r = hi - lo + 1;
+        let tmax = seqs
+            .iter()
+            .map(|&s| plan.seq_past[s] + 1)
+            .max()
+            .unwrap_or(1)
+            .min(cache.max_len());
+        let first_row = plan.seq_start[seqs[0]] as u32;
+        let mut map = vec![first_row; r];
+        let mut pos = vec![u32::MAX; r];
+        let mut lens = vec![tmax as f32; r];
+        let mut offs = Vec::with_capacity(seqs.len());
+        for &s in &seqs {
+            let off = plan.slots[s] - lo;
+            map[off] = plan.seq_start[s] as u32;
+            pos[off] = plan.seq_past[s] as u32;
+            lens[off] = (plan.seq_past[s] + 1) as f32;
+            offs.push(off as u32);
+        }
+        let identity = seqs.len() == plan.slots.len()
+            && r == seqs.len()
+            && map.iter().enumerate().all(|(i, &m)| m == i as u32);
+        let src_map = if identity {
+            None
+        } else {
+            Some(Tensor::from_vec(map, r, dev)?)
+        };
+        let (nkv, hd) = (cfg.num_key_value_heads, cfg.head_dim);
+        let write_idx = Tensor::from_vec(pos, (r, 1, 1), dev)?
+            .broadcast_as((r, nkv, hd))?
+            .contiguous()?
+            .reshape((r * nkv, 1, hd))?;
+        let keys = Tensor::arange(0u32, tmax as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((1, 1, 1, tmax))?;
+        let lens = Tensor::from_vec(lens, (r, 1, 1, 1), dev)?;
+        let mask = keys
+            .broadcast_ge(&lens)?
+            .to_dtype(DType::F32)?
+            .affine(f32::MIN as f64, 0.0)?;
+        Ok(Some(Self {
+            lo,
+            r,
+            tmax,
+            seqs,
+            offs,
+            q_map: src_map.clone(),
+            src_map,
+            identity,
+            write_idx,
+            mask,
+        }))
+    }
+}
+
+/// Puts attention outputs back in packed row order. A piece with no row list is already the
+/// whole `[N, ..]` result.
+fn assemble_rows(
+    mut pieces: Vec<(Vec<u32>, Tensor)>,
+    n: usize,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    if pieces.len() == 1 {
+        let rows = &pieces[0].0;
+        if rows.is_empty() || rows.iter().enumerate().all(|(i, &r)| r == i as u32) {
+            return Ok(pieces.remove(0).1);
+        }
+    }
+    let mut inverse = vec![0u32; n];
+    let mut at = 0u32;
+    let mut parts = Vec::with_capacity(pieces.len());
+    for (rows, t) in pieces {
+        for r in rows {
+            inverse[r as usize] = at;
+            at += 1;
+        }
+        parts.push(t);
+    }
+    let cat = Tensor::cat(&parts, 0)?;
+    cat.index_select(&Tensor::from_vec(inverse, n, dev)?, 0)
 }
 
 /// Device-side routing tensors built once per forward.

@@ -4,14 +4,14 @@
 //! runs through the same code.
 #![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use higgs_model::{ForwardOptions, HiggsAudioModel, LogitsRequest, PositionKind, SeqInput};
-use higgs_testkit::{assert_close, fixture, golden_json, Golden};
+use higgs_testkit::{assert_close, fixture, golden_json, test_device, Golden};
 
 const TOL: f32 = 1e-4;
 
 fn load_model() -> HiggsAudioModel {
-    HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu).expect("load fixture model")
+    HiggsAudioModel::load(&fixture("llm"), DType::F32, &test_device()).expect("load fixture model")
 }
 
 fn prompt_names() -> Vec<String> {
@@ -136,7 +136,7 @@ fn parity_prefill_embeddings_layers_and_logits() {
                 .filter(|(_, &m)| m != 0)
                 .map(|(i, _)| i as u32)
                 .collect();
-            let idx = Tensor::new(rows.as_slice(), &Device::Cpu).unwrap();
+            let idx = Tensor::new(rows.as_slice(), model.device()).unwrap();
             let h = final_norm.index_select(&idx, 0).unwrap();
             assert_close(&name, &model.audio_head(&h).unwrap(), &g.f32(&name), TOL);
         }
@@ -254,7 +254,9 @@ fn step_input(
 
 /// Batched = alone: every prompt of the fixture set runs in ONE forward per step, joining at
 /// different steps (prefills mixed with other sequences' decode steps), each in its own KV slot;
-/// every sequence's logits must equal the reference's single-sequence logits.
+/// every sequence's logits must equal the reference's single-sequence logits. Slots are assigned
+/// in reverse batch order with gaps, so the batched decode attention over a slot range sees
+/// unused slots and a batch order that is not the slot order.
 #[test]
 fn parity_batched_sequences_equal_single_sequence_reference() {
     let model = load_model();
@@ -270,7 +272,9 @@ fn parity_batched_sequences_equal_single_sequence_reference() {
         .map(|(p, &n)| g.i64s(&format!("{p}.prefill.expanded_input_ids")).len() + n)
         .max()
         .unwrap();
-    let mut cache = model.new_cache(prompts.len(), max_len + 1).unwrap();
+    let n = prompts.len();
+    let slot_of = |s: usize| 2 * (n - 1 - s);
+    let mut cache = model.new_cache(2 * n, max_len + 1).unwrap();
     let mut global: usize = 0;
     loop {
         let mut batch = Vec::new();
@@ -283,7 +287,7 @@ fn parity_batched_sequences_equal_single_sequence_reference() {
             if step >= steps[s] {
                 continue;
             }
-            let (seq, t, a) = step_input(&model, &g, p, step, s);
+            let (seq, t, a) = step_input(&model, &g, p, step, slot_of(s));
             batch.push(seq);
             meta.push((p.clone(), step, t, a));
         }
@@ -326,7 +330,7 @@ fn parity_batched_sequences_equal_single_sequence_reference() {
     }
     for (s, p) in prompts.iter().enumerate() {
         let expect = g.i64s(&format!("{p}.prefill.expanded_input_ids")).len() + steps[s] - 1;
-        assert_eq!(cache.len(s), expect, "{p}: cached positions");
+        assert_eq!(cache.len(slot_of(s)), expect, "{p}: cached positions");
     }
 }
 
@@ -335,7 +339,7 @@ fn parity_batched_sequences_equal_single_sequence_reference() {
 #[test]
 fn bf16_prefill_stays_close_to_f32() {
     let f32_model = load_model();
-    let bf16_model = HiggsAudioModel::load(&fixture("llm"), DType::BF16, &Device::Cpu).unwrap();
+    let bf16_model = HiggsAudioModel::load(&fixture("llm"), DType::BF16, &test_device()).unwrap();
     let g = Golden::load("llm/golden.safetensors");
     for p in prompt_names() {
         let run = |m: &HiggsAudioModel| {

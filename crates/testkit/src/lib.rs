@@ -46,6 +46,30 @@ pub fn fixture(rel: &str) -> PathBuf {
     p
 }
 
+/// The device the model/codec under test runs on: `HIGGS_TEST_DEVICE` = `cpu` (default) or
+/// `cuda` / `cuda:N` (needs a binary built with the crates' `cuda` feature and a GPU). Golden
+/// arrays stay on the CPU; comparisons copy results back.
+pub fn test_device() -> Device {
+    let spec = std::env::var("HIGGS_TEST_DEVICE").unwrap_or_default();
+    let spec = spec.trim().to_ascii_lowercase();
+    match spec.as_str() {
+        "" | "cpu" => Device::Cpu,
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = s
+                .strip_prefix("cuda:")
+                .map(|n| {
+                    n.parse::<usize>()
+                        .unwrap_or_else(|_| panic!("HIGGS_TEST_DEVICE={s}: bad ordinal"))
+                })
+                .unwrap_or(0);
+            Device::new_cuda(ordinal).unwrap_or_else(|e| {
+                panic!("HIGGS_TEST_DEVICE={s}: no CUDA device ({e}); build with --features cuda")
+            })
+        }
+        other => panic!("HIGGS_TEST_DEVICE={other}: expected cpu, cuda or cuda:N"),
+    }
+}
+
 /// All arrays of a golden `.safetensors` file, on the CPU.
 pub struct Golden {
     pub path: PathBuf,
