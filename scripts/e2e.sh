@@ -10,7 +10,8 @@ PY=.venv-e2e/bin/python
 [ -x "$BIN" ] || cargo build -p higgs-serve
 PORT=${E2E_PORT:-18765}
 WORK=$(mktemp -d)
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+RP=""
+trap 'kill $SERVER $RP 2>/dev/null || true; wait $SERVER $RP 2>/dev/null || true; rm -rf "$WORK"' EXIT
 FIXTURES=${HIGGS_FIXTURES:-../shared/fixtures}
 mkdir -p "$WORK/voices"
 for v in belinda en_man; do cp "$FIXTURES/../voices/$v.wav" "$FIXTURES/../voices/$v.txt" "$WORK/voices/"; done
@@ -28,3 +29,16 @@ export HIGGS_E2E_URL="http://127.0.0.1:$PORT" HIGGS_E2E_KEY=e2e-key HIGGS_E2E_WO
 .venv-e2e/bin/schemathesis run "http://127.0.0.1:$PORT/openapi.json" \
   --header "Authorization: Bearer e2e-key" --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-15}" --workers 2 --request-timeout 120 --no-color 2>&1 | tee "$WORK/schemathesis.log"
+
+# The RunPod door: the official `runpod` client against the local test API of a real worker process.
+RP_PORT=${E2E_RP_PORT:-18766}
+"$BIN" runpod --rp-serve-api --demo --host 127.0.0.1 --port "$RP_PORT" --voices "$WORK/voices" --api-key e2e-key \
+  --device cpu --max-seq-len 1024 --concurrency 4 > "$WORK/runpod.log" 2>&1 &
+RP=$!
+for _ in $(seq 1 120); do
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer e2e-key' "http://127.0.0.1:$RP_PORT/health")" = 200 ]; then break; fi
+  sleep 0.5
+done
+curl -sf -H 'Authorization: Bearer e2e-key' "http://127.0.0.1:$RP_PORT/health" > /dev/null || { cat "$WORK/runpod.log"; echo "runpod test API did not start"; exit 1; }
+HIGGS_RP_URL="http://127.0.0.1:$RP_PORT" HIGGS_BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")" \
+  "$PY" -m pytest -q tests/e2e_runpod || { tail -50 "$WORK/runpod.log"; exit 1; }

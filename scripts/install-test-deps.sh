@@ -29,10 +29,10 @@ if [ "$(cat "$S3S_FS_ROOT/s3s-fs.version" 2>/dev/null)" != "$S3S_FS_VERSION" ] |
   echo "$S3S_FS_VERSION" > "$S3S_FS_ROOT/s3s-fs.version"
 fi
 
-# Python clients for the end-to-end tests (scripts/e2e.sh): the official openai package, pytest and
-# schemathesis, pinned, in a project-local venv (.venv-e2e, git-ignored).
+# Python clients for the end-to-end tests (scripts/e2e.sh): the official openai and runpod packages,
+# pytest and schemathesis, pinned, in a project-local venv (.venv-e2e, git-ignored).
 E2E_VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-e2e"
-E2E_PKGS="openai==3.54.0 pytest==9.2.0 schemathesis==4.32.5"
+E2E_PKGS="openai==3.54.0 runpod==1.12.0 pytest==9.2.0 schemathesis==4.32.5"
 if [ "$(cat "$E2E_VENV/.pkgs" 2>/dev/null)" != "$E2E_PKGS" ]; then
   echo "installing test dependencies: $E2E_PKGS (venv $E2E_VENV)"
   python3 -m venv "$E2E_VENV"

@@ -13,14 +13,18 @@ use clap::{Parser, Subcommand};
     about = "Rust-native inference and serving for Higgs Audio v2"
 )]
 struct Cli {
+    /// Without a command: `runpod` when RUNPOD_WEBHOOK_GET_JOB is set (the RunPod worker), else help.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// The HTTP server: OpenAI-compatible speech and chat, native /generate, voices, health, metrics.
     Serve(commands::serve::ServeArgs),
+    /// The RunPod Serverless worker (job queue protocol), its local test API (--rp-serve-api), or
+    /// one job (--test-input).
+    Runpod(commands::runpod::RunpodArgs),
     /// Download the model and audio tokenizer repositories (e.g. onto a network volume).
     Download(commands::download::DownloadArgs),
     /// Text in, speech out (the reference CLI's pipeline).
@@ -44,8 +48,22 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {
+    let command = match cli.command {
+        Some(c) => c,
+        // RunPod starts the image's command; with the platform's environment that is the worker.
+        None if std::env::var_os("RUNPOD_WEBHOOK_GET_JOB").is_some_and(|v| !v.is_empty()) => {
+            Cli::parse_from(["higgs-serve", "runpod"])
+                .command
+                .ok_or_else(|| anyhow::anyhow!("parsing `runpod` gave no command"))?
+        }
+        None => {
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            std::process::exit(2);
+        }
+    };
+    match command {
         Command::Serve(a) => commands::serve::run(a),
+        Command::Runpod(a) => commands::runpod::run(a),
         Command::Download(a) => commands::download::run(a),
         Command::Synth(a) => commands::synth::run(a),
         Command::Bench(a) => commands::bench::run(a),

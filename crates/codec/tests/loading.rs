@@ -254,7 +254,11 @@ fn bad_inputs_are_errors_not_panics() {
 
 #[test]
 fn batched_decode_equals_single_decodes() {
-    let codec = Codec::load(&fixtures_root().join("codec"), &Device::Cpu).unwrap();
+    let codec = Codec::load(
+        &fixtures_root().join("codec"),
+        &higgs_testkit::test_device(),
+    )
+    .unwrap();
     let a = test_codes(&codec, 9);
     let b = (test_codes(&codec, 9) + 5.0)
         .unwrap()

@@ -9,7 +9,13 @@ use std::sync::OnceLock;
 
 fn codec() -> &'static Codec {
     static C: OnceLock<Codec> = OnceLock::new();
-    C.get_or_init(|| Codec::load(&fixtures_root().join("codec"), &Device::Cpu).unwrap())
+    C.get_or_init(|| {
+        Codec::load(
+            &fixtures_root().join("codec"),
+            &higgs_testkit::test_device(),
+        )
+        .unwrap()
+    })
 }
 
 fn golden() -> &'static Golden {

@@ -25,14 +25,12 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::audio_stream::{AudioStream, SegmentDedelay, Window};
 use crate::delay::Codes;
-use crate::generate::{
-    expand_prompt, mask_eos, ras_resample, sample_logits, special_ids, PromptSpec,
-};
+use crate::generate::{expand_prompt, mask_eos, sample_logits, special_ids, PromptSpec};
 use crate::request::{
     ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError,
     Timings, Usage,
 };
-use crate::sampling::SeqRng;
+use crate::sampling::{sample_rows, SamplingParams, SeqRng};
 use crate::state::{GenState, NextInput, StepEvent};
 use crate::tts::check_tokenizer_matches;
 use crate::voices::{ResolvedVoices, VoiceLibrary};
@@ -102,6 +100,14 @@ pub struct EngineStats {
     pub requests_finished: u64,
     pub requests_failed: u64,
     pub requests_cancelled: u64,
+    /// Time per phase of the step loop, summed (seconds): the model forward, sampling (one
+    /// batched call for the audio rows of a step, plus RAS re-draws), codec decodes, and whole
+    /// steps. On a GPU the forward is asynchronous: unless `HIGGS_PROFILE_SYNC=1` (a device sync
+    /// after each forward), its kernels finish inside the sampling phase's host copy.
+    pub forward_seconds: f64,
+    pub sample_seconds: f64,
+    pub codec_seconds: f64,
+    pub step_seconds: f64,
 }
 
 enum Cmd {
@@ -320,6 +326,9 @@ struct Engine<'p> {
     stop_ids: Vec<u32>,
     context: usize,
     stats: EngineStats,
+    /// `HIGGS_PROFILE_SYNC=1`: wait for the device after each forward so the phase timers
+    /// attribute GPU time to the forward (costs a little throughput).
+    profile_sync: bool,
 }
 
 impl<'p> Engine<'p> {
@@ -356,6 +365,7 @@ impl<'p> Engine<'p> {
             stop_ids,
             context,
             stats,
+            profile_sync: std::env::var("HIGGS_PROFILE_SYNC").is_ok_and(|v| v == "1"),
         })
     }
 
@@ -753,6 +763,7 @@ impl<'p> Engine<'p> {
             return;
         }
         let positions: usize = batch.iter().map(SeqInput::len).sum();
+        let t_fwd = Instant::now();
         let out = match self
             .parts
             .model
@@ -769,6 +780,10 @@ impl<'p> Engine<'p> {
                 return;
             }
         };
+        if self.profile_sync {
+            let _ = self.parts.model.device().synchronize();
+        }
+        self.stats.forward_seconds += t_fwd.elapsed().as_secs_f64();
         self.stats.forward_calls += 1;
         *self.stats.batch_sizes.entry(batch.len()).or_default() += 1;
         self.stats.positions_total += positions as u64;
@@ -777,7 +792,8 @@ impl<'p> Engine<'p> {
         metrics::counter!("higgs_positions_total").increment(positions as u64);
 
         let (mut ti, mut ai) = (0usize, 0usize);
-        let mut failed: Vec<(usize, GenerationError)> = Vec::new();
+        // (active index, text row, audio row) of every sequence whose piece ends its prompt.
+        let mut jobs: Vec<(usize, Option<usize>, Option<usize>)> = Vec::new();
         for (b, &(i, last)) in owners.iter().enumerate() {
             let req = batch[b].logits;
             let text_row = req.text.then(|| {
@@ -788,44 +804,126 @@ impl<'p> Engine<'p> {
                 ai += 1;
                 ai - 1
             });
-            if !last {
-                continue;
+            if last {
+                jobs.push((i, text_row, audio_row));
             }
-            if let Err(e) =
-                self.advance(i, &out.text_logits, text_row, &out.audio_logits, audio_row)
-            {
+        }
+        let t_sample = Instant::now();
+        let audio_cols = match self.sample_audio(&out.audio_logits, &jobs) {
+            Ok(c) => c,
+            Err(e) => {
+                let failed: Vec<usize> = jobs.iter().map(|j| j.0).collect();
+                self.fail_many(&failed, e);
+                return;
+            }
+        };
+        self.stats.sample_seconds += t_sample.elapsed().as_secs_f64();
+        let mut failed: Vec<(usize, GenerationError)> = Vec::new();
+        for (&(i, text_row, _), col) in jobs.iter().zip(audio_cols) {
+            if let Err(e) = self.advance(i, &out.text_logits, text_row, col) {
                 failed.push((i, e));
             }
         }
+        failed.sort_by_key(|f| f.0);
         for (i, e) in failed.into_iter().rev() {
             self.fail_many(&[i], e);
         }
-        metrics::histogram!("higgs_step_seconds").record(t0.elapsed().as_secs_f64());
         self.finish_chunks();
         self.flush_audio();
         self.finish_drained();
+        let dt = t0.elapsed().as_secs_f64();
+        self.stats.step_seconds += dt;
+        metrics::histogram!("higgs_step_seconds").record(dt);
     }
 
-    /// Samples and advances sequence `i` after its forward.
+    /// Samples the audio column of every job with audio logits in ONE call over all their rows
+    /// (`[jobs * num_codebooks, codebook_rows]`), then the RAS re-draws of all of them in one more
+    /// call. Uniforms come from each sequence's own RNG in the same order as a lone sequence
+    /// draws them (its columns, then its re-draws), so batching never changes a sequence's codes.
+    fn sample_audio(
+        &mut self,
+        logits: &Option<Tensor>,
+        jobs: &[(usize, Option<usize>, Option<usize>)],
+    ) -> Result<Vec<Option<Vec<u32>>>, GenerationError> {
+        let internal = |e: candle_core::Error| GenerationError::Internal(e.to_string());
+        let mut res: Vec<Option<Vec<u32>>> = vec![None; jobs.len()];
+        let with: Vec<(usize, usize)> = jobs
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &(_, _, a))| a.map(|r| (j, r)))
+            .collect();
+        let Some(l) = logits else {
+            return Ok(res);
+        };
+        if with.is_empty() {
+            return Ok(res);
+        }
+        let (n_rows, nc, v) = l.dims3().map_err(internal)?;
+        let rows: Vec<u32> = with.iter().map(|&(_, r)| r as u32).collect();
+        let in_order = rows.len() == n_rows && rows.iter().enumerate().all(|(k, &r)| r == k as u32);
+        let sel = if in_order {
+            l.clone()
+        } else {
+            let idx = Tensor::from_vec(rows, with.len(), l.device()).map_err(internal)?;
+            l.index_select(&idx, 0).map_err(internal)?
+        };
+        let flat = sel.reshape((with.len() * nc, v)).map_err(internal)?;
+        let mut params = Vec::with_capacity(with.len() * nc);
+        let mut us = Vec::with_capacity(with.len() * nc);
+        for &(j, _) in &with {
+            let a = &mut self.active[jobs[j].0];
+            for _ in 0..nc {
+                params.push(a.req.params.sampling);
+                us.push(a.rng.uniform());
+            }
+        }
+        let ids = sample_rows(&flat, &params, &us).map_err(internal)?;
+        let mut cols: Vec<Vec<u32>> = ids.chunks(nc).map(<[u32]>::to_vec).collect();
+        let mut ras: Vec<(usize, usize)> = Vec::new();
+        let mut ras_us = Vec::new();
+        for (w, &(j, _)) in with.iter().enumerate() {
+            let a = &mut self.active[jobs[j].0];
+            for k in a.chunk.state.ras_rows(&cols[w], &a.req.params.ras) {
+                ras.push((w, k));
+                ras_us.push(a.rng.uniform());
+            }
+        }
+        if !ras.is_empty() {
+            let idx: Vec<u32> = ras.iter().map(|&(w, k)| (w * nc + k) as u32).collect();
+            let idx = Tensor::from_vec(idx, ras.len(), flat.device()).map_err(internal)?;
+            let sel = flat.index_select(&idx, 0).map_err(internal)?;
+            let raw = vec![
+                SamplingParams {
+                    temperature: 1.0,
+                    top_k: None,
+                    top_p: 1.0,
+                };
+                ras.len()
+            ];
+            let ids = sample_rows(&sel, &raw, &ras_us).map_err(internal)?;
+            for (&(w, k), id) in ras.iter().zip(ids) {
+                cols[w][k] = id;
+            }
+        }
+        for (w, &(j, _)) in with.iter().enumerate() {
+            res[j] = Some(std::mem::take(&mut cols[w]));
+        }
+        Ok(res)
+    }
+
+    /// Advances sequence `i` after its forward with its sampled audio column (after RAS), or
+    /// samples its text token.
     fn advance(
         &mut self,
         i: usize,
         text_logits: &Option<Tensor>,
         text_row: Option<usize>,
-        audio_logits: &Option<Tensor>,
-        audio_row: Option<usize>,
+        audio_col: Option<Vec<u32>>,
     ) -> Result<(), GenerationError> {
         let model_cfg = self.parts.model.config();
         let a = &mut self.active[i];
         let internal = |e: crate::EngineError| GenerationError::Internal(e.to_string());
-        let (events, next) = if let (Some(l), Some(r)) = (audio_logits, audio_row) {
-            let logits = l
-                .get(r)
-                .map_err(|e| GenerationError::Internal(e.to_string()))?;
-            let mut col =
-                sample_logits(&logits, &a.req.params.sampling, &mut a.rng).map_err(internal)?;
-            let rows = a.chunk.state.ras_rows(&col, &a.req.params.ras);
-            ras_resample(&logits, &rows, &mut a.rng, &mut col).map_err(internal)?;
+        let (events, next) = if let Some(mut col) = audio_col {
             mask_eos(&mut col, a.req.params.ignore_eos, model_cfg.stream_eos_id);
             a.chunk.state.on_audio_step(&col)
         } else if let (Some(l), Some(r)) = (text_logits, text_row) {
@@ -975,6 +1073,7 @@ impl<'p> Engine<'p> {
                         .map_err(|e| e.to_string())
                 });
             metrics::histogram!("higgs_codec_decode_seconds").record(t0.elapsed().as_secs_f64());
+            self.stats.codec_seconds += t0.elapsed().as_secs_f64();
             match res {
                 Ok(rows) => {
                     for ((i, w), samples) in group.into_iter().zip(rows) {

@@ -260,6 +260,35 @@ pub fn sample_rows_on_device(
     greedy.where_cond(&am, &sampled)?.to_vec1::<u32>()
 }
 
+/// Samples one id per row of `logits` (`[R, V]`) with per-row parameters and uniforms: the host
+/// path on the CPU, one device call (and one host copy of the ids) elsewhere. Rows are
+/// independent, so a sequence's ids do not depend on which other rows share the call.
+pub fn sample_rows(
+    logits: &Tensor,
+    params: &[SamplingParams],
+    uniforms: &[f32],
+) -> candle_core::Result<Vec<u32>> {
+    let (r, _) = logits.dims2()?;
+    if params.len() != r || uniforms.len() != r {
+        candle_core::bail!(
+            "sample_rows: {r} rows, {} params, {} uniforms",
+            params.len(),
+            uniforms.len()
+        );
+    }
+    if logits.device().is_cpu() {
+        let rows = host_rows(logits)?;
+        Ok(rows
+            .iter()
+            .zip(params)
+            .zip(uniforms)
+            .map(|((row, p), &u)| sample_row(row, p, u))
+            .collect())
+    } else {
+        sample_rows_on_device(logits, params, uniforms)
+    }
+}
+
 fn candle_nn_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?;
     let e = x.broadcast_sub(&max)?.exp()?;

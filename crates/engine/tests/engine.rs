@@ -20,8 +20,9 @@ use higgs_text::{generation_prompt, GenerationSuffix, Message, Role, TextTokeniz
 
 fn parts() -> EngineParts {
     EngineParts {
-        model: HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu).unwrap(),
-        codec: Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
+        model: HiggsAudioModel::load(&fixture("llm"), DType::F32, &higgs_testkit::test_device())
+            .unwrap(),
+        codec: Codec::load(&fixture("codec"), &higgs_testkit::test_device()).unwrap(),
         tokenizer: TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
         voices: None,
     }

@@ -118,7 +118,8 @@ const STOP: [u32; 2] = [128001, 128009];
 
 #[test]
 fn parity_prompt_expansion_and_reference_codes() {
-    let model = HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu).unwrap();
+    let model =
+        HiggsAudioModel::load(&fixture("llm"), DType::F32, &higgs_testkit::test_device()).unwrap();
     let g = Golden::load("llm/golden.safetensors");
     for c in cases(&g) {
         let p = &c.name;
@@ -171,7 +172,8 @@ fn parity_prompt_expansion_and_reference_codes() {
 
 #[test]
 fn parity_greedy_generation_steps_and_codes() {
-    let model = HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu).unwrap();
+    let model =
+        HiggsAudioModel::load(&fixture("llm"), DType::F32, &higgs_testkit::test_device()).unwrap();
     let cfg = model.config().clone();
     let nc = cfg.num_codebooks;
     let g = Golden::load("llm/golden.safetensors");

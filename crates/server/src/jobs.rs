@@ -51,8 +51,10 @@ pub async fn run_generate(
     // inline file should.
     let bytes = audio::encode(job.format, &c.samples, rate)?;
     let uploader = opts.uploader.clone().or_else(|| state.uploader.clone());
-    let wants_upload =
-        opts.uploader.is_some() || state.uploader.is_some() || job.s3_bucket.is_some() || job.s3_key.is_some();
+    let wants_upload = opts.uploader.is_some()
+        || state.uploader.is_some()
+        || job.s3_bucket.is_some()
+        || job.s3_key.is_some();
     let (mut audio_url, mut s3_uri, mut upload_error) = (None, None, None);
     if wants_upload {
         match &uploader {
@@ -83,8 +85,7 @@ pub async fn run_generate(
             },
         }
     }
-    let inline =
-        audio_url.is_none() && (opts.stream.is_none() || opts.inline_when_streamed);
+    let inline = audio_url.is_none() && (opts.stream.is_none() || opts.inline_when_streamed);
     Ok(GenerateResponse {
         success: true,
         audio_url,
@@ -124,8 +125,10 @@ async fn collect_streaming(
     rate: u32,
     tx: &mpsc::UnboundedSender<Vec<u8>>,
 ) -> Result<audio::Collected, ApiError> {
-    let mut enc = Some(StreamEncoder::new(format, rate)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?);
+    let mut enc = Some(
+        StreamEncoder::new(format, rate)
+            .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?,
+    );
     let enc_err = |e: higgs_audio_io::AudioError| {
         ApiError::new(ErrorKind::Internal, format!("encoding {format}: {e}"))
     };

@@ -6,8 +6,8 @@
 //! (`{"error": {"message", "type", "param", "code"}}`) with the status of its kind.
 
 mod audio;
-pub mod jobs;
 mod error;
+pub mod jobs;
 mod openapi;
 mod routes;
 
@@ -116,7 +116,8 @@ pub async fn serve(state: AppState, addr: std::net::SocketAddr) -> std::io::Resu
         .await
 }
 
-async fn shutdown_signal() {
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -111,10 +111,22 @@ impl FakePlatform {
     pub fn env(&self, worker_id: &str) -> Vec<(String, String)> {
         let b = self.base();
         vec![
-            ("RUNPOD_WEBHOOK_GET_JOB".into(), format!("{b}/job-take/$ID?gpu=NVIDIA+H100")),
-            ("RUNPOD_WEBHOOK_POST_OUTPUT".into(), format!("{b}/job-done/$RUNPOD_POD_ID/$ID?gpu=NVIDIA+H100")),
-            ("RUNPOD_WEBHOOK_POST_STREAM".into(), format!("{b}/job-stream/$RUNPOD_POD_ID/$ID?gpu=NVIDIA+H100")),
-            ("RUNPOD_WEBHOOK_PING".into(), format!("{b}/ping/$RUNPOD_POD_ID?gpu=NVIDIA+H100")),
+            (
+                "RUNPOD_WEBHOOK_GET_JOB".into(),
+                format!("{b}/job-take/$ID?gpu=NVIDIA+H100"),
+            ),
+            (
+                "RUNPOD_WEBHOOK_POST_OUTPUT".into(),
+                format!("{b}/job-done/$RUNPOD_POD_ID/$ID?gpu=NVIDIA+H100"),
+            ),
+            (
+                "RUNPOD_WEBHOOK_POST_STREAM".into(),
+                format!("{b}/job-stream/$RUNPOD_POD_ID/$ID?gpu=NVIDIA+H100"),
+            ),
+            (
+                "RUNPOD_WEBHOOK_PING".into(),
+                format!("{b}/ping/$RUNPOD_POD_ID?gpu=NVIDIA+H100"),
+            ),
             ("RUNPOD_POD_ID".into(), worker_id.into()),
             ("RUNPOD_AI_API_KEY".into(), self.api_key.clone()),
         ]
@@ -230,7 +242,8 @@ impl FakePlatform {
     /// "process, then answer after `delay`".
     fn fault(&self, route: Route, headers: &HeaderMap) -> Result<Option<Response>, Duration> {
         let mut g = self.lock();
-        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(self.api_key.as_str()) {
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(self.api_key.as_str())
+        {
             g.bad_auth += 1;
             return Ok(Some(StatusCode::UNAUTHORIZED.into_response()));
         }
@@ -264,7 +277,10 @@ async fn take(
         Err(d) => Some(d),
     };
     let _ = params;
-    let batch: usize = q.get("batch_size").and_then(|b| b.parse().ok()).unwrap_or(1);
+    let batch: usize = q
+        .get("batch_size")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(1);
     let is_batch = q.contains_key("batch_size");
     p.lock().takes.push(q);
     let deadline = tokio::time::Instant::now() + p.long_poll;
@@ -295,7 +311,8 @@ async fn take(
 }
 
 fn parse(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| json!({"unparsable": String::from_utf8_lossy(body)}))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| json!({"unparsable": String::from_utf8_lossy(body)}))
 }
 
 async fn done(

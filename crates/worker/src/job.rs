@@ -213,7 +213,12 @@ impl JobContext {
             stream: stream.then_some(tx),
             inline_when_streamed: false,
         };
-        let forward = forward_audio_pieces(rx, partials.clone(), req.output_format.clone(), self.state.engine.sample_rate());
+        let forward = forward_audio_pieces(
+            rx,
+            partials.clone(),
+            req.output_format.clone(),
+            self.state.engine.sample_rate(),
+        );
         let (result, chunks) = tokio::join!(run_generate(&self.state, &req, opts), forward);
         match result {
             Ok(resp) => {
@@ -259,7 +264,11 @@ impl JobContext {
             );
         }
         let body = input.get("openai_input").filter(|v| !v.is_null());
-        let method = if body.is_some() { Method::POST } else { Method::GET };
+        let method = if body.is_some() {
+            Method::POST
+        } else {
+            Method::GET
+        };
         let bytes = body.map(|b| b.to_string()).unwrap_or_default();
         let req = match Request::builder()
             .method(method)
@@ -290,7 +299,9 @@ impl JobContext {
             while let Some(chunk) = body.next().await {
                 match chunk {
                     Ok(c) => buf.push_str(&String::from_utf8_lossy(&c)),
-                    Err(e) => return Outcome::error("internal_error", format!("stream broke: {e}"), 500),
+                    Err(e) => {
+                        return Outcome::error("internal_error", format!("stream broke: {e}"), 500)
+                    }
                 }
                 while let Some(end) = buf.find("\n\n") {
                     let ev: String = buf.drain(..end + 2).collect();
@@ -315,7 +326,9 @@ impl JobContext {
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(c) => all.extend_from_slice(&c),
-                Err(e) => return Outcome::error("internal_error", format!("response broke: {e}"), 500),
+                Err(e) => {
+                    return Outcome::error("internal_error", format!("response broke: {e}"), 500)
+                }
             }
         }
         if !status.is_success() {
@@ -338,7 +351,9 @@ impl JobContext {
         if content_type.starts_with("application/json") {
             return match serde_json::from_slice(&all) {
                 Ok(v) => Outcome::Output(v),
-                Err(e) => Outcome::error("internal_error", format!("bad JSON from {route}: {e}"), 500),
+                Err(e) => {
+                    Outcome::error("internal_error", format!("bad JSON from {route}: {e}"), 500)
+                }
             };
         }
         // Binary (audio): the convention of RunPod's vLLM-Omni worker.

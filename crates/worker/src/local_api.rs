@@ -273,7 +273,14 @@ async fn execute(api: LocalApi, job: Job, stop: oneshot::Receiver<()>) {
         // The platform POSTs the job's result to the webhook (expects 200; 2 more tries 10 s apart).
         let client = reqwest::Client::new();
         for attempt in 0..3 {
-            match client.post(&url).header("Content-Type", "application/json").body(body.to_string()).timeout(Duration::from_secs(10)).send().await {
+            match client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => break,
                 r => {
                     tracing::warn!("webhook {url} for {id}: {:?}", r.map(|r| r.status()));
@@ -322,7 +329,10 @@ async fn runsync(
 fn view(api: &LocalApi, id: &str) -> Response {
     match api.jobs().get(id) {
         Some(j) => Json(j.view()).into_response(),
-        None => err(StatusCode::NOT_FOUND, format!("job {id} not found (unknown, or its result expired)")),
+        None => err(
+            StatusCode::NOT_FOUND,
+            format!("job {id} not found (unknown, or its result expired)"),
+        ),
     }
 }
 
@@ -335,7 +345,10 @@ async fn stream(State(api): State<LocalApi>, Path(p): Path<HashMap<String, Strin
     let id = p.get("id").cloned().unwrap_or_default();
     let mut jobs = api.jobs();
     let Some(j) = jobs.get_mut(&id) else {
-        return err(StatusCode::NOT_FOUND, format!("job {id} not found (unknown, or its result expired)"));
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("job {id} not found (unknown, or its result expired)"),
+        );
     };
     let chunks: Vec<Value> = j
         .pending_stream
@@ -374,7 +387,10 @@ async fn retry(State(api): State<LocalApi>, Path(p): Path<HashMap<String, String
         if j.status != Status::Failed {
             return err(
                 StatusCode::BAD_REQUEST,
-                format!("only FAILED jobs can be retried; {id} is {}", j.status.as_str()),
+                format!(
+                    "only FAILED jobs can be retried; {id} is {}",
+                    j.status.as_str()
+                ),
             );
         }
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -436,7 +452,10 @@ pub async fn run_test_input(ctx: &JobContext, test_input: &Value) -> Result<Valu
         return Err("the test input must be a JSON object with an \"input\" key".into());
     };
     let Some(input) = obj.get("input") else {
-        return Err("the test input needs an \"input\" key, e.g. {\"input\": {\"transcript\": \"Hello\"}}".into());
+        return Err(
+            "the test input needs an \"input\" key, e.g. {\"input\": {\"transcript\": \"Hello\"}}"
+                .into(),
+        );
     };
     let job = Job {
         id: obj

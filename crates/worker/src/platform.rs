@@ -119,7 +119,11 @@ impl PlatformClient {
         }
     }
 
-    async fn get(&self, url: &str, timeout: Duration) -> Result<(StatusCode, String, Vec<u8>), PlatformError> {
+    async fn get(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, String, Vec<u8>), PlatformError> {
         let resp = self
             .auth(self.http.get(url))
             .timeout(timeout)
@@ -188,7 +192,11 @@ impl PlatformClient {
             tracing::warn!("{} malformed jobs in a batch; failing them", bad.len());
             for (id, why) in bad {
                 let _ = self
-                    .post_final(&id, &crate::job::Outcome::error("bad_request", why, 400).to_body(false), false)
+                    .post_final(
+                        &id,
+                        &crate::job::Outcome::error("bad_request", why, 400).to_body(false),
+                        false,
+                    )
                     .await;
             }
         }
@@ -211,7 +219,13 @@ impl PlatformClient {
         if status.is_success() {
             return Ok(());
         }
-        let text: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
+        let text: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(PlatformError::RateLimited);
         }
@@ -223,7 +237,12 @@ impl PlatformClient {
 
     /// POSTs with retries on transient failures; the last error when all attempts failed or the
     /// platform refused permanently (4xx).
-    async fn post_retrying(&self, url: &str, job_id: &str, body: &Value) -> Result<(), PlatformError> {
+    async fn post_retrying(
+        &self,
+        url: &str,
+        job_id: &str,
+        body: &Value,
+    ) -> Result<(), PlatformError> {
         let text = body.to_string();
         let mut attempt = 0;
         loop {
@@ -231,7 +250,10 @@ impl PlatformClient {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() && attempt + 1 < self.cfg.backoff.attempts => {
                     let d = self.cfg.backoff.delay(attempt);
-                    tracing::warn!("job {job_id}: posting to the platform failed ({e}); retry {} in {d:?}", attempt + 1);
+                    tracing::warn!(
+                        "job {job_id}: posting to the platform failed ({e}); retry {} in {d:?}",
+                        attempt + 1
+                    );
                     tokio::time::sleep(d).await;
                     attempt += 1;
                 }
@@ -242,10 +264,17 @@ impl PlatformClient {
 
     /// Delivers a job's final result. If the platform refuses the body itself (a 4xx such as
     /// "too large"), a short error result is sent instead so the job still ends.
-    pub async fn post_final(&self, job_id: &str, body: &Value, is_stream: bool) -> Result<(), PlatformError> {
+    pub async fn post_final(
+        &self,
+        job_id: &str,
+        body: &Value,
+        is_stream: bool,
+    ) -> Result<(), PlatformError> {
         let url = self.cfg.urls.job_done(job_id, is_stream);
         match self.post_retrying(&url, job_id, body).await {
-            Err(PlatformError::Status { status, body: why }) if (400..500).contains(&status) && body.get("output").is_some() => {
+            Err(PlatformError::Status { status, body: why })
+                if (400..500).contains(&status) && body.get("output").is_some() =>
+            {
                 tracing::error!("job {job_id}: the platform refused the result (HTTP {status}: {why}); sending an error instead");
                 let fallback = crate::job::Outcome::error(
                     "result_refused",
@@ -291,7 +320,11 @@ impl PlatformClient {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 Ok(v["jobsToStop"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default())
             }
             s => Err(PlatformError::Status {
@@ -335,7 +368,8 @@ mod tests {
         };
         for a in 0..20 {
             let d = b.delay(a);
-            let cap = (Duration::from_millis(100) * (1u32 << a.min(16))).min(Duration::from_secs(2));
+            let cap =
+                (Duration::from_millis(100) * (1u32 << a.min(16))).min(Duration::from_secs(2));
             assert!(d >= cap / 2 && d <= cap, "attempt {a}: {d:?} vs {cap:?}");
         }
     }
@@ -344,9 +378,25 @@ mod tests {
     fn transient_errors() {
         assert!(PlatformError::RateLimited.is_transient());
         assert!(PlatformError::Transport("reset".into()).is_transient());
-        assert!(PlatformError::Status { status: 503, body: String::new() }.is_transient());
-        assert!(PlatformError::Status { status: 408, body: String::new() }.is_transient());
-        assert!(!PlatformError::Status { status: 400, body: String::new() }.is_transient());
-        assert!(!PlatformError::Status { status: 404, body: String::new() }.is_transient());
+        assert!(PlatformError::Status {
+            status: 503,
+            body: String::new()
+        }
+        .is_transient());
+        assert!(PlatformError::Status {
+            status: 408,
+            body: String::new()
+        }
+        .is_transient());
+        assert!(!PlatformError::Status {
+            status: 400,
+            body: String::new()
+        }
+        .is_transient());
+        assert!(!PlatformError::Status {
+            status: 404,
+            body: String::new()
+        }
+        .is_transient());
     }
 }

@@ -90,7 +90,10 @@ impl PlatformUrls {
     /// POST URL of a job's final result (`is_stream` = the job streamed partials).
     pub fn job_done(&self, job_id: &str, is_stream: bool) -> String {
         let flag = if is_stream { "true" } else { "false" };
-        append_query(&self.fill(&self.job_done, Some(job_id)), &[("isStream", flag)])
+        append_query(
+            &self.fill(&self.job_done, Some(job_id)),
+            &[("isStream", flag)],
+        )
     }
 
     /// POST URL of one streamed partial.
@@ -168,10 +171,17 @@ mod tests {
             Some("https://api.runpod.ai/v2/ep/job-stream/w1/j-9?isStream=false")
         );
         let p = u.ping(&["a".into(), "b".into()]).unwrap_or_default();
-        assert!(p.starts_with("https://api.runpod.ai/v2/ep/ping/w1?job_id=a%2Cb&runpod_version=higgs-serve%2F"), "{p}");
+        assert!(
+            p.starts_with(
+                "https://api.runpod.ai/v2/ep/ping/w1?job_id=a%2Cb&runpod_version=higgs-serve%2F"
+            ),
+            "{p}"
+        );
         let p = u.ping(&[]).unwrap_or_default();
         assert!(!p.contains("job_id"), "{p}");
-        let bad = u.unhealthy("model_files", &"x".repeat(1000)).unwrap_or_default();
+        let bad = u
+            .unhealthy("model_files", &"x".repeat(1000))
+            .unwrap_or_default();
         assert!(bad.contains("status=unhealthy&check=model_files&reason=xxx"));
         assert!(bad.len() < 500);
     }
@@ -181,7 +191,10 @@ mod tests {
         let mut u = urls();
         u.job_take = "http://h/other/$ID".into();
         assert_eq!(u.job_stop(), None);
-        assert_eq!(u.job_take(false, 4), "http://h/other/w1?job_in_progress=0&batch_size=4");
+        assert_eq!(
+            u.job_take(false, 4),
+            "http://h/other/w1?job_in_progress=0&batch_size=4"
+        );
     }
 
     proptest! {

@@ -121,8 +121,18 @@ pub async fn run(
     let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<ExitReason>();
 
-    let ping = tokio::spawn(ping_loop(client.clone(), tracker.clone(), cfg.ping_interval, done_rx.clone()));
-    let stops = tokio::spawn(stop_loop(client.clone(), tracker.clone(), cfg.stop_poll_min_interval, done_rx.clone()));
+    let ping = tokio::spawn(ping_loop(
+        client.clone(),
+        tracker.clone(),
+        cfg.ping_interval,
+        done_rx.clone(),
+    ));
+    let stops = tokio::spawn(stop_loop(
+        client.clone(),
+        tracker.clone(),
+        cfg.stop_poll_min_interval,
+        done_rx.clone(),
+    ));
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut failures = 0u32;
@@ -193,7 +203,10 @@ pub async fn run(
             }
         }
     };
-    tracing::info!("worker stopping ({reason:?}): {} jobs still running", tracker.len());
+    tracing::info!(
+        "worker stopping ({reason:?}): {} jobs still running",
+        tracker.len()
+    );
     // Drain: running jobs may finish within the timeout; the rest end with a retry hint.
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
         while tasks.join_next().await.is_some() {}
@@ -258,7 +271,10 @@ async fn run_job(
             t0.elapsed().as_secs_f64(),
             streamed
         ),
-        Err(e) => tracing::error!("job {}: the final result could not be delivered: {e}", job.id),
+        Err(e) => tracing::error!(
+            "job {}: the final result could not be delivered: {e}",
+            job.id
+        ),
     }
     finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     tracker.remove(&job.id);

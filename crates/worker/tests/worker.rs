@@ -19,9 +19,7 @@ use higgs_engine::{start, EngineConfig, EngineParts};
 use higgs_server::{AppState, ServerConfig};
 use higgs_testkit::fixture;
 use higgs_worker::fake_platform::{FakePlatform, Fault, Route};
-use higgs_worker::{
-    Backoff, ExitReason, JobContext, PlatformClient, PlatformConfig, WorkerConfig,
-};
+use higgs_worker::{Backoff, ExitReason, JobContext, PlatformClient, PlatformConfig, WorkerConfig};
 use serde_json::{json, Value};
 
 const KEY: &str = "rp-worker-key";
@@ -126,7 +124,9 @@ async fn run_until(
 }
 
 fn output(p: &FakePlatform, id: &str) -> Value {
-    let f = p.final_result(id).unwrap_or_else(|| panic!("no final result for {id}"));
+    let f = p
+        .final_result(id)
+        .unwrap_or_else(|| panic!("no final result for {id}"));
     assert_eq!(f.duplicates_different, 0, "{id} got conflicting results");
     assert!(
         f.body.get("error").is_none(),
@@ -137,14 +137,18 @@ fn output(p: &FakePlatform, id: &str) -> Value {
 }
 
 fn error_of(p: &FakePlatform, id: &str) -> Value {
-    let f = p.final_result(id).unwrap_or_else(|| panic!("no final result for {id}"));
+    let f = p
+        .final_result(id)
+        .unwrap_or_else(|| panic!("no final result for {id}"));
     assert!(f.body.get("output").is_none(), "{id}: {}", f.body);
     let e = f.body["error"].as_str().unwrap();
     serde_json::from_str(e).unwrap_or_else(|_| panic!("error is not a JSON string: {e}"))
 }
 
 fn wav_samples(b64: &str) -> usize {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
     assert_eq!(&bytes[..4], b"RIFF");
     let d = higgs_audio_io::decode_bytes(&bytes, &Default::default()).unwrap();
     assert_eq!(d.sample_rate, 24_000);
@@ -154,14 +158,25 @@ fn wav_samples(b64: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_jobs_at_once_each_end_with_exactly_one_result() {
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     let ids: Vec<String> = (0..10)
-        .map(|i| p.push_job(tts(&format!("Job number {i} says hello."), json!({"seed": i}))))
+        .map(|i| {
+            p.push_job(tts(
+                &format!("Job number {i} says hello."),
+                json!({"seed": i}),
+            ))
+        })
         .collect();
     let want = ids.clone();
-    let report = run_until(&s, &p, client(&p, Duration::from_secs(30)), worker_cfg(8), move |p| {
-        want.iter().all(|id| p.final_result(id).is_some())
-    })
+    let report = run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(8),
+        move |p| want.iter().all(|id| p.final_result(id).is_some()),
+    )
     .await;
     assert_eq!(report.reason, ExitReason::Shutdown);
     assert_eq!(report.jobs_finished, 10);
@@ -176,7 +191,9 @@ async fn many_jobs_at_once_each_end_with_exactly_one_result() {
     }
     assert_eq!(p.finals().len(), 10, "results for jobs that do not exist");
     // Jobs were taken in batches and ran together in the engine.
-    assert!(p.takes().iter().any(|q| q.get("batch_size").is_some_and(|b| b.parse::<usize>().unwrap() > 1)));
+    assert!(p.takes().iter().any(|q| q
+        .get("batch_size")
+        .is_some_and(|b| b.parse::<usize>().unwrap() > 1)));
     let stats = s.ctx.state.engine.stats();
     assert!(
         stats.batch_sizes.keys().any(|&b| b > 1),
@@ -185,25 +202,37 @@ async fn many_jobs_at_once_each_end_with_exactly_one_result() {
     );
     assert_eq!(p.bad_auth(), 0, "a call went out without the raw API key");
     // Later takes say a job was in progress.
-    assert!(p.takes().iter().any(|q| q.get("job_in_progress").map(String::as_str) == Some("1")));
+    assert!(p
+        .takes()
+        .iter()
+        .any(|q| q.get("job_in_progress").map(String::as_str) == Some("1")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_partials_arrive_in_order_and_concatenate_to_the_audio() {
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     let id = p.push_job(tts(
         "A streamed answer, please.",
         json!({"stream": true, "output_format": "pcm", "max_new_tokens": 60}),
     ));
     let want = id.clone();
-    run_until(&s, &p, client(&p, Duration::from_secs(30)), worker_cfg(4), move |p| {
-        p.final_result(&want).is_some()
-    })
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(4),
+        move |p| p.final_result(&want).is_some(),
+    )
     .await;
     let o = output(&p, &id);
     assert!(p.final_result(&id).unwrap().is_stream);
-    assert!(o.get("audio_base64").is_none(), "streamed audio is not repeated inline");
+    assert!(
+        o.get("audio_base64").is_none(),
+        "streamed audio is not repeated inline"
+    );
     let chunks = p.stream(&id);
     assert!(!chunks.is_empty());
     assert_eq!(o["streamed_chunks"], chunks.len());
@@ -226,7 +255,9 @@ async fn streamed_partials_arrive_in_order_and_concatenate_to_the_audio() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_never_lose_or_duplicate_a_result() {
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     p.inject(Route::Take, Fault::Status(500), 2);
     p.inject(Route::Take, Fault::Status(429), 1);
     p.inject(Route::Take, Fault::Drop, 1);
@@ -237,7 +268,11 @@ async fn faults_never_lose_or_duplicate_a_result() {
     p.inject(Route::Done, Fault::SlowAck(Duration::from_millis(1500)), 1);
     p.inject(Route::Stream, Fault::Status(502), 1);
     p.inject(Route::Stream, Fault::Drop, 1);
-    p.inject(Route::Stream, Fault::SlowAck(Duration::from_millis(1500)), 1);
+    p.inject(
+        Route::Stream,
+        Fault::SlowAck(Duration::from_millis(1500)),
+        1,
+    );
     p.inject(Route::Ping, Fault::Status(500), 3);
     p.inject(Route::Stop, Fault::Status(500), 2);
     let mut ids = Vec::new();
@@ -250,9 +285,13 @@ async fn faults_never_lose_or_duplicate_a_result() {
         ids.push(p.push_job(tts(&format!("Fault test {i}."), extra)));
     }
     let want = ids.clone();
-    run_until(&s, &p, client(&p, Duration::from_millis(700)), worker_cfg(3), move |p| {
-        want.iter().all(|id| p.final_result(id).is_some())
-    })
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_millis(700)),
+        worker_cfg(3),
+        move |p| want.iter().all(|id| p.final_result(id).is_some()),
+    )
     .await;
     let mut retried_same = 0;
     for (i, id) in ids.iter().enumerate() {
@@ -261,13 +300,20 @@ async fn faults_never_lose_or_duplicate_a_result() {
         retried_same += p.final_result(id).unwrap().duplicates_same;
         if i % 2 == 0 {
             let chunks = p.stream(id);
-            assert_eq!(o["streamed_chunks"], chunks.len(), "{id}: a streamed chunk was lost");
+            assert_eq!(
+                o["streamed_chunks"],
+                chunks.len(),
+                "{id}: a streamed chunk was lost"
+            );
             for (k, c) in chunks.iter().enumerate() {
                 assert_eq!(c["output"]["chunk_index"], k, "{id}: chunks out of order");
             }
         }
     }
-    assert!(retried_same <= 1, "only the slow ack may be delivered twice");
+    assert!(
+        retried_same <= 1,
+        "only the slow ack may be delivered twice"
+    );
     assert_eq!(p.pending_faults(), 0, "every injected fault was exercised");
     assert_eq!(p.finals().len(), 6);
 }
@@ -275,9 +321,14 @@ async fn faults_never_lose_or_duplicate_a_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_stop_cancels_a_running_job_and_it_ends_once() {
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     // Many chunks of long generation: far longer than the stop takes to arrive.
-    let long_text = (0..120).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+    let long_text = (0..120)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let id = p.push_job(tts(
         &long_text,
         json!({"stream": true, "output_format": "pcm", "chunk_method": "word", "chunk_max_word_num": 4, "max_new_tokens": 200, "temperature": 1.0}),
@@ -287,14 +338,20 @@ async fn job_stop_cancels_a_running_job_and_it_ends_once() {
     let stopper_id = id.clone();
     tokio::spawn(async move {
         // Stop once the job is visibly running (its first partial arrived).
-        p2.wait_for(Duration::from_secs(120), |p| !p.stream(&stopper_id).is_empty())
-            .await;
+        p2.wait_for(Duration::from_secs(120), |p| {
+            !p.stream(&stopper_id).is_empty()
+        })
+        .await;
         p2.stop_job(&stopper_id);
     });
     let (a, b) = (id.clone(), other.clone());
-    run_until(&s, &p, client(&p, Duration::from_secs(30)), worker_cfg(4), move |p| {
-        p.final_result(&a).is_some() && p.final_result(&b).is_some()
-    })
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(4),
+        move |p| p.final_result(&a).is_some() && p.final_result(&b).is_some(),
+    )
     .await;
     let e = error_of(&p, &id);
     assert_eq!(e["error_type"], "cancelled");
@@ -310,53 +367,89 @@ async fn job_stop_cancels_a_running_job_and_it_ends_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_carry_the_ids_in_progress() {
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     let id = p.push_job(tts("Ping me while I run.", json!({"max_new_tokens": 80})));
     let want = id.clone();
-    run_until(&s, &p, client(&p, Duration::from_secs(30)), worker_cfg(2), move |p| {
-        // Also see an idle ping after the job so both states are checked.
-        p.final_result(&want).is_some() && p.pings().last().is_some_and(Vec::is_empty)
-    })
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(2),
+        move |p| {
+            // Also see an idle ping after the job so both states are checked.
+            p.final_result(&want).is_some() && p.pings().last().is_some_and(Vec::is_empty)
+        },
+    )
     .await;
     let pings = p.pings();
-    assert!(pings.iter().any(|ids| ids == std::slice::from_ref(&id)), "{pings:?}");
-    assert!(pings.iter().all(|ids| ids.is_empty() || ids == std::slice::from_ref(&id)));
+    assert!(
+        pings.iter().any(|ids| ids == std::slice::from_ref(&id)),
+        "{pings:?}"
+    );
+    assert!(pings
+        .iter()
+        .all(|ids| ids.is_empty() || ids == std::slice::from_ref(&id)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_running_jobs_or_fails_them_with_a_retry_hint() {
     let s = setup(15 << 20);
     // Drain allowed: the running job completes after the signal.
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
-    let id = p.push_job(tts("Finish me after the signal.", json!({"max_new_tokens": 60})));
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let id = p.push_job(tts(
+        "Finish me after the signal.",
+        json!({"max_new_tokens": 60}),
+    ));
     let p2 = p.clone();
     let c = client(&p, Duration::from_secs(30));
     let shutdown = async move {
-        p2.wait_for(Duration::from_secs(60), |p| p.queued() == 0).await;
+        p2.wait_for(Duration::from_secs(60), |p| p.queued() == 0)
+            .await;
     };
     let r = higgs_worker::run(s.ctx.clone(), c, worker_cfg(2), shutdown).await;
     assert_eq!(r.reason, ExitReason::Shutdown);
     assert_eq!(output(&p, &id)["success"], true);
 
     // No drain time: the job ends at once with an error that says to retry.
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
-    let long_text = (0..80).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let long_text = (0..80)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let id = p.push_job(tts(&long_text, json!({"chunk_method": "word", "chunk_max_word_num": 4, "max_new_tokens": 200, "temperature": 1.0})));
     let p2 = p.clone();
     let shutdown = async move {
-        p2.wait_for(Duration::from_secs(60), |p| p.queued() == 0).await;
+        p2.wait_for(Duration::from_secs(60), |p| p.queued() == 0)
+            .await;
     };
     let mut cfg = worker_cfg(2);
     cfg.drain_timeout = Duration::ZERO;
-    higgs_worker::run(s.ctx.clone(), client(&p, Duration::from_secs(30)), cfg, shutdown).await;
+    higgs_worker::run(
+        s.ctx.clone(),
+        client(&p, Duration::from_secs(30)),
+        cfg,
+        shutdown,
+    )
+    .await;
     let e = error_of(&p, &id);
-    assert!(e["error_message"].as_str().unwrap().contains("retry"), "{e}");
+    assert!(
+        e["error_message"].as_str().unwrap().contains("retry"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_worker_marks_the_result_and_exits_after_one_job() {
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     let id = p.push_job(tts("One and done.", json!({})));
     let mut cfg = worker_cfg(1);
     cfg.refresh_worker = true;
@@ -376,7 +469,9 @@ async fn refresh_worker_marks_the_result_and_exits_after_one_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_check_passthrough_and_bad_input_jobs() {
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     let health = p.push_job(json!({"health_check": true}));
     let speech = p.push_job(json!({"openai_route": "/v1/audio/speech", "openai_input": {"model": "tts-1", "input": "Hi there.", "voice": "alloy", "response_format": "wav", "temperature": 0.0, "max_new_tokens": 20}}));
     let chat = p.push_job(json!({"openai_route": "/v1/chat/completions", "openai_input": {"model": "higgs", "stream": true, "modalities": ["text", "audio"], "audio": {"voice": "belinda", "format": "pcm16"}, "messages": [{"role": "user", "content": "Say hi."}], "max_completion_tokens": 20, "temperature": 0.0}}));
@@ -387,11 +482,26 @@ async fn health_check_passthrough_and_bad_input_jobs() {
     let not_object = p.push_job(json!("just a string"));
     p.push_raw(json!({"id": "no-input"}));
     let too_big_speech = p.push_job(json!({"openai_route": "/v1/audio/speech", "openai_input": {"model": "tts-1", "input": "Hi.", "voice": "alloy", "speed": 2.0}}));
-    let all = vec![health.clone(), speech.clone(), chat.clone(), models.clone(), bad_route.clone(), bad_voice.clone(), bad_field.clone(), not_object.clone(), "no-input".to_string(), too_big_speech.clone()];
+    let all = vec![
+        health.clone(),
+        speech.clone(),
+        chat.clone(),
+        models.clone(),
+        bad_route.clone(),
+        bad_voice.clone(),
+        bad_field.clone(),
+        not_object.clone(),
+        "no-input".to_string(),
+        too_big_speech.clone(),
+    ];
     let want = all.clone();
-    run_until(&s, &p, client(&p, Duration::from_secs(30)), worker_cfg(8), move |p| {
-        want.iter().all(|id| p.final_result(id).is_some())
-    })
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(8),
+        move |p| want.iter().all(|id| p.final_result(id).is_some()),
+    )
     .await;
     let h = output(&p, &health);
     assert_eq!(h["status"], "ok");
@@ -404,16 +514,26 @@ async fn health_check_passthrough_and_bad_input_jobs() {
     let events = c.as_array().unwrap();
     assert!(events.len() >= 2);
     assert_eq!(events.last().unwrap(), "data: [DONE]\n\n");
-    assert_eq!(p.stream(&chat).len(), events.len(), "every SSE event is streamed too");
+    assert_eq!(
+        p.stream(&chat).len(),
+        events.len(),
+        "every SSE event is streamed too"
+    );
     assert!(output(&p, &models)["data"].is_array());
     let e = error_of(&p, &bad_route);
     assert_eq!(e["status"], 404);
-    assert!(e["error_message"].as_str().unwrap().contains("/v1/audio/speech"));
+    assert!(e["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/audio/speech"));
     let e = error_of(&p, &bad_voice);
     assert_eq!(e["error_type"], "not_found");
     assert_eq!(e["voice_suggestions"], json!(["belinda"]));
     let e = error_of(&p, &bad_field);
-    assert!(e["error_message"].as_str().unwrap().contains("temprature"), "{e}");
+    assert!(
+        e["error_message"].as_str().unwrap().contains("temprature"),
+        "{e}"
+    );
     let e = error_of(&p, &not_object);
     assert!(e["error_message"].as_str().unwrap().contains("JSON object"));
     let e = error_of(&p, "no-input");
@@ -426,29 +546,44 @@ async fn health_check_passthrough_and_bad_input_jobs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_inline_results_fail_clearly_instead_of_a_platform_400() {
     let s = setup(2_000);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     let id = p.push_job(tts("This result will not fit inline.", json!({})));
     let want = id.clone();
-    run_until(&s, &p, client(&p, Duration::from_secs(30)), worker_cfg(1), move |p| {
-        p.final_result(&want).is_some()
-    })
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(1),
+        move |p| p.final_result(&want).is_some(),
+    )
     .await;
     let e = error_of(&p, &id);
     assert_eq!(e["status"], 413);
     let m = e["error_message"].as_str().unwrap();
-    assert!(m.contains("S3") && m.contains("s3Config") && m.contains("mp3"), "{m}");
+    assert!(
+        m.contains("S3") && m.contains("s3Config") && m.contains("mp3"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_refusing_a_result_still_ends_the_job() {
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     p.inject(Route::Done, Fault::Status(400), 1);
     let id = p.push_job(tts("Refused once.", json!({})));
     let want = id.clone();
-    run_until(&s, &p, client(&p, Duration::from_secs(30)), worker_cfg(1), move |p| {
-        p.final_result(&want).is_some()
-    })
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(1),
+        move |p| p.final_result(&want).is_some(),
+    )
     .await;
     let e = error_of(&p, &id);
     assert_eq!(e["error_type"], "result_refused");
@@ -459,16 +594,25 @@ async fn request_s3_config_uploads_the_audio() {
     let Some(server) = s3::start() else { return };
     server.create_bucket("jobs").await;
     let s = setup(15 << 20);
-    let p = FakePlatform::start(KEY, Duration::from_millis(200)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
     let id = p.push_job(tts(
         "Upload me.",
         json!({"output_format": "flac", "s3Config": {"accessId": s3::ACCESS_KEY, "accessSecret": s3::SECRET_KEY, "bucketName": "jobs", "endpointUrl": server.endpoint}}),
     ));
-    let bad = p.push_job(tts("Bad config.", json!({"s3Config": {"accessId": "only-the-id"}})));
+    let bad = p.push_job(tts(
+        "Bad config.",
+        json!({"s3Config": {"accessId": "only-the-id"}}),
+    ));
     let (a, b) = (id.clone(), bad.clone());
-    run_until(&s, &p, client(&p, Duration::from_secs(30)), worker_cfg(2), move |p| {
-        p.final_result(&a).is_some() && p.final_result(&b).is_some()
-    })
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(2),
+        move |p| p.final_result(&a).is_some() && p.final_result(&b).is_some(),
+    )
     .await;
     let o = output(&p, &id);
     assert!(o.get("audio_base64").is_none(), "{o}");

@@ -15,221 +15,270 @@ use crate::device::{self, DeviceArg, DtypeArg};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Model directory (config.json, *.safetensors, tokenizer.json).
-    #[arg(long, env = "MODEL_PATH")]
-    model: Option<PathBuf>,
-    /// Audio tokenizer directory.
-    #[arg(long, env = "AUDIO_TOKENIZER_PATH")]
-    codec: Option<PathBuf>,
-    /// Text tokenizer (directory or tokenizer.json; default: the model directory).
-    #[arg(long, env = "TOKENIZER_PATH")]
-    tokenizer: Option<PathBuf>,
-    /// Voice library directory (NAME.wav + NAME.txt [+ profile.yaml]).
-    #[arg(long, env = "VOICE_PROMPTS_PATH")]
-    voices: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     host: String,
     #[arg(long, env = "PORT", default_value_t = 8000)]
     port: u16,
-    /// When the weights are not found, do not try to download them.
-    #[arg(long, env = "HIGGS_NO_DOWNLOAD")]
-    no_download: bool,
-    /// Where missing weights are downloaded (default: /runpod-volume/higgs_audio when the volume is
-    /// mounted, else ~/.cache/higgs-serve/higgs_audio).
-    #[arg(long, env = "HIGGS_DOWNLOAD_DIR")]
-    download_dir: Option<PathBuf>,
-    /// Run on a freshly generated tiny RANDOM checkpoint (every endpoint real, the audio is noise).
-    #[arg(long)]
-    demo: bool,
-    #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DEVICE")]
-    device: DeviceArg,
-    #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DTYPE")]
-    dtype: DtypeArg,
     /// Require `Authorization: Bearer KEY` (all routes but /health, /ping, /metrics).
     #[arg(long, env = "HIGGS_API_KEY")]
     api_key: Option<String>,
+    /// When the weights are not found, do not try to download them.
+    #[arg(long, env = "HIGGS_NO_DOWNLOAD")]
+    no_download: bool,
+}
+
+/// Model, engine and limit flags shared by `serve` and `runpod`.
+#[derive(Args)]
+pub struct EngineArgs {
+    /// Model directory (config.json, *.safetensors, tokenizer.json).
+    #[arg(long, env = "MODEL_PATH")]
+    pub model: Option<PathBuf>,
+    /// Audio tokenizer directory.
+    #[arg(long, env = "AUDIO_TOKENIZER_PATH")]
+    pub codec: Option<PathBuf>,
+    /// Text tokenizer (directory or tokenizer.json; default: the model directory).
+    #[arg(long, env = "TOKENIZER_PATH")]
+    pub tokenizer: Option<PathBuf>,
+    /// Voice library directory (NAME.wav + NAME.txt [+ profile.yaml]).
+    #[arg(long, env = "VOICE_PROMPTS_PATH")]
+    pub voices: Option<PathBuf>,
+    /// Where missing weights are downloaded (default: /runpod-volume/higgs_audio when the volume is
+    /// mounted, else ~/.cache/higgs-serve/higgs_audio).
+    #[arg(long, env = "HIGGS_DOWNLOAD_DIR")]
+    pub download_dir: Option<PathBuf>,
+    /// Run on a freshly generated tiny RANDOM checkpoint (every endpoint real, the audio is noise).
+    #[arg(long)]
+    pub demo: bool,
+    #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DEVICE")]
+    pub device: DeviceArg,
+    #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DTYPE")]
+    pub dtype: DtypeArg,
     /// Concurrent sequences (KV slots).
     #[arg(long, env = "HIGGS_MAX_RUNNING", default_value_t = 16)]
-    max_running: usize,
+    pub max_running: usize,
     /// KV-cache memory budget in GiB; when set, the number of concurrent sequences is derived from
     /// it (and --max-seq-len) instead of --max-running.
     #[arg(long, env = "HIGGS_KV_CACHE_GB")]
-    kv_cache_gb: Option<f64>,
+    pub kv_cache_gb: Option<f64>,
     /// Give up on a request (and free its slot) after this many seconds, queue time included.
     #[arg(long, env = "HIGGS_REQUEST_TIMEOUT_SECS")]
-    request_timeout_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
     /// Positions per sequence (prompt incl. reference audio + generated frames, per chunk).
     #[arg(long, env = "HIGGS_MAX_SEQ_LEN", default_value_t = 4096)]
-    max_seq_len: usize,
+    pub max_seq_len: usize,
     /// Requests allowed to wait; beyond it the server answers 429.
     #[arg(long, env = "HIGGS_MAX_QUEUE", default_value_t = 64)]
-    max_queue: usize,
+    pub max_queue: usize,
     #[arg(long, env = "HIGGS_MAX_INPUT_CHARS", default_value_t = 10_000)]
-    max_input_chars: usize,
+    pub max_input_chars: usize,
     #[arg(long, env = "HIGGS_MAX_BODY_BYTES", default_value_t = 40 * 1024 * 1024)]
-    max_body_bytes: usize,
+    pub max_body_bytes: usize,
     /// Default `max_new_tokens` when a request gives none.
     #[arg(long, env = "HIGGS_DEFAULT_MAX_NEW_TOKENS", default_value_t = 2048)]
-    default_max_new_tokens: usize,
+    pub default_max_new_tokens: usize,
     /// Largest `max_new_tokens` a request may ask for.
     #[arg(long, env = "HIGGS_MAX_NEW_TOKENS_LIMIT", default_value_t = 4096)]
-    max_new_tokens_limit: usize,
+    pub max_new_tokens_limit: usize,
     /// Name reported by /v1/models.
     #[arg(long, default_value = "higgs-audio-v2-generation-3B-base")]
-    served_model_name: String,
+    pub served_model_name: String,
+}
+
+/// A loaded engine and the server state over it.
+pub struct Built {
+    pub state: AppState,
+    pub join: std::thread::JoinHandle<()>,
+}
+
+impl EngineArgs {
+    /// Finds (or, when `allow_download`, downloads) the weights, loads them, starts the engine.
+    pub fn build(&self, allow_download: bool, api_key: Option<String>) -> Result<Built> {
+        let (model, codec) = self.model_dirs(allow_download)?;
+        let dev = device::select(self.device, 0)?;
+        let dtype = device::dtype(self.dtype, &dev);
+        let tok_path = self.tokenizer.clone().unwrap_or_else(|| model.clone());
+        let tokenizer = if tok_path.is_dir() {
+            higgs_text::TextTokenizer::from_model_dir(&tok_path)
+        } else {
+            higgs_text::TextTokenizer::from_file(&tok_path)
+        }
+        .with_context(|| format!("loading the text tokenizer from {}", tok_path.display()))?;
+        let t0 = std::time::Instant::now();
+        let m = higgs_model::HiggsAudioModel::load(&model, dtype, &dev)
+            .with_context(|| format!("loading the model from {}", model.display()))?;
+        let c = higgs_codec::Codec::load(&codec, &dev)
+            .with_context(|| format!("loading the audio tokenizer from {}", codec.display()))?;
+        tracing::info!(
+            "model and codec loaded in {:.1}s on {dev:?} ({dtype:?})",
+            t0.elapsed().as_secs_f64()
+        );
+        let (voices, server_voices) = match &self.voices {
+            Some(d) => (
+                Some(
+                    VoiceLibrary::open(d)
+                        .with_context(|| format!("opening the voice directory {}", d.display()))?,
+                ),
+                Some(Arc::new(VoiceLibrary::open(d)?)),
+            ),
+            None => (None, None),
+        };
+        let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+        let uploader = match higgs_storage::S3Config::from_env_map(&env)
+            .context("S3 configuration from the environment")?
+        {
+            Some(c) => {
+                tracing::info!("S3 uploads enabled for /generate");
+                Some(Arc::new(
+                    higgs_storage::Uploader::new(c).context("S3 uploader")?,
+                ))
+            }
+            None => None,
+        };
+        // A second recorder cannot be installed (e.g. tests building twice): run without one.
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| tracing::warn!("no metrics recorder: {e}"))
+            .ok();
+        let max_running = match self.kv_cache_gb {
+            Some(gb) if gb > 0.0 => {
+                let n = EngineConfig::slots_for_memory(
+                    &m,
+                    self.max_seq_len,
+                    (gb * (1u64 << 30) as f64) as usize,
+                );
+                tracing::info!(
+                    "{gb} GiB of KV cache: {n} concurrent sequences of {} positions",
+                    self.max_seq_len
+                );
+                n
+            }
+            Some(gb) => bail!("--kv-cache-gb must be positive, got {gb}"),
+            None => self.max_running,
+        };
+        let cfg = EngineConfig {
+            max_running,
+            max_seq_len: self.max_seq_len,
+            max_queue: self.max_queue,
+            ..Default::default()
+        };
+        let (engine, join) = start(
+            cfg,
+            EngineParts {
+                model: m,
+                codec: c,
+                tokenizer,
+                voices,
+            },
+        )?;
+        let state = AppState {
+            engine,
+            voices: server_voices,
+            config: Arc::new(ServerConfig {
+                api_key: api_key.filter(|k| !k.is_empty()),
+                limits: higgs_api::Limits {
+                    max_input_chars: self.max_input_chars,
+                    default_max_new_tokens: self.default_max_new_tokens,
+                    max_new_tokens: self.max_new_tokens_limit,
+                    ..Default::default()
+                },
+                max_body_bytes: self.max_body_bytes,
+                request_timeout: self
+                    .request_timeout_secs
+                    .map(std::time::Duration::from_secs),
+                model_name: self.served_model_name.clone(),
+            }),
+            ready: Arc::new(AtomicBool::new(true)),
+            metrics,
+            device: format!("{dev:?}"),
+            uploader,
+        };
+        Ok(Built { state, join })
+    }
+
+    fn model_dirs(&self, allow_download: bool) -> Result<(PathBuf, PathBuf)> {
+        if self.demo {
+            let demo_dir =
+                std::env::temp_dir().join(format!("higgs-serve-demo-{}", std::process::id()));
+            let ck = higgs_model::random::RandomCheckpoint::new(
+                higgs_model::random::Preset::Tiny,
+                higgs_model::CheckpointLayout::Legacy,
+            );
+            ck.write(&demo_dir.join("model"))?;
+            higgs_model::random::write_tokenizer(&demo_dir.join("model"), None)?;
+            higgs_codec::write_random_checkpoint(
+                &demo_dir.join("codec"),
+                higgs_codec::Preset::Tiny,
+                higgs_codec::CheckpointLayout::Legacy,
+                0,
+            )?;
+            eprintln!(
+                "=============================================================================="
+            );
+            eprintln!(
+                " DEMO MODE: a tiny RANDOM checkpoint in {} — every endpoint is real,",
+                demo_dir.display()
+            );
+            eprintln!(
+                " but the audio is NOISE. Use --model/--codec with the real weights for speech."
+            );
+            eprintln!(
+                "=============================================================================="
+            );
+            return Ok((demo_dir.join("model"), demo_dir.join("codec")));
+        }
+        if let (Some(m), Some(c)) = (&self.model, &self.codec) {
+            return Ok((m.clone(), c.clone()));
+        }
+        // Look in the network-volume layout and the Hugging Face cache.
+        let mut search = crate::commands::download::model_search_from_env();
+        if let Some(m) = &self.model {
+            search.model_path = Some(m.clone());
+        }
+        if let Some(c) = &self.codec {
+            search.codec_path = Some(c.clone());
+        }
+        match higgs_hub::find_model_dirs(&search) {
+            Ok(d) => {
+                tracing::info!("using model {} and codec {}", d.model.display(), d.codec.display());
+                Ok((d.model, d.codec))
+            }
+            Err(e) if !allow_download => bail!(
+                "{e}\n(or pass --model DIR --codec DIR; try the whole stack on random weights with --demo)"
+            ),
+            Err(e) => {
+                let out = self.download_dir.clone().unwrap_or_else(default_download_dir);
+                eprintln!("{e}\ndownloading the weights into {} ...", out.display());
+                let args = crate::commands::download::DownloadArgs {
+                    out: out.clone(),
+                    model_repo: higgs_hub::DEFAULT_MODEL_REPO.into(),
+                    codec_repo: higgs_hub::DEFAULT_CODEC_REPO.into(),
+                    revision: "main".into(),
+                    codec_revision: "main".into(),
+                    token: std::env::var("HF_TOKEN").ok(),
+                    endpoint: std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| higgs_hub::DEFAULT_ENDPOINT.into()),
+                    retries: 5,
+                    model_only: false,
+                    codec_only: false,
+                    quiet: false,
+                };
+                if let Err(d) = crate::commands::download::run(args) {
+                    bail!(
+                        "the weights are not on this machine and downloading them failed: {d:#}\n\
+                         fix the network/token (HF_ENDPOINT, HF_TOKEN) and run `higgs-serve download --out {}`, \
+                         or pass --model DIR --codec DIR (try --demo for random weights)",
+                        out.display()
+                    );
+                }
+                Ok((out.join("model"), out.join("codec")))
+            }
+        }
+    }
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    let demo_dir;
-    let (model, codec) = if a.demo {
-        demo_dir = std::env::temp_dir().join(format!("higgs-serve-demo-{}", std::process::id()));
-        let ck = higgs_model::random::RandomCheckpoint::new(
-            higgs_model::random::Preset::Tiny,
-            higgs_model::CheckpointLayout::Legacy,
-        );
-        ck.write(&demo_dir.join("model"))?;
-        higgs_model::random::write_tokenizer(&demo_dir.join("model"), None)?;
-        higgs_codec::write_random_checkpoint(
-            &demo_dir.join("codec"),
-            higgs_codec::Preset::Tiny,
-            higgs_codec::CheckpointLayout::Legacy,
-            0,
-        )?;
-        eprintln!("==============================================================================");
-        eprintln!(
-            " DEMO MODE: a tiny RANDOM checkpoint in {} — every endpoint is real,",
-            demo_dir.display()
-        );
-        eprintln!(" but the audio is NOISE. Use --model/--codec with the real weights for speech.");
-        eprintln!("==============================================================================");
-        (demo_dir.join("model"), demo_dir.join("codec"))
-    } else {
-        match (&a.model, &a.codec) {
-            (Some(m), Some(c)) => (m.clone(), c.clone()),
-            // Look in the network-volume layout and the Hugging Face cache.
-            _ => {
-                let mut search = crate::commands::download::model_search_from_env();
-                if let Some(m) = &a.model {
-                    search.model_path = Some(m.clone());
-                }
-                if let Some(c) = &a.codec {
-                    search.codec_path = Some(c.clone());
-                }
-                match higgs_hub::find_model_dirs(&search) {
-                    Ok(d) => {
-                        tracing::info!("using model {} and codec {}", d.model.display(), d.codec.display());
-                        (d.model, d.codec)
-                    }
-                    Err(e) if a.no_download => bail!(
-                        "{e}\n(or pass --model DIR --codec DIR; try the whole stack on random weights with `higgs-serve serve --demo`)"
-                    ),
-                    Err(e) => {
-                        let out = a.download_dir.clone().unwrap_or_else(default_download_dir);
-                        eprintln!("{e}\ndownloading the weights into {} ...", out.display());
-                        let args = crate::commands::download::DownloadArgs {
-                            out: out.clone(),
-                            model_repo: higgs_hub::DEFAULT_MODEL_REPO.into(),
-                            codec_repo: higgs_hub::DEFAULT_CODEC_REPO.into(),
-                            revision: "main".into(),
-                            codec_revision: "main".into(),
-                            token: std::env::var("HF_TOKEN").ok(),
-                            endpoint: std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| higgs_hub::DEFAULT_ENDPOINT.into()),
-                            retries: 5,
-                            model_only: false,
-                            codec_only: false,
-                            quiet: false,
-                        };
-                        if let Err(d) = crate::commands::download::run(args) {
-                            bail!(
-                                "the weights are not on this machine and downloading them failed: {d:#}\n\
-                                 fix the network/token (HF_ENDPOINT, HF_TOKEN) and run `higgs-serve download --out {}`, \
-                                 or pass --model DIR --codec DIR (try `higgs-serve serve --demo` for random weights)",
-                                out.display()
-                            );
-                        }
-                        (out.join("model"), out.join("codec"))
-                    }
-                }
-            }
-        }
-    };
-    let dev = device::select(a.device, 0)?;
-    let dtype = device::dtype(a.dtype, &dev);
-    let tok_path = a.tokenizer.clone().unwrap_or_else(|| model.clone());
-    let tokenizer = if tok_path.is_dir() {
-        higgs_text::TextTokenizer::from_model_dir(&tok_path)
-    } else {
-        higgs_text::TextTokenizer::from_file(&tok_path)
-    }
-    .with_context(|| format!("loading the text tokenizer from {}", tok_path.display()))?;
-    let t0 = std::time::Instant::now();
-    let m = higgs_model::HiggsAudioModel::load(&model, dtype, &dev)
-        .with_context(|| format!("loading the model from {}", model.display()))?;
-    let c = higgs_codec::Codec::load(&codec, &dev)
-        .with_context(|| format!("loading the audio tokenizer from {}", codec.display()))?;
-    tracing::info!(
-        "model and codec loaded in {:.1}s on {dev:?} ({dtype:?})",
-        t0.elapsed().as_secs_f64()
-    );
-    let voices = match &a.voices {
-        Some(d) => Some(
-            VoiceLibrary::open(d)
-                .with_context(|| format!("opening the voice directory {}", d.display()))?,
-        ),
-        None => None,
-    };
-    let server_voices = match &a.voices {
-        Some(d) => Some(Arc::new(VoiceLibrary::open(d)?)),
-        None => None,
-    };
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let uploader = match higgs_storage::S3Config::from_env_map(&env)
-        .context("S3 configuration from the environment")?
-    {
-        Some(c) => {
-            tracing::info!("S3 uploads enabled for /generate");
-            Some(Arc::new(
-                higgs_storage::Uploader::new(c).context("S3 uploader")?,
-            ))
-        }
-        None => None,
-    };
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
-    let cfg = EngineConfig {
-        max_running: a.max_running,
-        max_seq_len: a.max_seq_len,
-        max_queue: a.max_queue,
-        ..Default::default()
-    };
-    let (engine, join) = start(
-        cfg,
-        EngineParts {
-            model: m,
-            codec: c,
-            tokenizer,
-            voices,
-        },
-    )?;
-    let state = AppState {
-        engine,
-        voices: server_voices,
-        config: Arc::new(ServerConfig {
-            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
-            limits: higgs_api::Limits {
-                max_input_chars: a.max_input_chars,
-                ..Default::default()
-            },
-            max_body_bytes: a.max_body_bytes,
-            request_timeout: a.request_timeout_secs.map(std::time::Duration::from_secs),
-            model_name: a.served_model_name.clone(),
-        }),
-        ready: Arc::new(AtomicBool::new(true)),
-        metrics: Some(metrics),
-        device: format!("{dev:?}"),
-        uploader,
-    };
+    let Built { state, join } = a.engine.build(!a.no_download, a.api_key.clone())?;
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
         .parse()
         .with_context(|| format!("bad --host/--port {}:{}", a.host, a.port))?;
