@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use higgs_codec::Codec;
 use higgs_engine::generate::{expand_prompt, generate, PromptSpec};
 use higgs_engine::tts::decode_codes;

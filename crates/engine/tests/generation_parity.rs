@@ -3,7 +3,7 @@
 //! the delayed frames and the final codes. Works for any fixture set of this format.
 #![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use higgs_engine::delay::{build_delayed_segment, revert_delay_pattern, Codes};
 use higgs_engine::generate::special_ids;
 use higgs_engine::sampling::argmax;

@@ -56,6 +56,7 @@ struct Inner {
     finals: HashMap<String, FinalResult>,
     streams: HashMap<String, Vec<Value>>,
     pings: Vec<Vec<String>>,
+    ping_queries: Vec<HashMap<String, String>>,
     takes: Vec<HashMap<String, String>>,
     stops: VecDeque<String>,
     faults: HashMap<Route, VecDeque<Fault>>,
@@ -193,6 +194,11 @@ impl FakePlatform {
 
     pub fn pings(&self) -> Vec<Vec<String>> {
         self.lock().pings.clone()
+    }
+
+    /// Every ping's query, heartbeats and "unhealthy" reports alike.
+    pub fn ping_queries(&self) -> Vec<HashMap<String, String>> {
+        self.lock().ping_queries.clone()
     }
 
     pub fn takes(&self) -> Vec<HashMap<String, String>> {
@@ -397,7 +403,11 @@ async fn ping(
         .get("job_id")
         .map(|s| s.split(',').map(str::to_string).collect())
         .unwrap_or_default();
-    p.lock().pings.push(ids);
+    let mut g = p.lock();
+    if q.get("status").map(String::as_str) != Some("unhealthy") {
+        g.pings.push(ids);
+    }
+    g.ping_queries.push(q);
     StatusCode::OK.into_response()
 }
 

@@ -74,6 +74,11 @@ struct LevelResult {
     forward_calls: u64,
     mean_batch: f64,
     rss_mb: f64,
+    /// Engine thread time per phase over the level (seconds; see `EngineStats`).
+    phase_forward_s: f64,
+    phase_sample_s: f64,
+    phase_codec_s: f64,
+    phase_step_s: f64,
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -239,9 +244,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             forward_calls: calls,
             mean_batch: seqs as f64 / calls.max(1) as f64,
             rss_mb: rss_mb(),
+            phase_forward_s: after.forward_seconds - before.forward_seconds,
+            phase_sample_s: after.sample_seconds - before.sample_seconds,
+            phase_codec_s: after.codec_seconds - before.codec_seconds,
+            phase_step_s: after.step_seconds - before.step_seconds,
         };
         println!(
-            "concurrency {:4}: {:7.2} audio-s/s, per stream {:7.1} frames/s ({:.2}x real time), TTFA p50 {:7.1} ms p95 {:7.1} ms, mean batch {:.1}, {} failed",
+            "concurrency {:4}: {:7.2} audio-s/s, per stream {:7.1} frames/s ({:.2}x real time), TTFA p50 {:7.1} ms p95 {:7.1} ms, mean batch {:.1}, {} failed; engine time: forward {:.2} s, sampling {:.2} s, codec {:.2} s, steps {:.2} s",
             c,
             r.audio_s_per_s,
             r.per_stream_frames_per_s_mean,
@@ -249,7 +258,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             r.ttfa_p50_ms,
             r.ttfa_p95_ms,
             r.mean_batch,
-            outs.iter().filter(|o| !o.0).count()
+            outs.iter().filter(|o| !o.0).count(),
+            r.phase_forward_s,
+            r.phase_sample_s,
+            r.phase_codec_s,
+            r.phase_step_s
         );
         results.push(r);
     }

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use higgs_engine::sampling::{sample_rows, SamplingParams};
 use higgs_model::random::{Preset, RandomCheckpoint, WeightDtype};
 use higgs_model::{
     CheckpointLayout, ForwardOptions, HiggsAudioModel, LogitsRequest, PositionKind, SeqInput,
@@ -75,7 +76,8 @@ pub struct BenchStepArgs {
     /// Positions already in each sequence's cache when timing starts.
     #[arg(long, default_value_t = 256)]
     context: usize,
-    /// Timed decode steps per batch size (after 3 warm-up steps).
+    /// Timed decode steps per batch size (after 3 warm-up steps; then up to 10 profiled steps:
+    /// forward enqueue vs finished, and the batched top-k/top-p sampler on the step's logits).
     #[arg(long, default_value_t = 20)]
     steps: usize,
     /// Print results as JSON lines.
@@ -173,7 +175,7 @@ fn bench_step(a: BenchStepArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     eprintln!("model loaded in {load_s:.2}s on {dev:?} as {dtype:?}");
     for &b in &batches {
-        let mut cache = model.new_cache(b, a.context + a.steps + 8)?;
+        let mut cache = model.new_cache(b, a.context + a.steps + a.steps.clamp(1, 10) + 8)?;
         // Prefill every slot with `context` audio columns (the state during speech generation).
         let col: Vec<u32> = (0..cfg.num_codebooks as u32)
             .map(|k| (17 * k + 3) % 1024)
@@ -212,21 +214,65 @@ fn bench_step(a: BenchStepArgs) -> Result<()> {
         device::sync(&dev)?;
         let per_step = t.elapsed().as_secs_f64() / a.steps as f64;
         let frames_per_s = b as f64 / per_step;
+        // Profile of one step: host time to enqueue the forward (kernels still running on a GPU)
+        // vs the forward finished, and the engine's batched sampler on the step's logits.
+        let (mut enqueue, mut forward, mut sample) = (0f64, 0f64, 0f64);
+        let prof_steps = a.steps.min(10).max(1);
+        let params = vec![
+            SamplingParams {
+                temperature: 1.0,
+                top_k: Some(50),
+                top_p: 0.95,
+            };
+            b * cfg.num_codebooks
+        ];
+        let us: Vec<f32> = (0..params.len())
+            .map(|i| (i as f32 * 0.618).fract())
+            .collect();
+        for _ in 0..prof_steps {
+            let batch: Vec<SeqInput> = (0..b)
+                .map(|slot| {
+                    let mut s = SeqInput::new(slot).with_logits(LogitsRequest::AUDIO);
+                    s.push_audio(&col, PositionKind::AudioOut, cfg.audio_out_token_id);
+                    s
+                })
+                .collect();
+            device::sync(&dev)?;
+            let t = Instant::now();
+            let out = model.forward(&batch, &mut cache, ForwardOptions::default())?;
+            enqueue += t.elapsed().as_secs_f64();
+            device::sync(&dev)?;
+            forward += t.elapsed().as_secs_f64();
+            if let Some(l) = out.audio_logits {
+                let t = Instant::now();
+                let flat = l.reshape((b * cfg.num_codebooks, cfg.codebook_rows()))?;
+                let _ids = sample_rows(&flat, &params, &us)?;
+                sample += t.elapsed().as_secs_f64();
+            }
+        }
+        let n = prof_steps as f64;
+        let (enqueue_ms, forward_ms, sample_ms) =
+            (enqueue / n * 1e3, forward / n * 1e3, sample / n * 1e3);
         if a.json {
             println!(
                 "{}",
                 serde_json::json!({"batch": b, "context": a.context, "steps": a.steps,
                     "step_ms": per_step * 1e3, "frames_per_s": frames_per_s,
                     "audio_s_per_s": frames_per_s / 25.0, "device": format!("{dev:?}"),
-                    "dtype": format!("{dtype:?}"), "load_s": load_s})
+                    "dtype": format!("{dtype:?}"), "load_s": load_s,
+                    "profile": {"forward_enqueue_ms": enqueue_ms, "forward_ms": forward_ms,
+                        "sample_topk_topp_ms": sample_ms, "steps": prof_steps}})
             );
         } else {
             println!(
-                "batch {b:4}  context {:5}  step {:8.3} ms  {:9.1} frames/s  {:7.2} audio-s/s",
+                "batch {b:4}  context {:5}  step {:8.3} ms  {:9.1} frames/s  {:7.2} audio-s/s  (forward {:.3} ms, enqueue {:.3} ms, sampling {:.3} ms)",
                 a.context,
                 per_step * 1e3,
                 frames_per_s,
-                frames_per_s / 25.0
+                frames_per_s / 25.0,
+                forward_ms,
+                enqueue_ms,
+                sample_ms
             );
         }
     }

@@ -49,7 +49,7 @@ pub struct EngineArgs {
     #[arg(long, env = "HIGGS_DOWNLOAD_DIR")]
     pub download_dir: Option<PathBuf>,
     /// Run on a freshly generated tiny RANDOM checkpoint (every endpoint real, the audio is noise).
-    #[arg(long)]
+    #[arg(long, env = "HIGGS_DEMO")]
     pub demo: bool,
     #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DEVICE")]
     pub device: DeviceArg,
