@@ -34,30 +34,46 @@ async fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::p
         if let Some(s) = child.try_wait().unwrap() {
             return s;
         }
-        assert!(std::time::Instant::now() < deadline, "the worker did not exit");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not exit"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_job_drains_it_and_exits_cleanly() {
-    let p = FakePlatform::start(KEY, Duration::from_millis(300)).await.unwrap();
-    let words = (0..40).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+    let p = FakePlatform::start(KEY, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let words = (0..40)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let id = p.push_job(json!({"transcript": words, "chunk_method": "word", "chunk_max_word_num": 4,
         "max_new_tokens": 40, "generation_chunk_buffer_size": 2, "temperature": 1.0, "stream": true, "output_format": "pcm"}));
     // No command: RunPod runs the image's entrypoint with its environment.
     let mut child = worker(&p).env("HIGGS_DEMO", "true").spawn().unwrap();
     assert!(
-        p.wait_for(Duration::from_secs(120), |p| !p.stream(&id).is_empty()).await,
+        p.wait_for(Duration::from_secs(120), |p| !p.stream(&id).is_empty())
+            .await,
         "the job never started streaming"
     );
     let ping_id = id.clone();
     assert!(
-        p.wait_for(Duration::from_secs(10), move |p| p.pings().iter().any(|ids| ids == std::slice::from_ref(&ping_id))).await,
+        p.wait_for(Duration::from_secs(10), move |p| p
+            .pings()
+            .iter()
+            .any(|ids| ids == std::slice::from_ref(&ping_id)))
+            .await,
         "no heartbeat carried the running job: {:?}",
         p.pings()
     );
-    assert!(p.final_result(&id).is_none(), "the job must still be running at SIGTERM");
+    assert!(
+        p.final_result(&id).is_none(),
+        "the job must still be running at SIGTERM"
+    );
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -78,7 +94,9 @@ async fn sigterm_mid_job_drains_it_and_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_weights_report_unhealthy_and_exit_1() {
-    let p = FakePlatform::start(KEY, Duration::from_millis(300)).await.unwrap();
+    let p = FakePlatform::start(KEY, Duration::from_millis(300))
+        .await
+        .unwrap();
     let id = p.push_job(json!({"transcript": "never run"}));
     let empty = tempfile::tempdir().unwrap();
     let mut child = worker(&p)

@@ -174,19 +174,16 @@ struct RunBody {
     s3_config: Option<higgs_storage::RequestS3Config>,
 }
 
-fn parse_body(body: &[u8]) -> Result<RunBody, Response> {
-    let b: RunBody = serde_json::from_slice(body).map_err(|e| {
-        err(
-            StatusCode::BAD_REQUEST,
-            format!("the body must be JSON like {{\"input\": {{...}}}}: {e}"),
-        )
-    })?;
+/// The request body, or why it is refused (a 400).
+fn parse_body(body: &[u8]) -> Result<RunBody, String> {
+    let b: RunBody = serde_json::from_slice(body)
+        .map_err(|e| format!("the body must be JSON like {{\"input\": {{...}}}}: {e}"))?;
     match &b.input {
         Some(Value::Object(_)) => Ok(b),
-        _ => Err(err(
-            StatusCode::BAD_REQUEST,
-            "the body needs an \"input\" object (e.g. {\"input\": {\"transcript\": \"Hello\"}})",
-        )),
+        _ => Err(
+            "the body needs an \"input\" object (e.g. {\"input\": {\"transcript\": \"Hello\"}})"
+                .into(),
+        ),
     }
 }
 
@@ -296,7 +293,7 @@ async fn execute(api: LocalApi, job: Job, stop: oneshot::Receiver<()>) {
 async fn run(State(api): State<LocalApi>, body: axum::body::Bytes) -> Response {
     let b = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     let (id, _) = submit(&api, b);
     Json(json!({"id": id, "status": Status::InQueue.as_str()})).into_response()
@@ -314,7 +311,7 @@ async fn runsync(
 ) -> Response {
     let b = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     let wait = q
         .wait

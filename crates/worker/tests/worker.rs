@@ -4,69 +4,19 @@
 //! must end with exactly one final result, partials in order.
 #![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
+mod common;
 #[path = "../../storage/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod s3;
+use common::{setup, Setup};
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use candle_core::{DType, Device};
-use higgs_engine::voices::VoiceLibrary;
-use higgs_engine::{start, EngineConfig, EngineParts};
-use higgs_server::{AppState, ServerConfig};
-use higgs_testkit::fixture;
 use higgs_worker::fake_platform::{FakePlatform, Fault, Route};
-use higgs_worker::{Backoff, ExitReason, JobContext, PlatformClient, PlatformConfig, WorkerConfig};
+use higgs_worker::{Backoff, ExitReason, PlatformClient, PlatformConfig, WorkerConfig};
 use serde_json::{json, Value};
 
 const KEY: &str = "rp-worker-key";
-
-struct Setup {
-    ctx: JobContext,
-    _voices: tempfile::TempDir,
-}
-
-fn setup(max_inline: usize) -> Setup {
-    let voices = tempfile::tempdir().unwrap();
-    let shared = higgs_testkit::fixtures_root().join("../voices");
-    for ext in ["wav", "txt"] {
-        std::fs::copy(
-            shared.join(format!("belinda.{ext}")),
-            voices.path().join(format!("belinda.{ext}")),
-        )
-        .unwrap();
-    }
-    let parts = EngineParts {
-        model: higgs_model::HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu)
-            .unwrap(),
-        codec: higgs_codec::Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
-        tokenizer: higgs_text::TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
-        voices: Some(VoiceLibrary::open(voices.path()).unwrap()),
-    };
-    let cfg = EngineConfig {
-        max_running: 8,
-        max_seq_len: 1024,
-        max_queue: 64,
-        ..Default::default()
-    };
-    let (engine, _) = start(cfg, parts).unwrap();
-    let state = AppState {
-        engine,
-        voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
-        config: Arc::new(ServerConfig::default()),
-        ready: Arc::new(AtomicBool::new(true)),
-        metrics: None,
-        device: "cpu".into(),
-        uploader: None,
-    };
-    Setup {
-        ctx: JobContext::new(state, max_inline),
-        _voices: voices,
-    }
-}
 
 fn client(p: &FakePlatform, post_timeout: Duration) -> PlatformClient {
     let mut cfg = PlatformConfig::new(p.urls("worker-1"), Some(KEY.into()));
@@ -370,7 +320,12 @@ async fn pings_carry_the_ids_in_progress() {
     let p = FakePlatform::start(KEY, Duration::from_millis(200))
         .await
         .unwrap();
-    let id = p.push_job(tts("Ping me while I run.", json!({"max_new_tokens": 80})));
+    // Long enough (ten chunks) to be seen by several 50 ms heartbeats.
+    let words = (0..40)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let id = p.push_job(tts(&words, json!({"chunk_method": "word", "chunk_max_word_num": 4, "max_new_tokens": 40, "generation_chunk_buffer_size": 2, "temperature": 1.0})));
     let want = id.clone();
     run_until(
         &s,

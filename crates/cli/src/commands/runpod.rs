@@ -58,7 +58,7 @@ fn platform_from_env(env: &HashMap<String, String>) -> Option<PlatformConfig> {
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
     let job_take = get("RUNPOD_WEBHOOK_GET_JOB")?;
     let urls = PlatformUrls {
-        worker_id: get("RUNPOD_POD_ID").unwrap_or_else(|| uuid_like()),
+        worker_id: get("RUNPOD_POD_ID").unwrap_or_else(uuid_like),
         job_take,
         job_done: get("RUNPOD_WEBHOOK_POST_OUTPUT").unwrap_or_default(),
         job_stream: get("RUNPOD_WEBHOOK_POST_STREAM"),

@@ -1,0 +1,56 @@
+//! A real engine on the fixture model and codec, with the `belinda` voice.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use higgs_engine::voices::VoiceLibrary;
+use higgs_engine::{start, EngineConfig, EngineParts};
+use higgs_server::{AppState, ServerConfig};
+use higgs_testkit::fixture;
+use higgs_worker::JobContext;
+
+pub struct Setup {
+    pub ctx: JobContext,
+    _voices: tempfile::TempDir,
+}
+
+pub fn setup(max_inline: usize) -> Setup {
+    let voices = tempfile::tempdir().unwrap();
+    let shared = higgs_testkit::fixtures_root().join("../voices");
+    for ext in ["wav", "txt"] {
+        std::fs::copy(
+            shared.join(format!("belinda.{ext}")),
+            voices.path().join(format!("belinda.{ext}")),
+        )
+        .unwrap();
+    }
+    let parts = EngineParts {
+        model: higgs_model::HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu)
+            .unwrap(),
+        codec: higgs_codec::Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
+        tokenizer: higgs_text::TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
+        voices: Some(VoiceLibrary::open(voices.path()).unwrap()),
+    };
+    let cfg = EngineConfig {
+        max_running: 8,
+        max_seq_len: 1024,
+        max_queue: 64,
+        ..Default::default()
+    };
+    let (engine, _) = start(cfg, parts).unwrap();
+    let state = AppState {
+        engine,
+        voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
+        config: Arc::new(ServerConfig::default()),
+        ready: Arc::new(AtomicBool::new(true)),
+        metrics: None,
+        device: "cpu".into(),
+        uploader: None,
+    };
+    Setup {
+        ctx: JobContext::new(state, max_inline),
+        _voices: voices,
+    }
+}
