@@ -34,7 +34,7 @@
 #   Ubuntu 24.04 + CUDA base (cudart, cuda-compat)   ~0.4 GB   estimate
 #   libcublas-13-0 (libcublas + libcublasLt)          569 MiB   dpkg Installed-Size, measured
 #   libcurand-13-0                                     127 MiB   dpkg Installed-Size, measured
-#   higgs-serve binary (stripped)                     ~27 MiB   measured on a cap-90 build
+#   higgs-serve binary (stripped)                     ~33 MiB   measured (cap-80 build)
 #   default voices (voices/)                            7 MiB   measured
 #   total                                            ~1.1 GB   estimate (target: well under 2.5 GB)
 

@@ -121,6 +121,17 @@ def main():
     print("health_check job ...")
     print(f"  {endpoint.run_sync({'health_check': True}, timeout=120)}")
 
+    # 6. An OpenAI route as a plain queue job: the input RunPod's /openai/v1 gateway produces.
+    #    Binary answers (speech) come back as {"data_b64", "content_type", "size_bytes"}.
+    print("OpenAI route as a job (openai_route + openai_input) ...")
+    output = endpoint.run_sync({"openai_route": "/v1/audio/speech",
+                                "openai_input": {"model": "higgs-audio-v2-generation-3B-base", "voice": args.voice,
+                                                 "input": "Mind the gap.", "response_format": "mp3"}}, timeout=300)
+    if output is None:
+        sys.exit("  openai_route job failed (run it with run() to see the error)")
+    (out / "openai_job_speech.mp3").write_bytes(base64.b64decode(output["data_b64"]))
+    print(f"  wrote {out / 'openai_job_speech.mp3'} ({output['size_bytes']} bytes, {output['content_type']})")
+
     if args.skip_openai:
         return
     openai_base = os.environ.get("RUNPOD_OPENAI_BASE_URL")
