@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    unset_empty_flag_env();
     let cli = Cli::parse();
     let command = match cli.command {
         Some(c) => c,
@@ -69,5 +70,27 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(a) => commands::bench::run(a),
         Command::Codec(c) => commands::codec::run(c),
         Command::Dev(c) => commands::dev::run(c),
+    }
+}
+
+/// An empty variable means "not set" for our flags (RunPod's console and Hub send blank inputs as
+/// empty strings); clap would refuse it as a missing value. Runs first, before any thread exists.
+fn unset_empty_flag_env() {
+    fn walk(c: &clap::Command, out: &mut Vec<String>) {
+        for a in c.get_arguments() {
+            if let Some(e) = a.get_env() {
+                out.push(e.to_string_lossy().into_owned());
+            }
+        }
+        for sub in c.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut names = Vec::new();
+    walk(&<Cli as clap::CommandFactory>::command(), &mut names);
+    for n in names {
+        if std::env::var_os(&n).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(&n);
+        }
     }
 }

@@ -121,3 +121,23 @@ async fn missing_weights_report_unhealthy_and_exit_1() {
     assert_eq!(p.queued(), 1, "a worker that cannot run must not take jobs");
     assert!(p.final_result(&id).is_none());
 }
+
+#[test]
+fn blank_path_variables_mean_unset() {
+    // RunPod's console and Hub send empty inputs as empty strings.
+    let out = Command::new(env!("CARGO_BIN_EXE_higgs-serve"))
+        .args(["runpod", "--demo", "--device", "cpu", "--test-input"])
+        .arg(r#"{"input": {"transcript": "Blank variables.", "max_new_tokens": 30, "temperature": 0}}"#)
+        .env("MODEL_PATH", "")
+        .env("AUDIO_TOKENIZER_PATH", "")
+        .env("TOKENIZER_PATH", "")
+        .env("VOICE_PROMPTS_PATH", "")
+        .env("HIGGS_KV_CACHE_GB", "")
+        .env_remove("RUNPOD_WEBHOOK_GET_JOB")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["output"]["success"], true);
+}

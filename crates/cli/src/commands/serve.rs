@@ -229,7 +229,27 @@ impl EngineArgs {
             return Ok((demo_dir.join("model"), demo_dir.join("codec")));
         }
         if let (Some(m), Some(c)) = (&self.model, &self.codec) {
-            return Ok((m.clone(), c.clone()));
+            let present = |d: &PathBuf| d.join("config.json").is_file();
+            if present(m) && present(c) || !allow_download {
+                return Ok((m.clone(), c.clone()));
+            }
+            // Both named but not there: download into them when they are DIR/model + DIR/codec
+            // (the layout `download --out DIR` writes).
+            let parent = m.parent().filter(|p| Some(*p) == c.parent());
+            let layout_ok =
+                m.file_name() == Some("model".as_ref()) && c.file_name() == Some("codec".as_ref());
+            return match parent {
+                Some(dir) if layout_ok => {
+                    download_into(dir)?;
+                    Ok((m.clone(), c.clone()))
+                }
+                _ => bail!(
+                    "{} / {} do not hold the weights, and they are not DIR/model + DIR/codec to download into: \
+                     run `higgs-serve download --out DIR` and point --model/--codec at DIR/model and DIR/codec",
+                    m.display(),
+                    c.display()
+                ),
+            };
         }
         // Look in the network-volume layout and the Hugging Face cache.
         let mut search = crate::commands::download::model_search_from_env();
@@ -245,32 +265,12 @@ impl EngineArgs {
                 Ok((d.model, d.codec))
             }
             Err(e) if !allow_download => bail!(
-                "{e}\n(or pass --model DIR --codec DIR; try the whole stack on random weights with --demo)"
+                "{e}\n(or pass --model DIR --codec DIR; try the whole stack on random weights with `higgs-serve serve --demo`)"
             ),
             Err(e) => {
                 let out = self.download_dir.clone().unwrap_or_else(default_download_dir);
                 eprintln!("{e}\ndownloading the weights into {} ...", out.display());
-                let args = crate::commands::download::DownloadArgs {
-                    out: out.clone(),
-                    model_repo: higgs_hub::DEFAULT_MODEL_REPO.into(),
-                    codec_repo: higgs_hub::DEFAULT_CODEC_REPO.into(),
-                    revision: "main".into(),
-                    codec_revision: "main".into(),
-                    token: std::env::var("HF_TOKEN").ok(),
-                    endpoint: std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| higgs_hub::DEFAULT_ENDPOINT.into()),
-                    retries: 5,
-                    model_only: false,
-                    codec_only: false,
-                    quiet: false,
-                };
-                if let Err(d) = crate::commands::download::run(args) {
-                    bail!(
-                        "the weights are not on this machine and downloading them failed: {d:#}\n\
-                         fix the network/token (HF_ENDPOINT, HF_TOKEN) and run `higgs-serve download --out {}`, \
-                         or pass --model DIR --codec DIR (try --demo for random weights)",
-                        out.display()
-                    );
-                }
+                download_into(&out)?;
                 Ok((out.join("model"), out.join("codec")))
             }
         }
@@ -289,6 +289,34 @@ pub fn run(a: ServeArgs) -> Result<()> {
     // Let running requests finish.
     let _ = join.join();
     Ok(())
+}
+
+/// `higgs-serve download --out DIR` with the defaults and the hub environment.
+fn download_into(out: &std::path::Path) -> Result<()> {
+    let args = crate::commands::download::DownloadArgs {
+        out: out.to_path_buf(),
+        model_repo: higgs_hub::DEFAULT_MODEL_REPO.into(),
+        codec_repo: higgs_hub::DEFAULT_CODEC_REPO.into(),
+        revision: "main".into(),
+        codec_revision: "main".into(),
+        token: std::env::var("HF_TOKEN").ok().filter(|v| !v.is_empty()),
+        endpoint: std::env::var("HF_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| higgs_hub::DEFAULT_ENDPOINT.into()),
+        retries: 5,
+        model_only: false,
+        codec_only: false,
+        quiet: false,
+    };
+    crate::commands::download::run(args).map_err(|d| {
+        anyhow::anyhow!(
+            "the weights are not on this machine and downloading them failed: {d:#}\n\
+             fix the network/token (HF_ENDPOINT, HF_TOKEN) and run `higgs-serve download --out {}`, \
+             or pass --model DIR --codec DIR (try --demo for random weights)",
+            out.display()
+        )
+    })
 }
 
 /// The RunPod network volume when mounted, else a per-user cache directory.
