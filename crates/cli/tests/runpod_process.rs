@@ -47,7 +47,7 @@ async fn sigterm_mid_job_drains_it_and_exits_cleanly() {
     let p = FakePlatform::start(KEY, Duration::from_millis(300))
         .await
         .unwrap();
-    let words = (0..40)
+    let words = (0..120)
         .map(|i| format!("word{i}"))
         .collect::<Vec<_>>()
         .join(" ");
