@@ -563,3 +563,35 @@ async fn voices_crud_and_metadata_routes() {
         assert!(o["paths"][p].is_object(), "{p} in openapi");
     }
 }
+
+#[tokio::test]
+async fn the_request_timeout_ends_a_long_generation() {
+    let s = default_setup();
+    let mut state = s.state.clone();
+    state.config = Arc::new(ServerConfig {
+        request_timeout: Some(std::time::Duration::from_millis(1)),
+        ..(*s.state.config).clone()
+    });
+    let (st, _, b) = call(
+        &state,
+        "POST",
+        "/generate",
+        Some(serde_json::json!({"transcript": "A generation that cannot finish in a millisecond.", "max_new_tokens": 400})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    let v = json(&b);
+    assert_eq!(v["error_type"], "unavailable");
+    assert!(v["error"].as_str().unwrap().contains("timed out"), "{v}");
+    // The slot is free again for the next request.
+    let (st, _, _) = call(
+        &s.state,
+        "POST",
+        "/generate",
+        Some(
+            serde_json::json!({"transcript": "Now quick.", "max_new_tokens": 30, "temperature": 0}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+}
