@@ -50,8 +50,18 @@ pub struct Collected {
 
 pub async fn collect(
     state: &AppState,
+    s: RequestStream,
+    early: Vec<Event>,
+) -> Result<Collected, ApiError> {
+    collect_with(state, s, early, |_| Ok(())).await
+}
+
+/// [`collect`], also handing every audio chunk to `on_audio` as it arrives.
+pub async fn collect_with(
+    state: &AppState,
     mut s: RequestStream,
     early: Vec<Event>,
+    mut on_audio: impl FnMut(&[f32]) -> Result<(), ApiError>,
 ) -> Result<Collected, ApiError> {
     let mut c = Collected::default();
     let mut pending: std::collections::VecDeque<Event> = early.into();
@@ -64,7 +74,10 @@ pub async fn collect(
             },
         };
         match e {
-            Event::Audio { samples, .. } => c.samples.extend(samples),
+            Event::Audio { samples, .. } => {
+                on_audio(&samples)?;
+                c.samples.extend(samples);
+            }
             Event::Text { ids, text } => {
                 c.text_ids.extend(ids);
                 c.text.push_str(&text);

@@ -116,19 +116,17 @@ pub async fn run_generate(
     })
 }
 
-/// Like [`audio::collect`], also encoding the audio as it arrives and sending each encoded piece.
+/// [`audio::collect`], also encoding the audio as it arrives and sending each encoded piece.
 async fn collect_streaming(
     state: &AppState,
-    mut s: higgs_engine::RequestStream,
+    s: higgs_engine::RequestStream,
     early: Vec<Event>,
     format: AudioFormat,
     rate: u32,
     tx: &mpsc::UnboundedSender<Vec<u8>>,
 ) -> Result<audio::Collected, ApiError> {
-    let mut enc = Some(
-        StreamEncoder::new(format, rate)
-            .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?,
-    );
+    let mut enc = StreamEncoder::new(format, rate)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?;
     let enc_err = |e: higgs_audio_io::AudioError| {
         ApiError::new(ErrorKind::Internal, format!("encoding {format}: {e}"))
     };
@@ -138,37 +136,11 @@ async fn collect_streaming(
             let _ = tx.send(piece);
         }
     };
-    let mut c = audio::Collected::default();
-    let mut pending: std::collections::VecDeque<Event> = early.into();
-    loop {
-        let e = match pending.pop_front() {
-            Some(e) => e,
-            None => match s.next().await {
-                Some(e) => e,
-                None => return Err(ApiError::new(ErrorKind::Unavailable, "the engine stopped")),
-            },
-        };
-        match e {
-            Event::Audio { samples, .. } => {
-                if let Some(enc) = enc.as_mut() {
-                    send(enc.push(&samples).map_err(enc_err)?);
-                }
-                c.samples.extend(samples);
-            }
-            Event::Text { ids, text } => {
-                c.text_ids.extend(ids);
-                c.text.push_str(&text);
-            }
-            Event::Finished { reason, usage, .. } => {
-                if let Some(enc) = enc.take() {
-                    send(enc.finish().map_err(enc_err)?);
-                }
-                c.usage = usage;
-                c.reason = Some(reason);
-                return Ok(c);
-            }
-            Event::Failed(e) => return Err(ApiError::from_generation(e, &state.voice_names())),
-            Event::Started { .. } => {}
-        }
-    }
+    let c = audio::collect_with(state, s, early, |samples| {
+        send(enc.push(samples).map_err(enc_err)?);
+        Ok(())
+    })
+    .await?;
+    send(enc.finish().map_err(enc_err)?);
+    Ok(c)
 }

@@ -97,7 +97,8 @@ impl LocalJob {
 struct LocalApi {
     ctx: JobContext,
     jobs: Arc<Mutex<HashMap<String, LocalJob>>>,
-    slots: Arc<Semaphore>,
+    /// Jobs in submission order; a dispatcher starts them as slots free up (FIFO, like a queue).
+    queue: mpsc::UnboundedSender<(Job, oneshot::Receiver<()>)>,
     api_key: Option<String>,
 }
 
@@ -115,12 +116,23 @@ impl LocalApi {
 /// The router; `concurrency` jobs run at once (the rest wait IN_QUEUE); `api_key` = require
 /// `Authorization: Bearer KEY` (the `runpod` client always sends its key).
 pub fn router(ctx: JobContext, concurrency: usize, api_key: Option<String>) -> Router {
+    let (queue, mut queued) = mpsc::unbounded_channel::<(Job, oneshot::Receiver<()>)>();
     let api = LocalApi {
         ctx,
         jobs: Arc::default(),
-        slots: Arc::new(Semaphore::new(concurrency.max(1))),
+        queue,
         api_key,
     };
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let dispatcher = api.clone();
+    tokio::spawn(async move {
+        while let Some((job, stop)) = queued.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            tokio::spawn(execute(dispatcher.clone(), job, stop, permit));
+        }
+    });
     let routes = Router::new()
         .route("/run", post(run))
         .route("/runsync", post(runsync))
@@ -214,16 +226,18 @@ fn submit(api: &LocalApi, b: RunBody) -> (String, watch::Receiver<bool>) {
             retried: false,
         },
     );
-    tokio::spawn(execute(api.clone(), job, stop_rx));
+    let _ = api.queue.send((job, stop_rx));
     (id, done_rx)
 }
 
-async fn execute(api: LocalApi, job: Job, stop: oneshot::Receiver<()>) {
+async fn execute(
+    api: LocalApi,
+    job: Job,
+    stop: oneshot::Receiver<()>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let id = job.id.clone();
     let run = async {
-        let Ok(_permit) = api.slots.clone().acquire_owned().await else {
-            return Outcome::error("unavailable", "the worker is shutting down", 503);
-        };
         {
             let mut jobs = api.jobs();
             match jobs.get_mut(&id) {
@@ -403,7 +417,7 @@ async fn retry(State(api): State<LocalApi>, Path(p): Path<HashMap<String, String
         j.retried = true;
         (j.job.clone(), stop_rx)
     };
-    tokio::spawn(execute(api.clone(), job.0, job.1));
+    let _ = api.queue.send(job);
     Json(json!({"id": id, "status": Status::InQueue.as_str()})).into_response()
 }
 

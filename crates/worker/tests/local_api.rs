@@ -166,6 +166,16 @@ async fn cancel_retry_purge_and_errors() {
         b["id"].as_str().unwrap().to_string(),
         c["id"].as_str().unwrap().to_string(),
     );
+    // Jobs start in submission order: the first runs, the others wait.
+    for _ in 0..500 {
+        let (_, sa) = call(&app, "GET", &format!("/status/{a}"), None).await;
+        if sa["status"] == "IN_PROGRESS" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, sa) = call(&app, "GET", &format!("/status/{a}"), None).await;
+    assert_eq!(sa["status"], "IN_PROGRESS");
     let (_, sb) = call(&app, "GET", &format!("/status/{b}"), None).await;
     assert_eq!(sb["status"], "IN_QUEUE");
     // Cancel a queued job: it never runs.

@@ -73,6 +73,19 @@ async fn run_until(
     .expect("the worker did not stop")
 }
 
+/// Runs a worker with `concurrency` until every id has its final result.
+async fn run_jobs(s: &Setup, p: &FakePlatform, concurrency: usize, ids: &[String]) {
+    let want = ids.to_vec();
+    run_until(
+        s,
+        p,
+        client(p, Duration::from_secs(30)),
+        worker_cfg(concurrency),
+        move |p| want.iter().all(|id| p.final_result(id).is_some()),
+    )
+    .await;
+}
+
 fn output(p: &FakePlatform, id: &str) -> Value {
     let f = p
         .final_result(id)
@@ -168,15 +181,7 @@ async fn streamed_partials_arrive_in_order_and_concatenate_to_the_audio() {
         "A streamed answer, please.",
         json!({"stream": true, "output_format": "pcm", "max_new_tokens": 60}),
     ));
-    let want = id.clone();
-    run_until(
-        &s,
-        &p,
-        client(&p, Duration::from_secs(30)),
-        worker_cfg(4),
-        move |p| p.final_result(&want).is_some(),
-    )
-    .await;
+    run_jobs(&s, &p, 4, std::slice::from_ref(&id)).await;
     let o = output(&p, &id);
     assert!(p.final_result(&id).unwrap().is_stream);
     assert!(
@@ -294,15 +299,7 @@ async fn job_stop_cancels_a_running_job_and_it_ends_once() {
         .await;
         p2.stop_job(&stopper_id);
     });
-    let (a, b) = (id.clone(), other.clone());
-    run_until(
-        &s,
-        &p,
-        client(&p, Duration::from_secs(30)),
-        worker_cfg(4),
-        move |p| p.final_result(&a).is_some() && p.final_result(&b).is_some(),
-    )
-    .await;
+    run_jobs(&s, &p, 4, &[id.clone(), other.clone()]).await;
     let e = error_of(&p, &id);
     assert_eq!(e["error_type"], "cancelled");
     assert!(e["error_message"].as_str().unwrap().contains("job-stop"));
@@ -449,15 +446,7 @@ async fn health_check_passthrough_and_bad_input_jobs() {
         "no-input".to_string(),
         too_big_speech.clone(),
     ];
-    let want = all.clone();
-    run_until(
-        &s,
-        &p,
-        client(&p, Duration::from_secs(30)),
-        worker_cfg(8),
-        move |p| want.iter().all(|id| p.final_result(id).is_some()),
-    )
-    .await;
+    run_jobs(&s, &p, 8, &all).await;
     let h = output(&p, &health);
     assert_eq!(h["status"], "ok");
     assert_eq!(h["voices"], json!(["belinda"]));
@@ -505,15 +494,7 @@ async fn oversized_inline_results_fail_clearly_instead_of_a_platform_400() {
         .await
         .unwrap();
     let id = p.push_job(tts("This result will not fit inline.", json!({})));
-    let want = id.clone();
-    run_until(
-        &s,
-        &p,
-        client(&p, Duration::from_secs(30)),
-        worker_cfg(1),
-        move |p| p.final_result(&want).is_some(),
-    )
-    .await;
+    run_jobs(&s, &p, 1, std::slice::from_ref(&id)).await;
     let e = error_of(&p, &id);
     assert_eq!(e["status"], 413);
     let m = e["error_message"].as_str().unwrap();
@@ -531,15 +512,7 @@ async fn platform_refusing_a_result_still_ends_the_job() {
         .unwrap();
     p.inject(Route::Done, Fault::Status(400), 1);
     let id = p.push_job(tts("Refused once.", json!({})));
-    let want = id.clone();
-    run_until(
-        &s,
-        &p,
-        client(&p, Duration::from_secs(30)),
-        worker_cfg(1),
-        move |p| p.final_result(&want).is_some(),
-    )
-    .await;
+    run_jobs(&s, &p, 1, std::slice::from_ref(&id)).await;
     let e = error_of(&p, &id);
     assert_eq!(e["error_type"], "result_refused");
 }
@@ -560,15 +533,7 @@ async fn request_s3_config_uploads_the_audio() {
         "Bad config.",
         json!({"s3Config": {"accessId": "only-the-id"}}),
     ));
-    let (a, b) = (id.clone(), bad.clone());
-    run_until(
-        &s,
-        &p,
-        client(&p, Duration::from_secs(30)),
-        worker_cfg(2),
-        move |p| p.final_result(&a).is_some() && p.final_result(&b).is_some(),
-    )
-    .await;
+    run_jobs(&s, &p, 2, &[id.clone(), bad.clone()]).await;
     let o = output(&p, &id);
     assert!(o.get("audio_base64").is_none(), "{o}");
     assert!(o["s3_uri"].as_str().unwrap().starts_with("s3://jobs/"));
