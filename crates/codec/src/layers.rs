@@ -240,8 +240,100 @@ impl Snake1d {
 
 impl Module for Snake1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() && x.dtype() == candle_core::DType::F32 && !generic_snake() {
+            let x = x.contiguous()?;
+            let c = self.alpha.elem_count();
+            let alpha = self.alpha.contiguous()?.reshape(c)?;
+            let inv_alpha = self.inv_alpha.contiguous()?.reshape(c)?;
+            return x.apply_op3_no_bwd(&alpha, &inv_alpha, &snake_cuda::FusedSnake);
+        }
         let s = x.broadcast_mul(&self.alpha)?.sin()?.sqr()?;
         x + s.broadcast_mul(&self.inv_alpha)?
+    }
+}
+
+/// `HIGGS_CODEC_SNAKE=generic`: the five-op Snake everywhere (the fused CUDA kernel is the default
+/// on CUDA).
+#[cfg(feature = "cuda")]
+fn generic_snake() -> bool {
+    static GENERIC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GENERIC.get_or_init(|| {
+        std::env::var("HIGGS_CODEC_SNAKE").is_ok_and(|v| v.eq_ignore_ascii_case("generic"))
+    })
+}
+
+/// Fused Snake kernel (`kernels/snake.cu`, PTX compiled with nvcc 13.0 for compute_90): one
+/// pass over `[B, C, T]` f32 instead of five elementwise kernels.
+#[cfg(feature = "cuda")]
+mod snake_cuda {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::{CudaStorage, WrapErr};
+    use candle_core::{CpuStorage, Layout, Result, Shape};
+
+    const PTX: &str = include_str!("kernels/snake.ptx");
+
+    pub(super) struct FusedSnake;
+
+    impl candle_core::CustomOp3 for FusedSnake {
+        fn name(&self) -> &'static str {
+            "higgs-snake"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the fused Snake kernel is CUDA-only")
+        }
+
+        fn cuda_fwd(
+            &self,
+            x: &CudaStorage,
+            lx: &Layout,
+            alpha: &CudaStorage,
+            la: &Layout,
+            inv_alpha: &CudaStorage,
+            li: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let (_, c, t) = lx.shape().dims3()?;
+            let n = lx.shape().elem_count();
+            let (Some((x0, x1)), Some((a0, a1)), Some((i0, i1))) = (
+                lx.contiguous_offsets(),
+                la.contiguous_offsets(),
+                li.contiguous_offsets(),
+            ) else {
+                candle_core::bail!("snake: inputs must be contiguous")
+            };
+            if a1 - a0 != c || i1 - i0 != c {
+                candle_core::bail!("snake: alpha has {} values for {c} channels", a1 - a0)
+            }
+            let dev = x.device().clone();
+            let xs = x.as_cuda_slice::<f32>()?.slice(x0..x1);
+            let al = alpha.as_cuda_slice::<f32>()?.slice(a0..a1);
+            let ia = inv_alpha.as_cuda_slice::<f32>()?.slice(i0..i1);
+            let func = dev.get_or_load_custom_func("snake_f32", "higgs_codec_snake", PTX)?;
+            // SAFETY: every element is written by the kernel below.
+            let out = unsafe { dev.alloc::<f32>(n)? };
+            let (c, t, n64) = (c as u32, t as u32, n as u64);
+            let mut b = func.builder();
+            b.arg(&xs);
+            b.arg(&al);
+            b.arg(&ia);
+            b.arg(&out);
+            b.arg(&c);
+            b.arg(&t);
+            b.arg(&n64);
+            // SAFETY: argument types match `snake_f32` in kernels/snake.cu.
+            unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
+            Ok((CudaStorage::wrap_cuda_slice(out, dev), lx.shape().clone()))
+        }
     }
 }
 
