@@ -29,27 +29,122 @@ impl Module for RmsNorm {
 }
 
 /// `LlamaMLP`: down(silu(gate(x)) * up(x)); weights in PyTorch `[out, in]` layout.
+///
+/// Gate and up are stored as one `[2I, H]` matrix. On CUDA they run as ONE GEMM followed by a
+/// fused SwiGLU kernel (`kernels/swiglu.cu`; `HIGGS_FUSED_SWIGLU=0` turns it off); elsewhere as
+/// two GEMMs over the two halves, silu and a product, exactly as before.
 #[derive(Debug, Clone)]
 pub struct Mlp {
+    gate_up: Tensor,
     gate: candle_nn::Linear,
     up: candle_nn::Linear,
     down: candle_nn::Linear,
+    inter: usize,
 }
 
 impl Mlp {
-    pub fn new(gate: Tensor, up: Tensor, down: Tensor) -> Self {
-        Self {
-            gate: candle_nn::Linear::new(gate, None),
-            up: candle_nn::Linear::new(up, None),
+    pub fn new(gate: Tensor, up: Tensor, down: Tensor) -> candle_core::Result<Self> {
+        let inter = gate.dim(0)?;
+        let gate_up = Tensor::cat(&[&gate, &up], 0)?;
+        drop((gate, up));
+        Ok(Self {
+            gate: candle_nn::Linear::new(gate_up.narrow(0, 0, inter)?, None),
+            up: candle_nn::Linear::new(gate_up.narrow(0, inter, inter)?, None),
+            gate_up,
             down: candle_nn::Linear::new(down, None),
-        }
+            inter,
+        })
     }
 }
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if xs.device().is_cuda() && xs.rank() == 2 && fused_swiglu() {
+            let gu = xs.matmul(&self.gate_up.t()?)?;
+            let h = gu.apply_op1_no_bwd(&swiglu_cuda::FusedSwiglu { inter: self.inter })?;
+            return self.down.forward(&h);
+        }
         let g = candle_nn::ops::silu(&self.gate.forward(xs)?)?;
         self.down.forward(&(g * self.up.forward(xs)?)?)
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn fused_swiglu() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("HIGGS_FUSED_SWIGLU").map_or(true, |v| v != "0"))
+}
+
+/// Fused SwiGLU kernel (PTX compiled with nvcc 13.0 for compute_90) over the `[rows, 2I]` output
+/// of the gate|up GEMM, f32 or bf16.
+#[cfg(feature = "cuda")]
+mod swiglu_cuda {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::{CudaStorage, WrapErr};
+    use candle_core::{CpuStorage, DType, Layout, Result, Shape};
+
+    const PTX: &str = include_str!("kernels/swiglu.ptx");
+
+    pub(super) struct FusedSwiglu {
+        pub inter: usize,
+    }
+
+    impl candle_core::CustomOp1 for FusedSwiglu {
+        fn name(&self) -> &'static str {
+            "higgs-swiglu"
+        }
+
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("the fused SwiGLU kernel is CUDA-only")
+        }
+
+        fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+            let (rows, two_i) = l.shape().dims2()?;
+            let inter = self.inter;
+            if two_i != 2 * inter {
+                candle_core::bail!("swiglu: {two_i} columns for intermediate size {inter}")
+            }
+            let Some((o0, o1)) = l.contiguous_offsets() else {
+                candle_core::bail!("swiglu: input must be contiguous")
+            };
+            let n = rows * inter;
+            let dev = s.device().clone();
+            let cfg = LaunchConfig::for_num_elems(n as u32);
+            let (inter32, n64) = (inter as u32, n as u64);
+            match s.dtype() {
+                DType::F32 => {
+                    let src = s.as_cuda_slice::<f32>()?.slice(o0..o1);
+                    let func = dev.get_or_load_custom_func("swiglu_f32", "higgs_swiglu", PTX)?;
+                    // SAFETY: every element is written by the kernel.
+                    let out = unsafe { dev.alloc::<f32>(n)? };
+                    let mut b = func.builder();
+                    b.arg(&src);
+                    b.arg(&out);
+                    b.arg(&inter32);
+                    b.arg(&n64);
+                    // SAFETY: argument types match `swiglu_f32`.
+                    unsafe { b.launch(cfg) }.w()?;
+                    Ok((CudaStorage::wrap_cuda_slice(out, dev), (rows, inter).into()))
+                }
+                DType::BF16 => {
+                    let src = s.as_cuda_slice::<half::bf16>()?.slice(o0..o1);
+                    let func = dev.get_or_load_custom_func("swiglu_bf16", "higgs_swiglu", PTX)?;
+                    // SAFETY: every element is written by the kernel.
+                    let out = unsafe { dev.alloc::<half::bf16>(n)? };
+                    let mut b = func.builder();
+                    b.arg(&src);
+                    b.arg(&out);
+                    b.arg(&inter32);
+                    b.arg(&n64);
+                    // SAFETY: argument types match `swiglu_bf16`.
+                    unsafe { b.launch(cfg) }.w()?;
+                    Ok((CudaStorage::wrap_cuda_slice(out, dev), (rows, inter).into()))
+                }
+                other => candle_core::bail!("swiglu: unsupported dtype {other:?}"),
+            }
+        }
     }
 }
 

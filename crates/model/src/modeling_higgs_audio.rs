@@ -193,11 +193,16 @@ impl HiggsAudioModel {
             Ok(RmsNorm::new(get(name, &[h])?, cfg.rms_norm_eps))
         };
         let mlp = |p: &str| -> Result<Mlp, LoadError> {
-            Ok(Mlp::new(
+            Mlp::new(
                 get(&format!("{p}.gate_proj.weight"), &[i, h])?,
                 get(&format!("{p}.up_proj.weight"), &[i, h])?,
                 get(&format!("{p}.down_proj.weight"), &[h, i])?,
-            ))
+            )
+            .map_err(|e| LoadError::Tensor {
+                name: format!("{p}.gate_proj.weight + up_proj.weight"),
+                file: w.dir().to_path_buf(),
+                source: e,
+            })
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for (l, &dual) in cfg.dual_ffn_layers.iter().enumerate() {
