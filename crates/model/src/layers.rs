@@ -57,16 +57,29 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// Two GEMMs over the halves, silu, product (every device).
+    fn forward_generic(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let g = candle_nn::ops::silu(&self.gate.forward(xs)?)?;
+        self.down.forward(&(g * self.up.forward(xs)?)?)
+    }
+
+    /// One gate|up GEMM + the fused SwiGLU kernel (CUDA, `[rows, H]` input).
+    #[cfg(feature = "cuda")]
+    fn forward_fused(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let gu = xs.matmul(&self.gate_up.t()?)?;
+        let h = gu.apply_op1_no_bwd(&swiglu_cuda::FusedSwiglu { inter: self.inter })?;
+        self.down.forward(&h)
+    }
+}
+
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
         if xs.device().is_cuda() && xs.rank() == 2 && fused_swiglu() {
-            let gu = xs.matmul(&self.gate_up.t()?)?;
-            let h = gu.apply_op1_no_bwd(&swiglu_cuda::FusedSwiglu { inter: self.inter })?;
-            return self.down.forward(&h);
+            return self.forward_fused(xs);
         }
-        let g = candle_nn::ops::silu(&self.gate.forward(xs)?)?;
-        self.down.forward(&(g * self.up.forward(xs)?)?)
+        self.forward_generic(xs)
     }
 }
 
@@ -213,6 +226,51 @@ fn inv_freq(head_dim: usize, theta: f64, scaling: Option<&Llama3RopeScaling>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused SwiGLU path equals the generic one on the GPU, in f32 and bf16
+    /// (`HIGGS_TEST_DEVICE=cuda`; a no-op on the CPU, where only the generic path exists).
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn fused_swiglu_matches_the_generic_mlp_on_cuda() {
+        let dev = higgs_testkit::test_device();
+        if !dev.is_cuda() {
+            return;
+        }
+        let (h, i, rows) = (64usize, 96usize, 7usize);
+        let r = |shape: (usize, usize), seed: f32| {
+            let n = shape.0 * shape.1;
+            let v: Vec<f32> = (0..n)
+                .map(|k| ((k as f32 * 0.7548 + seed).sin() * 0.5))
+                .collect();
+            Tensor::from_vec(v, shape, &dev)
+        };
+        for (dtype, tol) in [(DType::F32, 1e-5f32), (DType::BF16, 2e-2)] {
+            let mlp = Mlp::new(
+                r((i, h), 0.1).unwrap().to_dtype(dtype).unwrap(),
+                r((i, h), 0.2).unwrap().to_dtype(dtype).unwrap(),
+                r((h, i), 0.3).unwrap().to_dtype(dtype).unwrap(),
+            )
+            .unwrap();
+            let x = r((rows, h), 0.4).unwrap().to_dtype(dtype).unwrap();
+            let fused = mlp.forward_fused(&x).unwrap();
+            let generic = mlp.forward_generic(&x).unwrap();
+            let scale = generic
+                .to_dtype(DType::F32)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let (d, _) = higgs_testkit::max_abs_diff(&fused, &generic);
+            println!("{dtype:?}: fused vs generic SwiGLU MLP max |diff| {d:e} (max |out| {scale})");
+            assert!(
+                d <= tol * scale.max(1.0),
+                "{dtype:?}: {d} > {tol} * {scale}"
+            );
+        }
+    }
 
     #[test]
     fn llama3_scaling_keeps_high_freqs_and_divides_low_ones() {
