@@ -141,10 +141,13 @@ pub async fn run(
         if let Ok(r) = exit_rx.try_recv() {
             break r;
         }
+        // Created before the count is read, so a job ending in between still wakes us
+        // (`notify_waiters` reaches every `Notified` created before the call).
+        let freed = tracker.freed.notified();
         let want = cfg.concurrency.saturating_sub(tracker.len());
         if want == 0 {
             tokio::select! {
-                _ = tracker.freed.notified() => continue,
+                _ = freed => continue,
                 r = exit_rx.recv() => break r.unwrap_or(ExitReason::Shutdown),
                 _ = &mut shutdown => break ExitReason::Shutdown,
             }
