@@ -35,10 +35,12 @@ impl Module for RmsNorm {
 /// two GEMMs over the two halves, silu and a product, exactly as before.
 #[derive(Debug, Clone)]
 pub struct Mlp {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     gate_up: Tensor,
     gate: candle_nn::Linear,
     up: candle_nn::Linear,
     down: candle_nn::Linear,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     inter: usize,
 }
 

@@ -679,8 +679,8 @@ impl HiggsAudioModel {
                 }
             }
         }
-        for s in 0..plan.slots.len() {
-            if batched[s] {
+        for (s, &done) in batched.iter().enumerate() {
+            if done {
                 continue;
             }
             let (start, len, past, slot) = (

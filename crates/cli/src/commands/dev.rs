@@ -217,7 +217,7 @@ fn bench_step(a: BenchStepArgs) -> Result<()> {
         // Profile of one step: host time to enqueue the forward (kernels still running on a GPU)
         // vs the forward finished, and the engine's batched sampler on the step's logits.
         let (mut enqueue, mut forward, mut sample) = (0f64, 0f64, 0f64);
-        let prof_steps = a.steps.min(10).max(1);
+        let prof_steps = a.steps.clamp(1, 10);
         let params = vec![
             SamplingParams {
                 temperature: 1.0,
