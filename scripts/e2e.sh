@@ -32,7 +32,10 @@ export HIGGS_E2E_URL="http://127.0.0.1:$PORT" HIGGS_E2E_KEY=e2e-key HIGGS_E2E_WO
 
 # The RunPod door: the official `runpod` client against the local test API of a real worker process.
 RP_PORT=${E2E_RP_PORT:-18766}
-"$BIN" runpod --rp-serve-api --demo --host 127.0.0.1 --port "$RP_PORT" --voices "$WORK/voices" --api-key e2e-key \
+# Its own voice folder: schemathesis above may have deleted or replaced voices in the server's.
+mkdir -p "$WORK/rp-voices"
+for v in belinda en_man; do cp "$FIXTURES/../voices/$v.wav" "$FIXTURES/../voices/$v.txt" "$WORK/rp-voices/"; done
+"$BIN" runpod --rp-serve-api --demo --host 127.0.0.1 --port "$RP_PORT" --voices "$WORK/rp-voices" --api-key e2e-key \
   --device cpu --max-seq-len 1024 --concurrency 4 > "$WORK/runpod.log" 2>&1 &
 RP=$!
 for _ in $(seq 1 120); do
