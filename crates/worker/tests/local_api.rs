@@ -67,7 +67,7 @@ fn long_job() -> Value {
         .join(" ");
     input(
         &words,
-        json!({"chunk_method": "word", "chunk_max_word_num": 4, "max_new_tokens": 64, "temperature": 1.0}),
+        json!({"chunk_method": "word", "chunk_max_word_num": 4, "max_new_tokens": 64, "temperature": 1.0, "seed": 3}),
     )
 }
 
