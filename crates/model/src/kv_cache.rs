@@ -16,6 +16,8 @@ pub struct KvCache {
     /// fast-forward layers, where text queries must not attend to audio keys.
     audio: Vec<Vec<bool>>,
     max_len: usize,
+    /// CUDA graphs of the decode step over this cache's tensors.
+    pub(crate) graphs: crate::decode_graph::DecodeGraphs,
 }
 
 impl KvCache {
@@ -40,7 +42,20 @@ impl KvCache {
             lens: vec![0; num_slots],
             audio: vec![Vec::new(); num_slots],
             max_len,
+            graphs: crate::decode_graph::DecodeGraphs::new(device),
         })
+    }
+
+    /// Turns the fixed-shape decode-step path on or off for this cache: CUDA-graph capture and
+    /// replay on CUDA (on by default unless `HIGGS_CUDA_GRAPHS=0`); on other devices (off by
+    /// default) the same step body runs eagerly, which lets CPU tests check what graphs replay.
+    pub fn set_decode_graphs(&mut self, on: bool) {
+        self.graphs.enabled = on;
+    }
+
+    /// How decode steps used CUDA graphs so far.
+    pub fn graph_stats(&self) -> crate::GraphStats {
+        self.graphs.stats
     }
 
     /// Bytes of cache per position (all layers, K and V) for a config and dtype: the unit the

@@ -13,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod decode_graph;
 pub mod error;
 pub mod kv_cache;
 pub mod layers;
@@ -21,6 +22,7 @@ pub mod random;
 pub mod weights;
 
 pub use config::{CheckpointLayout, HiggsConfig};
+pub use decode_graph::GraphStats;
 pub use error::{ForwardError, LoadError};
 pub use kv_cache::KvCache;
 pub use modeling_higgs_audio::{

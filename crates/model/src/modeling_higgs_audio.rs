@@ -295,6 +295,30 @@ impl HiggsAudioModel {
         opts: ForwardOptions,
     ) -> Result<ForwardOutput, ForwardError> {
         let plan = self.plan(batch, cache)?;
+        if !opts.capture_hidden
+            && cache.graphs.enabled
+            && plan.text_rows.is_empty()
+            && batch
+                .iter()
+                .all(|q| q.len() == 1 && q.logits == LogitsRequest::AUDIO)
+        {
+            // The steady audio decode step: one position per sequence, so row s = sequence s.
+            let step = crate::decode_graph::DecodeStep {
+                slots: &plan.slots,
+                pasts: &plan.seq_past,
+                codes: &plan.audio_codes,
+            };
+            if let Some(logits) = crate::decode_graph::decode(self, &step, cache)? {
+                for (s, seq) in batch.iter().enumerate() {
+                    cache.commit(seq.slot, &plan.audio_flags[s..s + 1]);
+                }
+                return Ok(ForwardOutput {
+                    text_logits: None,
+                    audio_logits: Some(logits),
+                    hidden: Vec::new(),
+                });
+            }
+        }
         let dev = &self.device;
         let n = plan.kinds.len();
 
@@ -602,20 +626,14 @@ impl HiggsAudioModel {
         let k = a.k.forward(h)?.reshape((1, n, nkv, hd))?;
         let k = candle_nn::rotary_emb::rope_thd(&k, cos, sin)?.reshape((n, nkv * hd))?;
         let v = a.v.forward(h)?;
-        let max_len = cache.max_len();
 
         // Writes.
         if let Some(g) = group {
-            for (src, dst) in [(&k, &cache.k[li]), (&v, &cache.v[li])] {
-                let src = match &g.src_map {
-                    Some(m) => src.index_select(m, 0)?,
-                    None => src.clone(),
-                };
-                let dst = dst
-                    .narrow(0, g.lo, g.r)?
-                    .reshape((g.r * nkv, max_len, hd))?;
-                dst.scatter_set(&g.write_idx, &src.reshape((g.r * nkv, 1, hd))?, 1)?;
-            }
+            let (k, v) = match &g.src_map {
+                Some(m) => (k.index_select(m, 0)?, v.index_select(m, 0)?),
+                None => (k.clone(), v.clone()),
+            };
+            self.write_slot_range(li, &k, &v, g.lo, g.r, &g.write_idx, cache)?;
         }
         for s in 0..plan.slots.len() {
             let (start, len, past, slot) = (
@@ -654,15 +672,8 @@ impl HiggsAudioModel {
                 let qr = match &g.q_map {
                     Some(m) => q.index_select(m, 0)?,
                     None => q.clone(),
-                }
-                .reshape((g.r, nkv, n_rep, hd))?;
-                let kc = cache.k[li].narrow(0, g.lo, g.r)?.narrow(2, 0, g.tmax)?;
-                let vc = cache.v[li].narrow(0, g.lo, g.r)?.narrow(2, 0, g.tmax)?;
-                let scores = (qr.matmul(&kc.t()?)? * scale)?
-                    .to_dtype(DType::F32)?
-                    .broadcast_add(&g.mask)?;
-                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
-                let o = probs.matmul(&vc)?.reshape((g.r, nh * hd))?; // [R, nkv*n_rep*hd]
+                };
+                let o = self.attend_slot_range(li, &qr, g.lo, g.r, g.tmax, &g.mask, cache)?;
                 if members.len() == g.seqs.len() && g.identity {
                     pieces.push((Vec::new(), o));
                 } else {
@@ -724,6 +735,135 @@ impl HiggsAudioModel {
         }
         let o = assemble_rows(pieces, n, &self.device)?;
         Ok(a.o.forward(&o)?)
+    }
+
+    /// Writes K/V `[R, kv_dim]` of one new position per slot of `lo..lo + r` into the cache at
+    /// `write_idx` (`[R * kv_heads, 1, head_dim]` u32 positions; `u32::MAX` skips the slot).
+    #[allow(clippy::too_many_arguments)]
+    fn write_slot_range(
+        &self,
+        li: usize,
+        k: &Tensor,
+        v: &Tensor,
+        lo: usize,
+        r: usize,
+        write_idx: &Tensor,
+        cache: &KvCache,
+    ) -> candle_core::Result<()> {
+        let (nkv, hd) = (self.cfg.num_key_value_heads, self.cfg.head_dim);
+        let max_len = cache.max_len();
+        for (src, dst) in [(k, &cache.k[li]), (v, &cache.v[li])] {
+            let dst = dst.narrow(0, lo, r)?.reshape((r * nkv, max_len, hd))?;
+            dst.scatter_set(write_idx, &src.reshape((r * nkv, 1, hd))?, 1)?;
+        }
+        Ok(())
+    }
+
+    /// One query position per slot of `lo..lo + r` (`q`: `[R, heads * head_dim]`, rope applied)
+    /// attending over keys `0..tmax` of its slot in ONE batched matmul: each KV block is read once
+    /// for its `n_rep` query heads; `mask` (`[R, 1, 1, tmax]` f32, additive) hides keys past each
+    /// slot's length. Returns `[R, heads * head_dim]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_slot_range(
+        &self,
+        li: usize,
+        q: &Tensor,
+        lo: usize,
+        r: usize,
+        tmax: usize,
+        mask: &Tensor,
+        cache: &KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let qr = q.reshape((r, nkv, nh / nkv, hd))?;
+        let kc = cache.k[li].narrow(0, lo, r)?.narrow(2, 0, tmax)?;
+        let vc = cache.v[li].narrow(0, lo, r)?.narrow(2, 0, tmax)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (qr.matmul(&kc.t()?)? * scale)?
+            .to_dtype(DType::F32)?
+            .broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
+        probs.matmul(&vc)?.reshape((r, nh * hd)) // [R, nkv*n_rep*hd]
+    }
+
+    /// The whole audio decode step for slots `0..rows`, from ONE packed u32 device buffer and
+    /// with fixed shapes, so that it can be captured as a CUDA graph and replayed (see
+    /// `decode_graph`). `input` = `[codes (rows * codebooks, codebook offsets added) | positions
+    /// (rows) | write positions (rows, u32::MAX = no write) | attended lengths (rows)]`; keys
+    /// `0..keys` are read (`keys` >= every length, the rest masked). Every slot's one position is
+    /// an audio position; returns the audio logits of all `rows` slots. It must stay free of
+    /// host uploads and syncs (graph capture forbids them): host data comes only through
+    /// `input`, and `key_pos` (`[>= keys]` f32 0, 1, 2, ..) is a persistent tensor.
+    pub(crate) fn decode_step_body(
+        &self,
+        input: &Tensor,
+        rows: usize,
+        keys: usize,
+        key_pos: &Tensor,
+        cache: &KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let (nh, nkv, hd, nc) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+            cfg.num_codebooks,
+        );
+        let codes = input.narrow(0, 0, rows * nc)?;
+        let positions = input.narrow(0, rows * nc, rows)?;
+        let write_pos = input.narrow(0, rows * nc + rows, rows)?;
+        let lens = input
+            .narrow(0, rows * nc + 2 * rows, rows)?
+            .to_dtype(DType::F32)?
+            .reshape((rows, 1, 1, 1))?;
+        let e = self
+            .audio_codebook_embeddings
+            .embedding_rows(&codes)?
+            .reshape((rows, nc, cfg.hidden_size))?;
+        let mut x = if cfg.audio_embed_avg {
+            e.mean(1)?
+        } else {
+            e.sum(1)?
+        };
+        let (cos, sin) = self.rope.cos_sin(&positions, self.dtype)?;
+        let write_idx = write_pos
+            .reshape((rows, 1, 1))?
+            .broadcast_as((rows, nkv, hd))?
+            .contiguous()?
+            .reshape((rows * nkv, 1, hd))?;
+        let mask = key_pos
+            .narrow(0, 0, keys)?
+            .reshape((1, 1, 1, keys))?
+            .broadcast_ge(&lens)?
+            .to_dtype(DType::F32)?
+            .affine(f32::MIN as f64, 0.0)?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let a = &layer.attn;
+            // Fast-forward layers only store K/V for audio positions; their output is the input.
+            let h = match &layer.audio {
+                Some(b) => b.input_layernorm.forward(&x)?,
+                None => layer.input_layernorm.forward(&x)?,
+            };
+            let q = a.q.forward(&h)?.reshape((1, rows, nh, hd))?;
+            let k = a.k.forward(&h)?.reshape((1, rows, nkv, hd))?;
+            let k = candle_nn::rotary_emb::rope_thd(&k, &cos, &sin)?.reshape((rows, nkv * hd))?;
+            let v = a.v.forward(&h)?;
+            self.write_slot_range(li, &k, &v, 0, rows, &write_idx, cache)?;
+            let Some(b) = &layer.audio else {
+                continue;
+            };
+            let q = candle_nn::rotary_emb::rope_thd(&q, &cos, &sin)?.reshape((rows, nh * hd))?;
+            let o = self.attend_slot_range(li, &q, 0, rows, keys, &mask, cache)?;
+            let r = (&x + a.o.forward(&o)?)?;
+            let d = b.mlp.forward(&b.post_attention_layernorm.forward(&r)?)?;
+            x = (r + d)?;
+        }
+        self.audio_head(&self.norm.forward(&x)?)
     }
 
     /// Whether a fast-forward layer must hide audio keys from sequence `s`'s text queries.

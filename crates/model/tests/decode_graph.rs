@@ -1,0 +1,169 @@
+//! The fixed-shape decode step (what CUDA graphs capture and replay) against the packed forward:
+//! the same audio logits step after step while sequences join, leave, cross a key bucket and sit
+//! in slots that are neither contiguous nor in batch order; mixed steps fall back. On CPU the
+//! step body runs eagerly; with `HIGGS_TEST_DEVICE=cuda` (cuda build) it is captured and replayed.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
+
+use candle_core::DType;
+use higgs_model::decode_graph::KEY_BUCKET;
+use higgs_model::random::{Preset, RandomCheckpoint};
+use higgs_model::{
+    CheckpointLayout, ForwardOptions, HiggsAudioModel, KvCache, LogitsRequest, PositionKind,
+    SeqInput,
+};
+use higgs_testkit::{assert_close, test_device};
+
+const TOL: f32 = 1e-4;
+
+struct Seq {
+    slot: usize,
+    prompt: usize,
+    joins_at: usize,
+    leaves_at: usize,
+}
+
+fn prompt(model: &HiggsAudioModel, slot: usize, len: usize) -> SeqInput {
+    let cfg = model.config();
+    let mut s = SeqInput::new(slot).with_logits(LogitsRequest::AUDIO);
+    for i in 0..len {
+        s.push_text(((i * 7919 + slot * 31) % 120_000) as u32 + 1000);
+    }
+    s.push_text(cfg.audio_out_bos_token_id);
+    s
+}
+
+fn audio_step(model: &HiggsAudioModel, slot: usize, t: usize) -> SeqInput {
+    let cfg = model.config();
+    let col: Vec<u32> = (0..cfg.num_codebooks)
+        .map(|k| ((t * 131 + k * 977 + slot * 53) % cfg.codebook_size) as u32)
+        .collect();
+    let mut s = SeqInput::new(slot).with_logits(LogitsRequest::AUDIO);
+    s.push_audio(&col, PositionKind::AudioOut, cfg.audio_out_token_id);
+    s
+}
+
+fn run(ck: &RandomCheckpoint) {
+    let dir = tempfile::tempdir().unwrap();
+    ck.write(dir.path()).unwrap();
+    let model = HiggsAudioModel::load(dir.path(), DType::F32, &test_device()).unwrap();
+    // Slot 4 starts one step short of a key bucket and crosses it; slot 1 joins later, mid-run.
+    let seqs = [
+        Seq {
+            slot: 4,
+            prompt: KEY_BUCKET - 4,
+            joins_at: 0,
+            leaves_at: 40,
+        },
+        Seq {
+            slot: 0,
+            prompt: 9,
+            joins_at: 0,
+            leaves_at: 12,
+        },
+        Seq {
+            slot: 2,
+            prompt: 30,
+            joins_at: 3,
+            leaves_at: 40,
+        },
+        Seq {
+            slot: 1,
+            prompt: 5,
+            joins_at: 20,
+            leaves_at: 40,
+        },
+    ];
+    let max_len = KEY_BUCKET + 64;
+    let mut plain = model.new_cache(6, max_len).unwrap();
+    plain.set_decode_graphs(false);
+    let mut fixed = model.new_cache(6, max_len).unwrap();
+    fixed.set_decode_graphs(true);
+    let mut fixed_steps = 0u64;
+    for t in 0..40 {
+        let mut batch = Vec::new();
+        for s in &seqs {
+            if t == s.joins_at {
+                batch.push(prompt(&model, s.slot, s.prompt));
+            } else if t > s.joins_at && t < s.leaves_at {
+                batch.push(audio_step(&model, s.slot, t));
+            }
+        }
+        if batch.iter().all(|q| q.len() == 1) {
+            fixed_steps += 1;
+        }
+        let a = model
+            .forward(&batch, &mut plain, ForwardOptions::default())
+            .unwrap();
+        let b = model
+            .forward(&batch, &mut fixed, ForwardOptions::default())
+            .unwrap();
+        let (a, b) = (a.audio_logits.unwrap(), b.audio_logits.unwrap());
+        assert_eq!(a.dims(), b.dims(), "step {t}");
+        assert_close(&format!("audio logits step {t}"), &b, &a, TOL);
+    }
+    for s in &seqs {
+        assert_eq!(plain.len(s.slot), fixed.len(s.slot), "slot {}", s.slot);
+    }
+    let st = fixed.graph_stats();
+    assert_eq!(
+        st.replayed + st.eager,
+        fixed_steps,
+        "every one-audio-position step takes the fixed-shape path: {st:?}"
+    );
+    if model.device().is_cuda() {
+        // Buckets met: rows 8 (slot 4) x keys 256, then x 512; rows 8 again after slot 0 leaves.
+        assert!(st.captured >= 2 && st.replayed > st.captured, "{st:?}");
+    }
+    assert_eq!(plain.graph_stats().replayed + plain.graph_stats().eager, 0);
+}
+
+#[test]
+fn fixed_shape_decode_step_equals_the_packed_forward() {
+    run(&RandomCheckpoint::new(Preset::Tiny, CheckpointLayout::Hf));
+}
+
+#[test]
+fn fixed_shape_decode_step_with_fast_forward_layers() {
+    let mut ck = RandomCheckpoint::new(Preset::Tiny, CheckpointLayout::Legacy);
+    ck.geometry.dual_ffn_layers = vec![0, 2];
+    run(&ck);
+}
+
+#[test]
+fn text_logits_or_prefill_steps_do_not_take_the_fixed_path() {
+    let dir = tempfile::tempdir().unwrap();
+    RandomCheckpoint::new(Preset::Tiny, CheckpointLayout::Hf)
+        .write(dir.path())
+        .unwrap();
+    let model = HiggsAudioModel::load(dir.path(), DType::F32, &test_device()).unwrap();
+    let mut cache: KvCache = model.new_cache(2, 64).unwrap();
+    cache.set_decode_graphs(true);
+    model
+        .forward(
+            &[prompt(&model, 0, 4)],
+            &mut cache,
+            ForwardOptions::default(),
+        )
+        .unwrap();
+    let both = audio_step(&model, 0, 1).with_logits(LogitsRequest::BOTH);
+    let out = model
+        .forward(&[both], &mut cache, ForwardOptions::default())
+        .unwrap();
+    assert!(out.text_logits.is_some() && out.audio_logits.is_some());
+    let mut text = SeqInput::new(0).with_logits(LogitsRequest::AUDIO);
+    text.push_text(1000);
+    model
+        .forward(&[text], &mut cache, ForwardOptions::default())
+        .unwrap();
+    let st = cache.graph_stats();
+    assert_eq!(st.replayed + st.eager, 0, "{st:?}");
+    model
+        .forward(
+            &[audio_step(&model, 0, 3)],
+            &mut cache,
+            ForwardOptions::default(),
+        )
+        .unwrap();
+    let st = cache.graph_stats();
+    assert_eq!(st.replayed + st.eager, 1, "{st:?}");
+}
