@@ -20,6 +20,19 @@ pub enum DtypeArg {
 }
 
 pub fn select(device: DeviceArg, ordinal: usize) -> Result<Device> {
+    let dev = select_inner(device, ordinal)?;
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = &dev {
+        // cudarc creates two CUDA events per allocation to order uses across streams. All our
+        // GPU work is issued on candle's one stream per thread and cudarc never enters its
+        // multi-stream mode, so the events are never waited on: pure per-tensor host cost.
+        // SAFETY: no tensor is shared between streams that run concurrently.
+        unsafe { d.disable_event_tracking() };
+    }
+    Ok(dev)
+}
+
+fn select_inner(device: DeviceArg, ordinal: usize) -> Result<Device> {
     match device {
         DeviceArg::Cpu => Ok(Device::Cpu),
         DeviceArg::Cuda => {

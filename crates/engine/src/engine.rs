@@ -52,6 +52,9 @@ pub struct EngineConfig {
     pub chunk_frames: usize,
     /// Codec context frames each side of a decode window (default: the decoder's receptive field).
     pub codec_context: Option<usize>,
+    /// On a GPU, load the kernels and capture the decode-step CUDA graphs before serving, so the
+    /// first requests do not pay for them.
+    pub warmup: bool,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +67,7 @@ impl Default for EngineConfig {
             first_chunk_frames: 4,
             chunk_frames: 25,
             codec_context: None,
+            warmup: true,
         }
     }
 }
@@ -136,6 +140,8 @@ struct Shared {
     max_queue: usize,
     stats: Mutex<EngineStats>,
     stopped: AtomicBool,
+    /// The engine loop runs (its warm-up, if any, is done).
+    ready: AtomicBool,
     sample_rate: usize,
     model_info: String,
 }
@@ -222,6 +228,24 @@ impl EngineHandle {
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::SeqCst)
     }
+
+    /// Whether the engine finished its start-up warm-up and runs requests (requests submitted
+    /// earlier wait in the queue).
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::SeqCst)
+    }
+
+    /// Blocks until [`Self::is_ready`] (true) or the engine stopped / `timeout` passed (false).
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.is_ready() {
+            if self.is_stopped() || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
 }
 
 /// Starts the engine thread.
@@ -248,6 +272,7 @@ pub fn start(
             ..Default::default()
         }),
         stopped: AtomicBool::new(false),
+        ready: AtomicBool::new(false),
         sample_rate: parts.codec.sample_rate(),
         model_info: format!(
             "higgs-audio-v2 ({} layers, hidden {}, {:?}, {:?})",
@@ -272,6 +297,8 @@ pub fn start(
                     return;
                 }
             };
+            e.warm_up();
+            shared.ready.store(true, Ordering::SeqCst);
             e.run(rx);
             shared.stopped.store(true, Ordering::SeqCst);
         })
@@ -311,6 +338,8 @@ struct Active {
     usage: Usage,
     reasons: Vec<StopReason>,
     first_audio: Option<Duration>,
+    /// When the first final code frame (all codebooks, after the delay pattern) was ready.
+    first_frame: Option<Duration>,
     /// All chunks generated; waiting for the audio tail to be decoded.
     draining: bool,
 }
@@ -367,6 +396,85 @@ impl<'p> Engine<'p> {
             stats,
             profile_sync: std::env::var("HIGGS_PROFILE_SYNC").is_ok_and(|v| v == "1"),
         })
+    }
+
+    /// GPU only: captures the decode-step graphs of every power-of-two batch span (shortest key
+    /// bucket), runs one prefill, one codec window of each streaming shape and one sampler call,
+    /// so that kernel loading (PTX JIT) and graph capture happen before the first request.
+    /// Failures only cost the warm-up: requests then pay as before.
+    fn warm_up(&mut self) {
+        let parts = self.parts;
+        if !self.cfg.warmup || !parts.model.device().is_cuda() {
+            return;
+        }
+        let t0 = Instant::now();
+        let slots = self.cache.num_slots();
+        let rows: Vec<usize> = std::iter::successors(Some(1usize), |r| r.checked_mul(2))
+            .take_while(|&r| r < slots)
+            .chain([slots])
+            .collect();
+        let graphs = match parts.model.prepare_decode_graphs(&mut self.cache, &rows) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("warm-up: decode graphs not prepared: {e}");
+                0
+            }
+        };
+        if let Err(e) = self.warm_up_kernels() {
+            tracing::warn!("warm-up: {e}");
+        }
+        tracing::info!(
+            graphs,
+            "engine warm-up done in {:.2}s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+
+    fn warm_up_kernels(&mut self) -> Result<(), String> {
+        let parts = self.parts;
+        let (model, codec) = (&parts.model, &parts.codec);
+        let cfg = model.config();
+        let slot = 0;
+        let mut s = SeqInput::new(slot).with_logits(LogitsRequest::TEXT);
+        for _ in 0..8 {
+            s.push_text(cfg.audio_out_bos_token_id);
+        }
+        let out = model
+            .forward(&[s], &mut self.cache, ForwardOptions::default())
+            .map_err(|e| format!("prefill: {e}"))?;
+        self.cache.reset(slot);
+        let nc = cfg.num_codebooks;
+        let rows = cfg.codebook_rows();
+        let logits = Tensor::zeros((nc, rows), candle_core::DType::F32, model.device())
+            .map_err(|e| e.to_string())?;
+        let params = vec![
+            SamplingParams {
+                temperature: 1.0,
+                top_k: Some(50),
+                top_p: 0.95,
+            };
+            nc
+        ];
+        sample_rows(&logits, &params, &vec![0.5; nc]).map_err(|e| format!("sampler: {e}"))?;
+        if let Some(t) = out.text_logits {
+            t.argmax(candle_core::D::Minus1)
+                .and_then(|a| a.to_vec1::<u32>())
+                .map_err(|e| format!("text head: {e}"))?;
+        }
+        let ctx = self.context;
+        for (left, n_new) in [
+            (0, self.cfg.first_chunk_frames.max(1)),
+            (ctx, self.cfg.chunk_frames.max(1)),
+        ] {
+            let len = left + n_new + ctx;
+            let codes = Tensor::zeros((1, nc, len), candle_core::DType::U32, codec.device())
+                .map_err(|e| e.to_string())?;
+            codec
+                .decode_window(&codes, left, n_new)
+                .and_then(|a| Ok(a.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?))
+                .map_err(|e| format!("codec: {e}"))?;
+        }
+        Ok(())
     }
 
     fn run(&mut self, rx: Receiver<Cmd>) {
@@ -640,6 +748,7 @@ impl<'p> Engine<'p> {
             usage: Usage::default(),
             reasons: Vec::new(),
             first_audio: None,
+            first_frame: None,
             draining: false,
         };
         if !self.next_chunk(&mut a)? {
@@ -946,6 +1055,9 @@ impl<'p> Engine<'p> {
                     });
                     let frames = d.push(&col);
                     a.chunk.frames.extend(frames.iter().cloned());
+                    if a.first_frame.is_none() && !frames.is_empty() {
+                        a.first_frame = Some(a.submitted.elapsed());
+                    }
                     a.audio.push_frames(frames);
                 }
                 StepEvent::SegmentEnd => a.chunk.dedelay = None,
@@ -1083,6 +1195,16 @@ impl<'p> Engine<'p> {
                         if a.first_audio.is_none() {
                             let ttfa = a.submitted.elapsed();
                             a.first_audio = Some(ttfa);
+                            // Where the time to first audio went (see docs/BENCHMARKS.md).
+                            tracing::debug!(
+                                id = a.id,
+                                ttfa_ms = ttfa.as_secs_f64() * 1e3,
+                                queued_ms = (a.started - a.submitted).as_secs_f64() * 1e3,
+                                first_frame_ms =
+                                    a.first_frame.unwrap_or_default().as_secs_f64() * 1e3,
+                                frames_at_first_audio = a.audio.frames_received(),
+                                "first audio"
+                            );
                             metrics::histogram!("higgs_time_to_first_audio_seconds")
                                 .record(ttfa.as_secs_f64());
                         }

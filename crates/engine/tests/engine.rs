@@ -36,7 +36,13 @@ fn engine(max_running: usize, max_queue: usize) -> EngineHandle {
         prefill_budget: 64,
         ..Default::default()
     };
-    start(cfg, parts()).unwrap().0
+    let h = start(cfg, parts()).unwrap().0;
+    // On a GPU this includes the warm-up (graph capture, kernel loading); on the CPU it is none.
+    assert!(
+        h.wait_ready(std::time::Duration::from_secs(300)),
+        "engine never became ready"
+    );
+    h
 }
 
 const TEXTS: [&str; 8] = [

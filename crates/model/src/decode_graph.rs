@@ -108,10 +108,13 @@ pub(crate) fn decode(
         host[rows * nc + 2 * rows + slot] = past as u32 + 1;
     }
 
-    let mut graphs = std::mem::take(&mut cache.graphs);
-    let out = run_bucket(model, &mut graphs, cache, &host, rows, keys);
-    cache.graphs = graphs;
-    let (logits, owned_by_graph) = out?;
+    let (logits, owned_by_graph) =
+        with_graphs(cache, |g, c| run_bucket(model, g, c, &host, rows, keys))?;
+    if owned_by_graph {
+        cache.graphs.stats.replayed += 1;
+    } else {
+        cache.graphs.stats.eager += 1;
+    }
 
     // Back to batch order; graph-owned logits are copied out (the next replay rewrites them).
     let identity = step.slots.len() == rows && step.slots.iter().enumerate().all(|(i, &s)| i == s);
@@ -129,6 +132,43 @@ pub(crate) fn decode(
     Ok(Some(logits))
 }
 
+/// Captures the graphs of the shortest key bucket for each of `rows` ahead of traffic (each
+/// costs one eager step body plus the capture), so that no request pays for them. The runs write
+/// nothing to the cache: every row is padding. Returns how many graphs exist afterwards.
+pub(crate) fn prepare(
+    model: &HiggsAudioModel,
+    cache: &mut KvCache,
+    rows: &[usize],
+) -> Result<usize, ForwardError> {
+    if !cache.graphs.enabled {
+        return Ok(0);
+    }
+    let nc = model.config().num_codebooks;
+    let keys = KEY_BUCKET.min(cache.max_len());
+    for &r in rows {
+        let r = r.clamp(1, cache.num_slots());
+        let mut host = vec![0u32; r * (nc + 3)];
+        host[r * nc + r..r * nc + 2 * r].fill(u32::MAX);
+        host[r * nc + 2 * r..].fill(1);
+        with_graphs(cache, |g, c| run_bucket(model, g, c, &host, r, keys))?;
+    }
+    #[cfg(feature = "cuda")]
+    return Ok(cache.graphs.cuda.len());
+    #[cfg(not(feature = "cuda"))]
+    Ok(0)
+}
+
+/// Lends the graph state and the cache tensors at the same time.
+fn with_graphs<T>(
+    cache: &mut KvCache,
+    f: impl FnOnce(&mut DecodeGraphs, &KvCache) -> Result<T, ForwardError>,
+) -> Result<T, ForwardError> {
+    let mut graphs = std::mem::take(&mut cache.graphs);
+    let out = f(&mut graphs, cache);
+    cache.graphs = graphs;
+    out
+}
+
 /// `(logits of all rows, whether they live in graph-owned memory)`: through a graph on CUDA,
 /// else an eager run of the fixed-shape body (what a graph would replay).
 fn run_bucket(
@@ -143,10 +183,10 @@ fn run_bucket(
     if let candle_core::Device::Cuda(dev) = model.device() {
         return cuda::run_bucket(model, dev, graphs, cache, host, rows, keys);
     }
+    let _ = graphs; // nothing to keep without CUDA
     let dev = model.device();
     let input = Tensor::from_vec(host.to_vec(), host.len(), dev)?;
     let key_pos = Tensor::arange(0u32, keys as u32, dev)?.to_dtype(candle_core::DType::F32)?;
-    graphs.stats.eager += 1;
     Ok((
         model.decode_step_body(&input, rows, keys, &key_pos, cache)?,
         false,
@@ -169,6 +209,12 @@ mod cuda {
         entries: HashMap<(usize, usize), Entry>,
         /// `[max_len]` f32 0, 1, 2, ..: key positions for the in-graph mask.
         key_pos: Option<Tensor>,
+    }
+
+    impl Graphs {
+        pub(crate) fn len(&self) -> usize {
+            self.entries.len()
+        }
     }
 
     struct Entry {
@@ -215,7 +261,6 @@ mod cuda {
         if let Some(e) = graphs.cuda.entries.get(&(rows, keys)) {
             upload(&e.input, host)?;
             e.graph.launch().map_err(|e| cuda_err("launch", e))?;
-            graphs.stats.replayed += 1;
             return Ok((e.logits.clone(), true));
         }
         let key_pos = match &graphs.cuda.key_pos {
@@ -229,7 +274,6 @@ mod cuda {
         };
         let input = Tensor::zeros(host.len(), DType::U32, model.device())?;
         upload(&input, host)?;
-        graphs.stats.eager += 1;
         // The warm-up run computes this step and fills candle's layout-parameter cache.
         let _htod_cache = dev.enable_cuda_graph_htod_cache();
         let eager = model.decode_step_body(&input, rows, keys, &key_pos, cache)?;

@@ -281,6 +281,17 @@ impl HiggsAudioModel {
             .reshape((n, self.cfg.num_codebooks, self.cfg.codebook_rows()))
     }
 
+    /// Captures the CUDA graphs of the audio decode step for batches that span `rows` slots
+    /// (shortest key bucket) before any request needs them; a no-op unless the cache has decode
+    /// graphs on. Nothing is written to the cache. Returns the number of graphs held.
+    pub fn prepare_decode_graphs(
+        &self,
+        cache: &mut KvCache,
+        rows: &[usize],
+    ) -> Result<usize, ForwardError> {
+        crate::decode_graph::prepare(self, cache, rows)
+    }
+
     /// Allocates a KV cache matching this model.
     pub fn new_cache(&self, num_slots: usize, max_len: usize) -> candle_core::Result<KvCache> {
         KvCache::new(&self.cfg, num_slots, max_len, self.dtype, &self.device)

@@ -167,3 +167,57 @@ fn text_logits_or_prefill_steps_do_not_take_the_fixed_path() {
     let st = cache.graph_stats();
     assert_eq!(st.replayed + st.eager, 1, "{st:?}");
 }
+
+#[test]
+fn preparing_graphs_writes_nothing_to_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    RandomCheckpoint::new(Preset::Tiny, CheckpointLayout::Hf)
+        .write(dir.path())
+        .unwrap();
+    let model = HiggsAudioModel::load(dir.path(), DType::F32, &test_device()).unwrap();
+    let mut cache = model.new_cache(4, 32).unwrap();
+    cache.set_decode_graphs(true);
+    model
+        .forward(
+            &[prompt(&model, 1, 6)],
+            &mut cache,
+            ForwardOptions::default(),
+        )
+        .unwrap();
+    let before = model
+        .forward(
+            &[audio_step(&model, 1, 0)],
+            &mut cache,
+            ForwardOptions::default(),
+        )
+        .unwrap();
+    cache.truncate(1, 7);
+    let held = model
+        .prepare_decode_graphs(&mut cache, &[1, 2, 4, 8])
+        .unwrap();
+    if model.device().is_cuda() {
+        assert_eq!(held, 3, "rows 1, 2 and 4 (8 is clamped to the 4 slots)");
+    }
+    assert_eq!(cache.len(1), 7);
+    assert_eq!(cache.len(0), 0);
+    // The cached prompt is intact: the same step gives the same logits again.
+    let again = model
+        .forward(
+            &[audio_step(&model, 1, 0)],
+            &mut cache,
+            ForwardOptions::default(),
+        )
+        .unwrap();
+    assert_close(
+        "logits after prepare",
+        &again.audio_logits.unwrap(),
+        &before.audio_logits.unwrap(),
+        TOL,
+    );
+    let st = cache.graph_stats();
+    assert_eq!(
+        st.replayed + st.eager,
+        2,
+        "prepare is not a decode step: {st:?}"
+    );
+}

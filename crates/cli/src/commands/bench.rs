@@ -137,7 +137,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             voices: None,
         },
     )?;
-    eprintln!("loaded in {load_s:.2}s on {device}; engine started");
+    let t_warm = Instant::now();
+    if !engine.wait_ready(Duration::from_secs(600)) {
+        anyhow::bail!("the engine stopped during its warm-up (see the log above)");
+    }
+    let warmup_s = t_warm.elapsed().as_secs_f64();
+    eprintln!("loaded in {load_s:.2}s on {device}; engine ready after a {warmup_s:.2}s warm-up");
     let make = |i: usize| GenerateRequest {
         prompting: Prompting::Messages {
             messages: vec![
@@ -267,7 +272,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         results.push(r);
     }
     if let Some(p) = &a.json {
-        let doc = serde_json::json!({"device": device, "load_s": load_s, "model": a.model, "levels": results});
+        let doc = serde_json::json!({"device": device, "load_s": load_s, "warmup_s": warmup_s, "model": a.model, "levels": results});
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }

@@ -251,6 +251,7 @@ fn bench_step(a: BenchStepArgs) -> Result<()> {
             }
         }
         let n = prof_steps as f64;
+        let graphs = cache.graph_stats();
         let (enqueue_ms, forward_ms, sample_ms) =
             (enqueue / n * 1e3, forward / n * 1e3, sample / n * 1e3);
         if a.json {
@@ -261,7 +262,9 @@ fn bench_step(a: BenchStepArgs) -> Result<()> {
                     "audio_s_per_s": frames_per_s / 25.0, "device": format!("{dev:?}"),
                     "dtype": format!("{dtype:?}"), "load_s": load_s,
                     "profile": {"forward_enqueue_ms": enqueue_ms, "forward_ms": forward_ms,
-                        "sample_topk_topp_ms": sample_ms, "steps": prof_steps}})
+                        "sample_topk_topp_ms": sample_ms, "steps": prof_steps},
+                    "cuda_graphs": {"captured": graphs.captured, "replayed": graphs.replayed,
+                        "eager": graphs.eager}})
             );
         } else {
             println!(
