@@ -61,6 +61,22 @@ pub fn dtype(arg: DtypeArg, device: &Device) -> DType {
     }
 }
 
+/// Process-wide numerics that follow from the model dtype. With a bf16 model on CUDA the f32
+/// GEMMs (the codec's convolutions) may use TF32 tensor cores: the model's own bf16 rounding is
+/// ~100x coarser than TF32's, and the codec's im2col GEMMs are the engine's biggest cost at high
+/// concurrency. `HIGGS_CODEC_TF32=0` keeps them in full f32; f32 models always do.
+pub fn configure_numerics(device: &Device, model_dtype: DType) {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        let tf32 = model_dtype == DType::BF16
+            && std::env::var("HIGGS_CODEC_TF32").map_or(true, |v| v != "0");
+        candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
+        tracing::debug!(tf32, "f32 GEMMs on CUDA");
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = (device, model_dtype);
+}
+
 /// Waits for queued GPU work so timings measure it (no-op on CPU).
 pub fn sync(device: &Device) -> Result<()> {
     device.synchronize()?;

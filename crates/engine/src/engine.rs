@@ -48,8 +48,12 @@ pub struct EngineConfig {
     pub prefill_budget: usize,
     /// Audio frames in the first streamed chunk (lower = earlier first audio).
     pub first_chunk_frames: usize,
-    /// Audio frames per later streamed chunk.
+    /// Audio frames of the second streamed chunk; each later chunk doubles, up to
+    /// `max_chunk_frames`. Growing chunks cut the codec's context overhead (every window re-decodes
+    /// the context on both sides) while the listener's buffer grows as fast as the chunks.
     pub chunk_frames: usize,
+    /// Cap of the growing chunk size (set it to `chunk_frames` for fixed chunks).
+    pub max_chunk_frames: usize,
     /// Codec context frames each side of a decode window (default: the decoder's receptive field).
     pub codec_context: Option<usize>,
     /// On a GPU, load the kernels and capture the decode-step CUDA graphs before serving, so the
@@ -66,6 +70,7 @@ impl Default for EngineConfig {
             prefill_budget: 2048,
             first_chunk_frames: 4,
             chunk_frames: 25,
+            max_chunk_frames: 100,
             codec_context: None,
             warmup: true,
         }
@@ -73,6 +78,22 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// Frames of the streamed chunk number `sent` (0 = the first): `first_chunk_frames`, then
+    /// `chunk_frames` doubling per chunk up to `max_chunk_frames` (never below `chunk_frames`).
+    pub fn chunk_size(&self, sent: usize) -> usize {
+        if sent == 0 {
+            return self.first_chunk_frames.max(1);
+        }
+        let grown = self
+            .chunk_frames
+            .checked_shl((sent - 1).min(16) as u32)
+            .unwrap_or(usize::MAX);
+        grown
+            .min(self.max_chunk_frames)
+            .max(self.chunk_frames)
+            .max(1)
+    }
+
     /// KV slots that fit `bytes` of cache memory for this model at its dtype.
     pub fn slots_for_memory(model: &HiggsAudioModel, max_seq_len: usize, bytes: usize) -> usize {
         let per = KvCache::bytes_per_position(model.config(), model.dtype()) * max_seq_len;
@@ -340,6 +361,8 @@ struct Active {
     first_audio: Option<Duration>,
     /// When the first final code frame (all codebooks, after the delay pattern) was ready.
     first_frame: Option<Duration>,
+    /// Audio chunks streamed so far (sets the next chunk's size).
+    chunks_sent: usize,
     /// All chunks generated; waiting for the audio tail to be decoded.
     draining: bool,
 }
@@ -749,6 +772,7 @@ impl<'p> Engine<'p> {
             reasons: Vec::new(),
             first_audio: None,
             first_frame: None,
+            chunks_sent: 0,
             draining: false,
         };
         if !self.next_chunk(&mut a)? {
@@ -1145,13 +1169,8 @@ impl<'p> Engine<'p> {
     fn flush_audio(&mut self) {
         let mut windows: Vec<(usize, Window)> = Vec::new();
         for (i, a) in self.active.iter().enumerate() {
-            let min = if a.audio.frames_emitted() == 0 {
-                self.cfg.first_chunk_frames
-            } else {
-                self.cfg.chunk_frames
-            };
-            let max = self.cfg.chunk_frames.max(self.cfg.first_chunk_frames);
-            if let Some(w) = a.audio.next_window(min.max(1), max) {
+            let size = self.cfg.chunk_size(a.chunks_sent);
+            if let Some(w) = a.audio.next_window(size, size) {
                 windows.push((i, w));
             }
         }
@@ -1192,6 +1211,7 @@ impl<'p> Engine<'p> {
                         let a = &mut self.active[i];
                         debug_assert_eq!(samples.len(), w.n_new * hop);
                         a.audio.accept(&w);
+                        a.chunks_sent += 1;
                         if a.first_audio.is_none() {
                             let ttfa = a.submitted.elapsed();
                             a.first_audio = Some(ttfa);

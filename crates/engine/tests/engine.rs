@@ -299,3 +299,61 @@ fn too_long_requests_fail_with_a_clear_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Streamed chunks grow: `first_chunk_frames`, then `chunk_frames` doubling up to
+/// `max_chunk_frames`; the audio still equals the one-shot decode of the same codes.
+#[test]
+fn streamed_chunks_grow_and_stay_exact() {
+    let p = parts();
+    let cfg = EngineConfig {
+        max_running: 1,
+        max_seq_len: 256,
+        max_queue: 4,
+        prefill_budget: 64,
+        first_chunk_frames: 2,
+        chunk_frames: 3,
+        max_chunk_frames: 8,
+        ..Default::default()
+    };
+    assert_eq!(
+        (0..6).map(|k| cfg.chunk_size(k)).collect::<Vec<_>>(),
+        vec![2, 3, 6, 8, 8, 8]
+    );
+    let h = start(cfg.clone(), parts()).unwrap().0;
+    let mut req = request(3);
+    req.params.max_new_tokens = 40;
+    req.params.ignore_eos = true;
+    let mut s = h.submit(req.clone()).unwrap();
+    let (mut sizes, mut audio) = (Vec::new(), Vec::new());
+    while let Some(e) = s.next_blocking() {
+        match e {
+            Event::Audio {
+                samples, frames, ..
+            } => {
+                sizes.push(frames);
+                audio.extend(samples);
+            }
+            Event::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let total: usize = sizes.iter().sum();
+    assert!(sizes.len() >= 4, "{sizes:?}");
+    for (k, &n) in sizes.iter().enumerate().take(sizes.len() - 1) {
+        assert_eq!(n, cfg.chunk_size(k), "chunk {k} of {sizes:?}");
+    }
+    assert!(sizes[sizes.len() - 1] <= cfg.chunk_size(sizes.len() - 1));
+    // The same codes decoded in one call (a fixed-chunk engine gives the reference codes).
+    let fixed = EngineConfig {
+        max_chunk_frames: 1000,
+        chunk_frames: 1000,
+        ..cfg
+    };
+    let h2 = start(fixed, p).unwrap().0;
+    let o = collect(h2.submit(req).unwrap());
+    assert_eq!(o.frames, total);
+    assert!(
+        max_diff(&audio, &o.audio) <= higgs_codec::streaming::STREAMING_TOLERANCE,
+        "growing chunks vs one window"
+    );
+}

@@ -14,6 +14,8 @@
 
 pub mod config;
 pub mod decode_graph;
+#[cfg(feature = "cuda")]
+mod decode_kernels;
 pub mod error;
 pub mod kv_cache;
 pub mod layers;

@@ -132,6 +132,10 @@ pub struct ForwardOptions {
 }
 
 struct Attention {
+    /// q, k and v weights as one `[(heads + 2 kv_heads) head_dim, hidden]` matrix (one GEMM in the
+    /// graphed decode step); `q`, `k`, `v` are row views of it.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    qkv: candle_nn::Linear,
     q: candle_nn::Linear,
     k: candle_nn::Linear,
     v: candle_nn::Linear,
@@ -207,10 +211,31 @@ impl HiggsAudioModel {
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for (l, &dual) in cfg.dual_ffn_layers.iter().enumerate() {
             let p = format!("layers.{l}");
+            let fuse_err = |e: candle_core::Error| LoadError::Tensor {
+                name: format!("{p}.self_attn.q_proj/k_proj/v_proj.weight"),
+                file: w.dir().to_path_buf(),
+                source: e,
+            };
+            let qkv = Tensor::cat(
+                &[
+                    get(&format!("{p}.self_attn.q_proj.weight"), &[q_dim, h])?,
+                    get(&format!("{p}.self_attn.k_proj.weight"), &[kv, h])?,
+                    get(&format!("{p}.self_attn.v_proj.weight"), &[kv, h])?,
+                ],
+                0,
+            )
+            .map_err(fuse_err)?;
+            let rows = |start: usize, len: usize| -> Result<candle_nn::Linear, LoadError> {
+                Ok(candle_nn::Linear::new(
+                    qkv.narrow(0, start, len).map_err(fuse_err)?,
+                    None,
+                ))
+            };
             let attn = Attention {
-                q: linear(&format!("{p}.self_attn.q_proj.weight"), &[q_dim, h])?,
-                k: linear(&format!("{p}.self_attn.k_proj.weight"), &[kv, h])?,
-                v: linear(&format!("{p}.self_attn.v_proj.weight"), &[kv, h])?,
+                q: rows(0, q_dim)?,
+                k: rows(q_dim, kv)?,
+                v: rows(q_dim + kv, kv)?,
+                qkv: candle_nn::Linear::new(qkv.clone(), None),
                 o: linear(&format!("{p}.self_attn.o_proj.weight"), &[h, q_dim])?,
             };
             let audio = if dual {
@@ -828,10 +853,8 @@ impl HiggsAudioModel {
         let codes = input.narrow(0, 0, rows * nc)?;
         let positions = input.narrow(0, rows * nc, rows)?;
         let write_pos = input.narrow(0, rows * nc + rows, rows)?;
-        let lens = input
-            .narrow(0, rows * nc + 2 * rows, rows)?
-            .to_dtype(DType::F32)?
-            .reshape((rows, 1, 1, 1))?;
+        let lens_u32 = input.narrow(0, rows * nc + 2 * rows, rows)?;
+        let lens = lens_u32.to_dtype(DType::F32)?.reshape((rows, 1, 1, 1))?;
         let e = self
             .audio_codebook_embeddings
             .embedding_rows(&codes)?
@@ -853,6 +876,10 @@ impl HiggsAudioModel {
             .broadcast_ge(&lens)?
             .to_dtype(DType::F32)?
             .affine(f32::MIN as f64, 0.0)?;
+        #[cfg(feature = "cuda")]
+        let fused = self.device.is_cuda() && crate::decode_kernels::enabled();
+        #[cfg(feature = "cuda")]
+        let scale = (1.0 / (hd as f64).sqrt()) as f32;
         for (li, layer) in self.layers.iter().enumerate() {
             let a = &layer.attn;
             // Fast-forward layers only store K/V for audio positions; their output is the input.
@@ -860,6 +887,35 @@ impl HiggsAudioModel {
                 Some(b) => b.input_layernorm.forward(&x)?,
                 None => layer.input_layernorm.forward(&x)?,
             };
+            #[cfg(feature = "cuda")]
+            if fused {
+                // One GEMM for q|k|v, one kernel for RoPE + the K/V cache write, one for the
+                // masked softmax (same maths as below, in f32 inside the kernels).
+                let q = crate::decode_kernels::decode_qkv(
+                    &a.qkv.forward(&h)?,
+                    &cos,
+                    &sin,
+                    &write_pos,
+                    &cache.k[li],
+                    &cache.v[li],
+                    nh,
+                    nkv,
+                    hd,
+                )?;
+                let Some(b) = &layer.audio else {
+                    continue;
+                };
+                let qr = q.reshape((rows, nkv, nh / nkv, hd))?;
+                let kc = cache.k[li].narrow(0, 0, rows)?.narrow(2, 0, keys)?;
+                let vc = cache.v[li].narrow(0, 0, rows)?.narrow(2, 0, keys)?;
+                let probs =
+                    crate::decode_kernels::decode_softmax(&qr.matmul(&kc.t()?)?, &lens_u32, scale)?;
+                let o = probs.matmul(&vc)?.reshape((rows, nh * hd))?;
+                let r = (&x + a.o.forward(&o)?)?;
+                let d = b.mlp.forward(&b.post_attention_layernorm.forward(&r)?)?;
+                x = (r + d)?;
+                continue;
+            }
             let q = a.q.forward(&h)?.reshape((1, rows, nh, hd))?;
             let k = a.k.forward(&h)?.reshape((1, rows, nkv, hd))?;
             let k = candle_nn::rotary_emb::rope_thd(&k, &cos, &sin)?.reshape((rows, nkv * hd))?;

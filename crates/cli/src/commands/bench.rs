@@ -54,6 +54,8 @@ pub struct BenchArgs {
     text: String,
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
+    #[command(flatten)]
+    stream: super::common::StreamArgs,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -122,12 +124,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     } = load.load()?;
     let device = format!("{:?}", model.device());
     let load_s = t_load.elapsed().as_secs_f64();
-    let cfg = EngineConfig {
+    let mut cfg = EngineConfig {
         max_running: max_c,
         max_seq_len: a.frames + 256,
         max_queue: a.requests.unwrap_or(max_c).max(max_c) * 2,
         ..Default::default()
     };
+    a.stream.apply(&mut cfg)?;
     let (engine, _join) = start(
         cfg,
         EngineParts {

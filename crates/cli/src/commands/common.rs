@@ -34,6 +34,7 @@ impl LoadArgs {
     pub fn load(&self) -> Result<Loaded> {
         let device = device::select(self.device, 0)?;
         let dtype = device::dtype(self.dtype, &device);
+        device::configure_numerics(&device, dtype);
         let tok_path = self.tokenizer.clone().unwrap_or_else(|| self.model.clone());
         let tokenizer = if tok_path.is_dir() {
             higgs_text::TextTokenizer::from_model_dir(&tok_path)
@@ -76,4 +77,38 @@ pub fn format_for_path(p: &Path) -> Result<AudioFormat> {
         bail!("{}: output format {f} is not supported", p.display());
     }
     Ok(f)
+}
+
+/// How generated audio is cut into streamed chunks (engine commands).
+#[derive(Args, Clone, Debug)]
+pub struct StreamArgs {
+    /// Frames (40 ms each) of the first streamed audio chunk: lower = earlier first audio.
+    #[arg(long, env = "HIGGS_FIRST_CHUNK_FRAMES", default_value_t = 4)]
+    pub first_chunk_frames: usize,
+    /// Frames of the second chunk; each later chunk doubles up to --max-chunk-frames.
+    #[arg(long, env = "HIGGS_CHUNK_FRAMES", default_value_t = 25)]
+    pub chunk_frames: usize,
+    /// Largest chunk (= --chunk-frames for fixed-size chunks). Bigger chunks spend less codec time
+    /// re-decoding the context frames around each chunk.
+    #[arg(long, env = "HIGGS_MAX_CHUNK_FRAMES", default_value_t = 100)]
+    pub max_chunk_frames: usize,
+}
+
+impl StreamArgs {
+    pub fn apply(&self, cfg: &mut higgs_engine::EngineConfig) -> Result<()> {
+        if self.first_chunk_frames == 0 || self.chunk_frames == 0 {
+            bail!("--first-chunk-frames and --chunk-frames must be at least 1");
+        }
+        if self.max_chunk_frames < self.chunk_frames {
+            bail!(
+                "--max-chunk-frames ({}) must be at least --chunk-frames ({})",
+                self.max_chunk_frames,
+                self.chunk_frames
+            );
+        }
+        cfg.first_chunk_frames = self.first_chunk_frames;
+        cfg.chunk_frames = self.chunk_frames;
+        cfg.max_chunk_frames = self.max_chunk_frames;
+        Ok(())
+    }
 }

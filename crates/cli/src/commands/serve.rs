@@ -71,6 +71,8 @@ pub struct EngineArgs {
     /// Requests allowed to wait; beyond it the server answers 429.
     #[arg(long, env = "HIGGS_MAX_QUEUE", default_value_t = 64)]
     pub max_queue: usize,
+    #[command(flatten)]
+    pub stream: super::common::StreamArgs,
     #[arg(long, env = "HIGGS_MAX_INPUT_CHARS", default_value_t = 10_000)]
     pub max_input_chars: usize,
     #[arg(long, env = "HIGGS_MAX_BODY_BYTES", default_value_t = 40 * 1024 * 1024)]
@@ -98,6 +100,7 @@ impl EngineArgs {
         let (model, codec) = self.model_dirs(allow_download)?;
         let dev = device::select(self.device, 0)?;
         let dtype = device::dtype(self.dtype, &dev);
+        device::configure_numerics(&dev, dtype);
         let tok_path = self.tokenizer.clone().unwrap_or_else(|| model.clone());
         let tokenizer = if tok_path.is_dir() {
             higgs_text::TextTokenizer::from_model_dir(&tok_path)
@@ -157,12 +160,13 @@ impl EngineArgs {
             Some(gb) => bail!("--kv-cache-gb must be positive, got {gb}"),
             None => self.max_running,
         };
-        let cfg = EngineConfig {
+        let mut cfg = EngineConfig {
             max_running,
             max_seq_len: self.max_seq_len,
             max_queue: self.max_queue,
             ..Default::default()
         };
+        self.stream.apply(&mut cfg)?;
         let (engine, join) = start(
             cfg,
             EngineParts {

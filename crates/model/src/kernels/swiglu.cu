@@ -2,7 +2,7 @@
 // the [rows, 2I] output of the fused gate|up projection (silu and the product in f32, one
 // rounding to the storage type). Replaces the silu and mul kernels and lets gate and up be one GEMM.
 // Regenerate swiglu.ptx (nvcc 13.0, as candle's kernels):
-//   nvcc -ptx -arch=compute_90 -O3 swiglu.cu -o swiglu.ptx
+//   nvcc -ptx -arch=compute_80 -O3 swiglu.cu -o swiglu.ptx   (compute_80: JIT-compiles on A100/L40S/H100)
 #include <cuda_bf16.h>
 
 template <typename T> __device__ __forceinline__ float load_f(const T *p);

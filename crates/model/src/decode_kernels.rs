@@ -1,0 +1,233 @@
+//! CUDA kernels of the graphed decode step (`kernels/decode.cu`): fewer, fatter graph nodes.
+//! Each graph node costs a few microseconds even when its work is tiny, so the step body fuses
+//! RoPE + KV-cache write (`decode_qkv`) and scale + mask + softmax (`decode_softmax`).
+//! `HIGGS_FUSED_DECODE=0` keeps the unfused candle ops (for comparison).
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor};
+
+const PTX: &str = include_str!("kernels/decode.ptx");
+const MODULE: &str = "higgs_decode";
+
+/// Whether the fused kernels are used (default on).
+pub(crate) fn enabled() -> bool {
+    std::env::var("HIGGS_FUSED_DECODE").map_or(true, |v| v != "0")
+}
+
+fn offsets(l: &Layout, what: &str) -> Result<(usize, usize)> {
+    l.contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))
+}
+
+/// `[rows, (nh + 2 nkv) hd]` q|k|v rows -> rotated q `[rows, nh hd]`; rotated k and v are written
+/// into `k_cache` / `v_cache` (`[slots >= rows, nkv, max_len, hd]`) at `write_pos[r]` (u32,
+/// `u32::MAX` = no write).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_qkv(
+    qkv: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    write_pos: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+) -> Result<Tensor> {
+    let op = Qkv {
+        write_pos: write_pos.clone(),
+        k_cache: k_cache.clone(),
+        v_cache: v_cache.clone(),
+        nh,
+        nkv,
+        hd,
+    };
+    qkv.apply_op3_no_bwd(cos, sin, &op)
+}
+
+/// Softmax over the last dim of `scores` (`[rows, ..heads.., keys]`) of `scale * s`, keys at or
+/// past `lens[r]` (u32 `[rows]`) of each row excluded (probability 0).
+pub(crate) fn decode_softmax(scores: &Tensor, lens: &Tensor, scale: f32) -> Result<Tensor> {
+    scores.apply_op2_no_bwd(lens, &Softmax { scale })
+}
+
+struct Qkv {
+    write_pos: Tensor,
+    k_cache: Tensor,
+    v_cache: Tensor,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+}
+
+/// The u32 view of a CUDA tensor's storage (contiguous).
+macro_rules! cuda_view {
+    ($guard:expr, $layout:expr, $ty:ty, $what:expr) => {{
+        let Storage::Cuda(cs) = &*$guard else {
+            candle_core::bail!("{}: not a CUDA tensor", $what)
+        };
+        let (o0, o1) = offsets($layout, $what)?;
+        cs.as_cuda_slice::<$ty>()?.slice(o0..o1)
+    }};
+}
+
+impl candle_core::CustomOp3 for Qkv {
+    fn name(&self) -> &'static str {
+        "higgs-decode-qkv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("decode_qkv is CUDA-only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        qkv: &CudaStorage,
+        ql: &Layout,
+        cos: &CudaStorage,
+        cl: &Layout,
+        sin: &CudaStorage,
+        sl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (nh, nkv, hd) = (self.nh, self.nkv, self.hd);
+        let (rows, width) = ql.shape().dims2()?;
+        if width != (nh + 2 * nkv) * hd {
+            candle_core::bail!("decode_qkv: {width} columns for {nh}+2x{nkv} heads of {hd}")
+        }
+        let (_, kv_heads, max_len, khd) = self.k_cache.dims4()?;
+        if kv_heads != nkv || khd != hd || self.k_cache.dim(0)? < rows {
+            candle_core::bail!("decode_qkv: cache shape {:?}", self.k_cache.dims())
+        }
+        let (q0, q1) = offsets(ql, "qkv")?;
+        let (c0, c1) = offsets(cl, "cos")?;
+        let (s0, s1) = offsets(sl, "sin")?;
+        let (wp_guard, wp_l) = self.write_pos.storage_and_layout();
+        let wp = cuda_view!(wp_guard, wp_l, u32, "write_pos");
+        let (k_guard, k_l) = self.k_cache.storage_and_layout();
+        let (v_guard, v_l) = self.v_cache.storage_and_layout();
+        let dev = qkv.device().clone();
+        let n = rows * nh * hd;
+        let total = (rows * (nh + 2 * nkv) * hd / 2) as u32;
+        let cfg = LaunchConfig::for_num_elems(total);
+        let args = [rows, nh, nkv, hd, max_len].map(|x| x as u32);
+        macro_rules! launch {
+            ($ty:ty, $name:expr) => {{
+                let kc = cuda_view!(k_guard, k_l, $ty, "k_cache");
+                let vc = cuda_view!(v_guard, v_l, $ty, "v_cache");
+                let src = qkv.as_cuda_slice::<$ty>()?.slice(q0..q1);
+                let c = cos.as_cuda_slice::<$ty>()?.slice(c0..c1);
+                let s = sin.as_cuda_slice::<$ty>()?.slice(s0..s1);
+                let func = dev.get_or_load_custom_func($name, MODULE, PTX)?;
+                // SAFETY: every element of `out` is written by the kernel.
+                let out = unsafe { dev.alloc::<$ty>(n)? };
+                let mut b = func.builder();
+                b.arg(&src);
+                b.arg(&c);
+                b.arg(&s);
+                b.arg(&wp);
+                b.arg(&out);
+                // The caches are written in place (as candle's own scatter does): the kernel only
+                // touches positions `write_pos[r]` of slots `0..rows`, which no other tensor aliases.
+                b.arg(&kc);
+                b.arg(&vc);
+                for a in &args {
+                    b.arg(a);
+                }
+                // SAFETY: argument types and order match `decode_qkv_*` in decode.cu.
+                unsafe { b.launch(cfg) }.w()?;
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
+            }};
+        }
+        let out = match qkv.dtype() {
+            DType::F32 => launch!(f32, "decode_qkv_f32"),
+            DType::BF16 => launch!(half::bf16, "decode_qkv_bf16"),
+            other => candle_core::bail!("decode_qkv: unsupported dtype {other:?}"),
+        };
+        Ok((out, (rows, nh * hd).into()))
+    }
+}
+
+struct Softmax {
+    scale: f32,
+}
+
+impl candle_core::CustomOp2 for Softmax {
+    fn name(&self) -> &'static str {
+        "higgs-decode-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("decode_softmax is CUDA-only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        scores: &CudaStorage,
+        sl: &Layout,
+        lens: &CudaStorage,
+        ll: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dims = sl.shape().dims();
+        let (Some(&rows), Some(&keys)) = (dims.first(), dims.last()) else {
+            candle_core::bail!("decode_softmax: scores must have a row and a key dim")
+        };
+        let score_rows = sl.shape().elem_count() / keys.max(1);
+        if rows == 0 || score_rows % rows != 0 || ll.shape().elem_count() != rows {
+            candle_core::bail!(
+                "decode_softmax: {dims:?} scores for {:?} lengths",
+                ll.dims()
+            )
+        }
+        let (s0, s1) = offsets(sl, "scores")?;
+        let (l0, l1) = offsets(ll, "lens")?;
+        let dev = scores.device().clone();
+        let lens = lens.as_cuda_slice::<u32>()?.slice(l0..l1);
+        let cfg = LaunchConfig {
+            grid_dim: (score_rows as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let heads_per_row = (score_rows / rows) as u32;
+        let keys32 = keys as u32;
+        macro_rules! launch {
+            ($ty:ty, $name:expr) => {{
+                let src = scores.as_cuda_slice::<$ty>()?.slice(s0..s1);
+                let func = dev.get_or_load_custom_func($name, MODULE, PTX)?;
+                // SAFETY: every element of `out` is written by the kernel.
+                let out = unsafe { dev.alloc::<$ty>(score_rows * keys)? };
+                let mut b = func.builder();
+                b.arg(&src);
+                b.arg(&out);
+                b.arg(&lens);
+                b.arg(&self.scale);
+                b.arg(&heads_per_row);
+                b.arg(&keys32);
+                // SAFETY: argument types and order match `decode_softmax_*` in decode.cu.
+                unsafe { b.launch(cfg) }.w()?;
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
+            }};
+        }
+        let out = match scores.dtype() {
+            DType::F32 => launch!(f32, "decode_softmax_f32"),
+            DType::BF16 => launch!(half::bf16, "decode_softmax_bf16"),
+            other => candle_core::bail!("decode_softmax: unsupported dtype {other:?}"),
+        };
+        Ok((out, sl.shape().clone()))
+    }
+}
