@@ -1,6 +1,7 @@
 //! CUDA kernels of the graphed decode step (`kernels/decode.cu`): fewer, fatter graph nodes.
 //! Each graph node costs a few microseconds even when its work is tiny, so the step body fuses
-//! RoPE + KV-cache write (`decode_qkv`) and scale + mask + softmax (`decode_softmax`).
+//! RoPE + KV-cache write (`decode_qkv`), scale + mask + softmax (`decode_softmax`) and residual
+//! add + RMSNorm (`add_rmsnorm`).
 //! `HIGGS_FUSED_DECODE=0` keeps the unfused candle ops (for comparison).
 
 use candle_core::backend::BackendStorage;
@@ -229,5 +230,95 @@ impl candle_core::CustomOp2 for Softmax {
             other => candle_core::bail!("decode_softmax: unsupported dtype {other:?}"),
         };
         Ok((out, sl.shape().clone()))
+    }
+}
+
+/// `(x + y, rmsnorm(x + y) * w)` for `[rows, hidden]` x and y in one kernel.
+pub(crate) fn add_rmsnorm(
+    x: &Tensor,
+    y: &Tensor,
+    w: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor)> {
+    let out = x.apply_op3_no_bwd(y, w, &AddRmsNorm { eps })?;
+    Ok((out.get(0)?, out.get(1)?))
+}
+
+struct AddRmsNorm {
+    eps: f32,
+}
+
+impl candle_core::CustomOp3 for AddRmsNorm {
+    fn name(&self) -> &'static str {
+        "higgs-add-rmsnorm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("add_rmsnorm is CUDA-only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        y: &CudaStorage,
+        yl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (rows, cols) = xl.shape().dims2()?;
+        if yl.shape().dims() != [rows, cols] || wl.shape().dims() != [cols] {
+            candle_core::bail!(
+                "add_rmsnorm: shapes {:?} + {:?}, weight {:?}",
+                xl.dims(),
+                yl.dims(),
+                wl.dims()
+            )
+        }
+        let (x0, x1) = offsets(xl, "x")?;
+        let (y0, y1) = offsets(yl, "y")?;
+        let (w0, w1) = offsets(wl, "w")?;
+        let dev = x.device().clone();
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (rows32, cols32) = (rows as u32, cols as u32);
+        macro_rules! launch {
+            ($ty:ty, $name:expr) => {{
+                let xs = x.as_cuda_slice::<$ty>()?.slice(x0..x1);
+                let ys = y.as_cuda_slice::<$ty>()?.slice(y0..y1);
+                let ws = w.as_cuda_slice::<$ty>()?.slice(w0..w1);
+                let func = dev.get_or_load_custom_func($name, MODULE, PTX)?;
+                // SAFETY: every element of `out` is written by the kernel.
+                let out = unsafe { dev.alloc::<$ty>(2 * rows * cols)? };
+                let mut b = func.builder();
+                b.arg(&xs);
+                b.arg(&ys);
+                b.arg(&ws);
+                b.arg(&out);
+                b.arg(&rows32);
+                b.arg(&cols32);
+                b.arg(&self.eps);
+                // SAFETY: argument types and order match `add_rmsnorm_*` in decode.cu.
+                unsafe { b.launch(cfg) }.w()?;
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
+            }};
+        }
+        let out = match x.dtype() {
+            DType::F32 => launch!(f32, "add_rmsnorm_f32"),
+            DType::BF16 => launch!(half::bf16, "add_rmsnorm_bf16"),
+            other => candle_core::bail!("add_rmsnorm: unsupported dtype {other:?}"),
+        };
+        Ok((out, (2, rows, cols).into()))
     }
 }

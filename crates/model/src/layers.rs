@@ -19,6 +19,16 @@ impl RmsNorm {
             eps: eps as f32,
         }
     }
+
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn eps(&self) -> f32 {
+        self.eps
+    }
 }
 
 impl Module for RmsNorm {

@@ -880,17 +880,27 @@ impl HiggsAudioModel {
         let fused = self.device.is_cuda() && crate::decode_kernels::enabled();
         #[cfg(feature = "cuda")]
         let scale = (1.0 / (hd as f64).sqrt()) as f32;
+        // The input norm of the next layer (or the final norm), when a fused kernel produced it
+        // together with the residual add.
+        let mut next_h: Option<Tensor> = None;
+        fn input_norm(l: &DecoderLayer) -> &RmsNorm {
+            match &l.audio {
+                Some(b) => &b.input_layernorm,
+                None => &l.input_layernorm,
+            }
+        }
         for (li, layer) in self.layers.iter().enumerate() {
             let a = &layer.attn;
             // Fast-forward layers only store K/V for audio positions; their output is the input.
-            let h = match &layer.audio {
-                Some(b) => b.input_layernorm.forward(&x)?,
-                None => layer.input_layernorm.forward(&x)?,
+            let h = match next_h.take() {
+                Some(h) => h,
+                None => input_norm(layer).forward(&x)?,
             };
             #[cfg(feature = "cuda")]
             if fused {
                 // One GEMM for q|k|v, one kernel for RoPE + the K/V cache write, one for the
-                // masked softmax (same maths as below, in f32 inside the kernels).
+                // masked softmax, two for residual add + RMSNorm (same maths as below, f32 inside
+                // the kernels).
                 let q = crate::decode_kernels::decode_qkv(
                     &a.qkv.forward(&h)?,
                     &cos,
@@ -911,9 +921,20 @@ impl HiggsAudioModel {
                 let probs =
                     crate::decode_kernels::decode_softmax(&qr.matmul(&kc.t()?)?, &lens_u32, scale)?;
                 let o = probs.matmul(&vc)?.reshape((rows, nh * hd))?;
-                let r = (&x + a.o.forward(&o)?)?;
-                let d = b.mlp.forward(&b.post_attention_layernorm.forward(&r)?)?;
-                x = (r + d)?;
+                // Residual adds fused with the norm that follows each of them.
+                let post = &b.post_attention_layernorm;
+                let (r, h2) = crate::decode_kernels::add_rmsnorm(
+                    &x,
+                    &a.o.forward(&o)?,
+                    post.weight(),
+                    post.eps(),
+                )?;
+                let d = b.mlp.forward(&h2)?;
+                let next = self.layers.get(li + 1).map_or(&self.norm, input_norm);
+                let (xn, hn) =
+                    crate::decode_kernels::add_rmsnorm(&r, &d, next.weight(), next.eps())?;
+                x = xn;
+                next_h = Some(hn);
                 continue;
             }
             let q = a.q.forward(&h)?.reshape((1, rows, nh, hd))?;
@@ -930,7 +951,11 @@ impl HiggsAudioModel {
             let d = b.mlp.forward(&b.post_attention_layernorm.forward(&r)?)?;
             x = (r + d)?;
         }
-        self.audio_head(&self.norm.forward(&x)?)
+        let normed = match next_h {
+            Some(h) => h,
+            None => self.norm.forward(&x)?,
+        };
+        self.audio_head(&normed)
     }
 
     /// Whether a fast-forward layer must hide audio keys from sequence `s`'s text queries.

@@ -7,6 +7,8 @@
 //   row's write position (u32::MAX: no write). Replaces rope(q), rope(k) and two scatters.
 // decode_softmax_*: scale, mask keys at or past the row's length, softmax in f32, one rounding.
 //   Replaces scale, cast to f32, mask add, softmax and the cast back.
+// add_rmsnorm_*: r = x + y (rounded to T) and rmsnorm(r) * w (as candle's rmsnorm: f32 sum of
+//   squares, scale * r * w, one rounding) in one pass. Replaces a residual add and an RMSNorm.
 //
 // Regenerate decode.ptx (nvcc 13.0; compute_80 so that the PTX also JIT-compiles on A100/L40S):
 //   nvcc -ptx -arch=compute_80 -O3 decode.cu -o decode.ptx
@@ -113,6 +115,34 @@ __device__ void decode_softmax(const T *scores, T *probs, const uint32_t *lens, 
     }
 }
 
+// One block per row of [rows, ncols]; out: [2, rows, ncols] = (r, rmsnorm(r) * w).
+template <typename T>
+__device__ void add_rmsnorm(const T *x, const T *y, const T *w, T *out, const uint32_t rows,
+                            const uint32_t ncols, const float eps) {
+    __shared__ float red[32];
+    const uint64_t row = blockIdx.x;
+    const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    T *r = out + row * ncols;
+    T *h = out + ((uint64_t)rows + row) * ncols;
+    float ss = 0.0f;
+    for (uint32_t j = threadIdx.x; j < ncols; j += blockDim.x) {
+        const T v = store_f<T>(load_f<T>(x + row * ncols + j) + load_f<T>(y + row * ncols + j));
+        r[j] = v;
+        const float f = load_f<T>(&v);
+        ss += f * f;
+    }
+    for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) red[warp] = ss;
+    __syncthreads();
+    ss = lane < nwarps ? red[lane] : 0.0f;
+    for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float scale = rsqrtf(ss / ncols + eps);
+    // Each thread reads back only the elements it wrote itself.
+    for (uint32_t j = threadIdx.x; j < ncols; j += blockDim.x) {
+        h[j] = store_f<T>(scale * load_f<T>(r + j) * load_f<T>(w + j));
+    }
+}
+
 #define DECODE_OPS(T, SUFFIX)                                                                    \
     extern "C" __global__ void decode_qkv_##SUFFIX(                                              \
         const T *qkv, const T *cos, const T *sin, const uint32_t *write_pos, T *q_out,           \
@@ -126,6 +156,11 @@ __device__ void decode_softmax(const T *scores, T *probs, const uint32_t *lens, 
                                                        const uint32_t heads_per_row,             \
                                                        const uint32_t keys) {                    \
         decode_softmax<T>(scores, probs, lens, scale, heads_per_row, keys);                      \
+    }                                                                                            \
+    extern "C" __global__ void add_rmsnorm_##SUFFIX(const T *x, const T *y, const T *w, T *out,  \
+                                                    const uint32_t rows, const uint32_t ncols,   \
+                                                    const float eps) {                           \
+        add_rmsnorm<T>(x, y, w, out, rows, ncols, eps);                                          \
     }
 
 DECODE_OPS(float, f32)
