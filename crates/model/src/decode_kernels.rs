@@ -189,7 +189,7 @@ impl candle_core::CustomOp2 for Softmax {
             candle_core::bail!("decode_softmax: scores must have a row and a key dim")
         };
         let score_rows = sl.shape().elem_count() / keys.max(1);
-        if rows == 0 || score_rows % rows != 0 || ll.shape().elem_count() != rows {
+        if rows == 0 || !score_rows.is_multiple_of(rows) || ll.shape().elem_count() != rows {
             candle_core::bail!(
                 "decode_softmax: {dims:?} scores for {:?} lengths",
                 ll.dims()

@@ -406,19 +406,14 @@ impl HiggsAudioModel {
         let (cos, sin) = self.rope.cos_sin(&positions, self.dtype)?;
         let masks = RowMasks::new(&plan, dev)?;
         let group = DecodeGroup::new(&plan, cache, &self.cfg, dev)?;
+        let prefill = PrefillGroup::new(&plan, cache, &self.cfg, dev)?;
+        let groups = Groups {
+            decode: group,
+            prefill,
+        };
 
         for (li, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(
-                li,
-                layer,
-                &x,
-                &plan,
-                &masks,
-                group.as_ref(),
-                &cos,
-                &sin,
-                cache,
-            )?;
+            x = self.layer_forward(li, layer, &x, &plan, &masks, &groups, &cos, &sin, cache)?;
             if opts.capture_hidden {
                 hidden.push(x.clone());
             }
@@ -549,7 +544,7 @@ impl HiggsAudioModel {
         x: &Tensor,
         plan: &Plan,
         masks: &RowMasks,
-        group: Option<&DecodeGroup>,
+        groups: &Groups,
         cos: &Tensor,
         sin: &Tensor,
         cache: &mut KvCache,
@@ -565,7 +560,7 @@ impl HiggsAudioModel {
                 &layer.attn,
                 &h_norm,
                 plan,
-                group,
+                groups,
                 cos,
                 sin,
                 cache,
@@ -589,7 +584,7 @@ impl HiggsAudioModel {
             &layer.attn,
             &h_norm,
             plan,
-            group,
+            groups,
             cos,
             sin,
             cache,
@@ -642,12 +637,13 @@ impl HiggsAudioModel {
         a: &Attention,
         h: &Tensor,
         plan: &Plan,
-        group: Option<&DecodeGroup>,
+        groups: &Groups,
         cos: &Tensor,
         sin: &Tensor,
         cache: &mut KvCache,
         fast_forward: bool,
     ) -> Result<Tensor, ForwardError> {
+        let group = groups.decode.as_ref();
         let cfg = &self.cfg;
         let (n, _) = h.dims2()?;
         let (nh, nkv, hd) = (
@@ -726,6 +722,30 @@ impl HiggsAudioModel {
                 }
             }
         }
+        if let Some(pg) = &groups.prefill {
+            // In a fast-forward layer text queries must not see audio keys: those pieces (and
+            // then the whole group, whose mask does not know it) attend per sequence.
+            let usable = !fast_forward
+                || pg
+                    .seqs
+                    .iter()
+                    .all(|&s| !self.needs_audio_mask(plan, s, cache));
+            if usable {
+                let o = self.attend_prefill_group(li, &q, pg, cache)?;
+                let rows = pg
+                    .seqs
+                    .iter()
+                    .flat_map(|&s| {
+                        let start = plan.seq_start[s] as u32;
+                        start..start + plan.lens[s] as u32
+                    })
+                    .collect();
+                pieces.push((rows, o));
+                for &s in &pg.seqs {
+                    batched[s] = true;
+                }
+            }
+        }
         for (s, &done) in batched.iter().enumerate() {
             if done {
                 continue;
@@ -771,6 +791,56 @@ impl HiggsAudioModel {
         }
         let o = assemble_rows(pieces, n, &self.device)?;
         Ok(a.o.forward(&o)?)
+    }
+
+    /// Prefill pieces of several sequences in ONE padded attention: queries `[S, kv_heads, n_rep ·
+    /// Lmax, hd]` against each piece's slot keys `0..Tmax` (gathered once per layer), causal mask
+    /// per piece (padding queries see key 0 only and are dropped). Returns the rows of the pieces
+    /// in group order, `[sum len, heads · hd]`.
+    fn attend_prefill_group(
+        &self,
+        li: usize,
+        q: &Tensor,
+        g: &PrefillGroup,
+        cache: &KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let n_rep = nh / nkv;
+        let (s, l, t) = (g.seqs.len(), g.lmax, g.tmax);
+        // index_select needs a contiguous source: copy the slot range's first T keys, then pick.
+        let gather = |c: &Tensor| -> candle_core::Result<Tensor> {
+            c.narrow(0, g.lo, g.r)?
+                .narrow(2, 0, t)?
+                .contiguous()?
+                .index_select(&g.offs, 0) // [S, nkv, T, hd]
+        };
+        let (kc, vc) = (gather(&cache.k[li])?, gather(&cache.v[li])?);
+        let qg = q
+            .index_select(&g.q_rows, 0)? // [S*L, nh*hd]
+            .reshape((s, l, nkv, n_rep, hd))?
+            .permute((0, 2, 3, 1, 4))?
+            .contiguous()?
+            .reshape((s, nkv, n_rep * l, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (qg.matmul(&kc.t()?)? * scale)?
+            .to_dtype(DType::F32)?
+            .reshape((s, nkv, n_rep, l, t))?
+            .broadcast_add(&g.mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?
+            .to_dtype(self.dtype)?
+            .reshape((s, nkv, n_rep * l, t))?;
+        probs
+            .matmul(&vc)? // [S, nkv, n_rep*L, hd]
+            .reshape((s, nkv, n_rep, l, hd))?
+            .permute((0, 3, 1, 2, 4))?
+            .contiguous()?
+            .reshape((s * l, nh * hd))?
+            .index_select(&g.valid, 0)
     }
 
     /// Writes K/V `[R, kv_dim]` of one new position per slot of `lo..lo + r` into the cache at
@@ -1115,6 +1185,109 @@ impl DecodeGroup {
             identity,
             write_idx,
             mask,
+        }))
+    }
+}
+
+/// The attention groups of one forward (built once, used by every layer).
+struct Groups {
+    decode: Option<DecodeGroup>,
+    prefill: Option<PrefillGroup>,
+}
+
+/// Prefill pieces (more than one new position) attended together, padded to the longest piece.
+/// Without it each piece costs ~12 kernel launches per layer: 32 prompts admitted in one step
+/// meant ~10 000 launches, which dominated the time to first audio under load.
+struct PrefillGroup {
+    /// Sequence indices (batch order).
+    seqs: Vec<usize>,
+    /// Slot range `lo..lo + r` holding the pieces, and `[S]` u32 slot offsets in it.
+    lo: usize,
+    r: usize,
+    offs: Tensor,
+    lmax: usize,
+    tmax: usize,
+    /// `[S * Lmax]` packed row of each padded query (padding: the piece's first row).
+    q_rows: Tensor,
+    /// `[sum len]` indices of the real queries in the padded `[S * Lmax]` output.
+    valid: Tensor,
+    /// `[S, 1, 1, Lmax, Tmax]` f32 additive causal mask (`f32::MIN` where hidden).
+    mask: Tensor,
+}
+
+/// Score elements (f32) one prefill group may need; longer pieces attend alone.
+const PREFILL_GROUP_SCORES: usize = 1 << 26;
+
+impl PrefillGroup {
+    fn new(
+        plan: &Plan,
+        cache: &KvCache,
+        cfg: &HiggsConfig,
+        dev: &Device,
+    ) -> candle_core::Result<Option<Self>> {
+        let heads = cfg.num_attention_heads;
+        // K (or V) elements of one slot and position.
+        let kv_rows_per_slot = cfg.num_key_value_heads * cfg.head_dim;
+        let mut cand: Vec<usize> = (0..plan.slots.len())
+            .filter(|&s| plan.lens[s] > 1)
+            .collect();
+        if cand.len() < 2 {
+            return Ok(None);
+        }
+        // Shortest first, while the padded scores stay within the budget.
+        cand.sort_by_key(|&s| (plan.seq_past[s] + plan.lens[s], plan.lens[s]));
+        let mut seqs = Vec::new();
+        let (mut lmax, mut tmax) = (0usize, 0usize);
+        let (mut lo, mut hi) = (usize::MAX, 0usize);
+        for s in cand {
+            let l = lmax.max(plan.lens[s]);
+            let t = tmax
+                .max(plan.seq_past[s] + plan.lens[s])
+                .min(cache.max_len());
+            let (l2, h2) = (lo.min(plan.slots[s]), hi.max(plan.slots[s]));
+            // f32 scores, and the elements of the slot range's keys copied per layer.
+            let scores = (seqs.len() + 1) * heads * l * t;
+            let copied = (h2 + 1 - l2) * kv_rows_per_slot * t;
+            if scores > PREFILL_GROUP_SCORES || copied > PREFILL_GROUP_SCORES {
+                break;
+            }
+            seqs.push(s);
+            (lmax, tmax, lo, hi) = (l, t, l2, h2);
+        }
+        if seqs.len() < 2 {
+            return Ok(None);
+        }
+        let n = seqs.len();
+        let mut q_rows = Vec::with_capacity(n * lmax);
+        let mut valid = Vec::new();
+        let mut mask = vec![f32::MIN; n * lmax * tmax];
+        for (i, &s) in seqs.iter().enumerate() {
+            let (start, len, past) = (plan.seq_start[s], plan.lens[s], plan.seq_past[s]);
+            for j in 0..lmax {
+                let m = &mut mask[(i * lmax + j) * tmax..(i * lmax + j + 1) * tmax];
+                if j < len {
+                    q_rows.push((start + j) as u32);
+                    valid.push((i * lmax + j) as u32);
+                    m[..=past + j].fill(0.0);
+                } else {
+                    q_rows.push(start as u32);
+                    m[0] = 0.0;
+                }
+            }
+        }
+        let r = hi + 1 - lo;
+        let offs: Vec<u32> = seqs.iter().map(|&s| (plan.slots[s] - lo) as u32).collect();
+        let n_valid = valid.len();
+        Ok(Some(Self {
+            lo,
+            r,
+            offs: Tensor::from_vec(offs, n, dev)?,
+            q_rows: Tensor::from_vec(q_rows, n * lmax, dev)?,
+            valid: Tensor::from_vec(valid, n_valid, dev)?,
+            mask: Tensor::from_vec(mask, (n, 1, 1, lmax, tmax), dev)?,
+            seqs,
+            lmax,
+            tmax,
         }))
     }
 }

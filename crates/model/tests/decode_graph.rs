@@ -221,3 +221,125 @@ fn preparing_graphs_writes_nothing_to_the_cache() {
         "prepare is not a decode step: {st:?}"
     );
 }
+
+/// Several prompts prefilled in ONE forward (the padded prefill attention group), mixed with a
+/// decode step of another sequence and with a prompt that continues a cached one, give the same
+/// logits as each run alone, and so do the decode steps after them.
+#[test]
+fn prefills_attended_together_equal_each_alone() {
+    for (layout, dual) in [
+        (CheckpointLayout::Hf, None),
+        (CheckpointLayout::Legacy, Some(vec![0, 2])),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ck = RandomCheckpoint::new(Preset::Tiny, layout);
+        if let Some(d) = dual {
+            ck.geometry.dual_ffn_layers = d;
+        }
+        ck.write(dir.path()).unwrap();
+        let model = HiggsAudioModel::load(dir.path(), DType::F32, &test_device()).unwrap();
+        let cfg = model.config().clone();
+        // Slot 2 already holds a prompt with audio and decodes; slot 6 continues its cached text
+        // prompt with a mixed text+audio piece; slots 5, 0, 3 bring new prompts of other lengths.
+        let with_audio = |slot: usize, text: usize, audio: usize| {
+            let mut s = prompt(&model, slot, text);
+            for t in 0..audio {
+                let col: Vec<u32> = (0..cfg.num_codebooks)
+                    .map(|k| ((t * 7 + k * 3 + slot) % cfg.codebook_size) as u32)
+                    .collect();
+                s.push_audio(&col, PositionKind::AudioIn, cfg.audio_in_token_id);
+            }
+            s.with_logits(LogitsRequest::BOTH)
+        };
+        let setup = [with_audio(2, 5, 3), prompt(&model, 6, 4)];
+        let step = vec![
+            audio_step(&model, 2, 0),
+            with_audio(6, 3, 2),
+            prompt(&model, 5, 11),
+            with_audio(0, 2, 4),
+            prompt(&model, 3, 7).with_logits(LogitsRequest::BOTH),
+        ];
+        let mut together = model.new_cache(8, 64).unwrap();
+        for s in &setup {
+            model
+                .forward(
+                    std::slice::from_ref(s),
+                    &mut together,
+                    ForwardOptions::default(),
+                )
+                .unwrap();
+        }
+        let out = model
+            .forward(&step, &mut together, ForwardOptions::default())
+            .unwrap();
+        let (mut ti, mut ai) = (0, 0);
+        for seq in &step {
+            let mut alone = model.new_cache(8, 64).unwrap();
+            for s in setup.iter().filter(|s| s.slot == seq.slot) {
+                model
+                    .forward(
+                        std::slice::from_ref(s),
+                        &mut alone,
+                        ForwardOptions::default(),
+                    )
+                    .unwrap();
+            }
+            let one = model
+                .forward(
+                    std::slice::from_ref(seq),
+                    &mut alone,
+                    ForwardOptions::default(),
+                )
+                .unwrap();
+            if seq.logits.text {
+                let want = one.text_logits.as_ref().unwrap().get(0).unwrap();
+                let got = out.text_logits.as_ref().unwrap().get(ti).unwrap();
+                assert_close(&format!("slot {} text", seq.slot), &got, &want, TOL);
+                ti += 1;
+            }
+            if seq.logits.audio {
+                let want = one.audio_logits.as_ref().unwrap().get(0).unwrap();
+                let got = out.audio_logits.as_ref().unwrap().get(ai).unwrap();
+                assert_close(&format!("slot {} audio", seq.slot), &got, &want, TOL);
+                ai += 1;
+            }
+        }
+        // The next step of every sequence agrees too (the K/V cached by the grouped step).
+        let next: Vec<SeqInput> = step.iter().map(|s| audio_step(&model, s.slot, 9)).collect();
+        let after = model
+            .forward(&next, &mut together, ForwardOptions::default())
+            .unwrap();
+        for (i, seq) in step.iter().enumerate() {
+            let mut alone = model.new_cache(8, 64).unwrap();
+            for s in setup.iter().filter(|s| s.slot == seq.slot) {
+                model
+                    .forward(
+                        std::slice::from_ref(s),
+                        &mut alone,
+                        ForwardOptions::default(),
+                    )
+                    .unwrap();
+            }
+            model
+                .forward(
+                    std::slice::from_ref(seq),
+                    &mut alone,
+                    ForwardOptions::default(),
+                )
+                .unwrap();
+            let a = model
+                .forward(
+                    &[audio_step(&model, seq.slot, 9)],
+                    &mut alone,
+                    ForwardOptions::default(),
+                )
+                .unwrap();
+            assert_close(
+                &format!("slot {} next step", seq.slot),
+                &after.audio_logits.as_ref().unwrap().get(i).unwrap(),
+                &a.audio_logits.unwrap().get(0).unwrap(),
+                TOL,
+            );
+        }
+    }
+}
