@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue #8, GPU run 7 (H100): run 6 + residual add fused with the following RMSNorm in the graphed
-# decode step (13 -> 11 graph nodes per layer). Final numbers of session 3.
+# decode step (13 -> 11 graph nodes per layer) + prefill pieces of several requests attending in one
+# padded batch. Final numbers of session 3.
 # Carries .gpu/ (xz): higgs-serve (cuda build), t_decode_graph, t_parity and the llm fixtures.
 # Run from the repository root: bash docs/bench/run-2026-11-23-h100-add-norm.sh (carry [".gpu"]);
 # its $OUT is docs/bench/h100-add-norm/.

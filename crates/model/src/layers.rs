@@ -236,6 +236,7 @@ fn inv_freq(head_dim: usize, theta: f64, scaling: Option<&Llama3RopeScaling>) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 mod tests {
     use super::*;
 
@@ -252,7 +253,7 @@ mod tests {
         let r = |shape: (usize, usize), seed: f32| {
             let n = shape.0 * shape.1;
             let v: Vec<f32> = (0..n)
-                .map(|k| ((k as f32 * 0.7548 + seed).sin() * 0.5))
+                .map(|k| (k as f32 * 0.7548 + seed).sin() * 0.5)
                 .collect();
             Tensor::from_vec(v, shape, &dev)
         };
