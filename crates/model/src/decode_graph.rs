@@ -14,8 +14,8 @@
 //! How capture is made possible with candle 0.11.1: every per-step host value goes into one
 //! persistent u32 device buffer per graph, uploaded before the launch; candle's
 //! `enable_cuda_graph_htod_cache` serves the layout parameters of strided kernels from a cache
-//! filled by an eager warm-up run of the same body (that run also computes the step in which the
-//! bucket is first met); intermediates are stream-ordered allocations, i.e. graph memory nodes, and
+//! filled by an eager warm-up run of the same body; the new graph then runs the step in which the
+//! bucket is first met (launching at once also backs its memory nodes); intermediates are stream-ordered allocations, i.e. graph memory nodes, and
 //! the logits tensor of the capture stays allocated at a fixed address that every replay rewrites
 //! (`AUTO_FREE_ON_LAUNCH`). The KV cache tensors are persistent, so the graph writes them in place.
 //! Any failure to capture turns graphs off for the cache (with a warning) and the step runs eagerly.
@@ -42,8 +42,8 @@ pub struct GraphStats {
     pub captured: u64,
     /// Decode steps served by replaying a graph.
     pub replayed: u64,
-    /// Decode steps that were eligible but ran eagerly (the capturing step of a bucket, or the
-    /// graph limit reached).
+    /// Decode steps that were eligible but ran eagerly (the graph limit reached, or a device
+    /// without graphs). The step that captures a bucket's graph runs it, so it counts as replayed.
     pub eager: u64,
 }
 
@@ -283,8 +283,15 @@ mod cuda {
         match capture(model, dev, &input, rows, keys, &key_pos, cache) {
             Ok((graph, logits)) => {
                 graph.upload().map_err(|e| cuda_err("upload", e))?;
+                // Launch it once at once: until a graph with memory nodes has run, the address
+                // of its logits is not backed by memory, and freeing it (dropping the cache
+                // before any replay) is an invalid free. Replaying the step writes the same
+                // K/V values again, and its logits equal the eager ones.
+                graph.launch().map_err(|e| cuda_err("launch", e))?;
                 graphs.stats.captured += 1;
                 tracing::debug!(rows, keys, "captured a decode-step CUDA graph");
+                drop(eager);
+                let out = logits.clone();
                 graphs.cuda.entries.insert(
                     (rows, keys),
                     Entry {
@@ -293,6 +300,7 @@ mod cuda {
                         graph,
                     },
                 );
+                return Ok((out, true));
             }
             Err(e) => {
                 tracing::warn!(

@@ -17,6 +17,11 @@ pub(crate) fn enabled() -> bool {
     std::env::var("HIGGS_FUSED_DECODE").map_or(true, |v| v != "0")
 }
 
+/// Whether residual add + RMSNorm run as one kernel (`HIGGS_FUSED_ADD_NORM=0`: two candle ops).
+pub(crate) fn add_norm_enabled() -> bool {
+    std::env::var("HIGGS_FUSED_ADD_NORM").map_or(true, |v| v != "0")
+}
+
 fn offsets(l: &Layout, what: &str) -> Result<(usize, usize)> {
     l.contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))
@@ -287,9 +292,12 @@ impl candle_core::CustomOp3 for AddRmsNorm {
         let (y0, y1) = offsets(yl, "y")?;
         let (w0, w1) = offsets(wl, "w")?;
         let dev = x.device().clone();
+        // One block per row: with one or a few rows the row's latency is the kernel's, so use
+        // as many threads as the row has elements (up to 1024, whole warps).
+        let threads = cols.div_ceil(32).clamp(1, 32) as u32 * 32;
         let cfg = LaunchConfig {
             grid_dim: (rows as u32, 1, 1),
-            block_dim: (256, 1, 1),
+            block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
         let (rows32, cols32) = (rows as u32, cols as u32);

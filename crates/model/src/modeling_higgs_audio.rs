@@ -949,6 +949,8 @@ impl HiggsAudioModel {
         #[cfg(feature = "cuda")]
         let fused = self.device.is_cuda() && crate::decode_kernels::enabled();
         #[cfg(feature = "cuda")]
+        let add_norm = crate::decode_kernels::add_norm_enabled();
+        #[cfg(feature = "cuda")]
         let scale = (1.0 / (hd as f64).sqrt()) as f32;
         // The input norm of the next layer (or the final norm), when a fused kernel produced it
         // together with the residual add.
@@ -991,8 +993,14 @@ impl HiggsAudioModel {
                 let probs =
                     crate::decode_kernels::decode_softmax(&qr.matmul(&kc.t()?)?, &lens_u32, scale)?;
                 let o = probs.matmul(&vc)?.reshape((rows, nh * hd))?;
-                // Residual adds fused with the norm that follows each of them.
                 let post = &b.post_attention_layernorm;
+                if !add_norm {
+                    let r = (&x + a.o.forward(&o)?)?;
+                    let d = b.mlp.forward(&post.forward(&r)?)?;
+                    x = (r + d)?;
+                    continue;
+                }
+                // Residual adds fused with the norm that follows each of them.
                 let (r, h2) = crate::decode_kernels::add_rmsnorm(
                     &x,
                     &a.o.forward(&o)?,
@@ -1228,6 +1236,9 @@ impl PrefillGroup {
         let heads = cfg.num_attention_heads;
         // K (or V) elements of one slot and position.
         let kv_rows_per_slot = cfg.num_key_value_heads * cfg.head_dim;
+        if std::env::var("HIGGS_PREFILL_GROUP").is_ok_and(|v| v == "0") {
+            return Ok(None);
+        }
         let mut cand: Vec<usize> = (0..plan.slots.len())
             .filter(|&s| plan.lens[s] > 1)
             .collect();
