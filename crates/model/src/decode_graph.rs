@@ -97,10 +97,7 @@ pub(crate) fn decode(
         return Ok(None);
     }
 
-    // [codes | positions | write positions | lengths]; padding rows attend to key 0 only.
-    let mut host = vec![0u32; rows * (nc + 3)];
-    host[rows * nc + rows..rows * nc + 2 * rows].fill(u32::MAX);
-    host[rows * nc + 2 * rows..].fill(1);
+    let mut host = padding_input(rows, nc);
     for (i, (&slot, &past)) in step.slots.iter().zip(step.pasts).enumerate() {
         host[slot * nc..(slot + 1) * nc].copy_from_slice(&step.codes[i * nc..(i + 1) * nc]);
         host[rows * nc + slot] = past as u32;
@@ -147,15 +144,22 @@ pub(crate) fn prepare(
     let keys = KEY_BUCKET.min(cache.max_len());
     for &r in rows {
         let r = r.clamp(1, cache.num_slots());
-        let mut host = vec![0u32; r * (nc + 3)];
-        host[r * nc + r..r * nc + 2 * r].fill(u32::MAX);
-        host[r * nc + 2 * r..].fill(1);
+        let host = padding_input(r, nc);
         with_graphs(cache, |g, c| run_bucket(model, g, c, &host, r, keys))?;
     }
     #[cfg(feature = "cuda")]
     return Ok(cache.graphs.cuda.len());
     #[cfg(not(feature = "cuda"))]
     Ok(0)
+}
+
+/// The step input `[codes | positions | write positions | lengths]` with every row padding:
+/// code 0, position 0, no write (`u32::MAX`), attending to key 0 only.
+fn padding_input(rows: usize, nc: usize) -> Vec<u32> {
+    let mut host = vec![0u32; rows * (nc + 3)];
+    host[rows * nc + rows..rows * nc + 2 * rows].fill(u32::MAX);
+    host[rows * nc + 2 * rows..].fill(1);
+    host
 }
 
 /// Lends the graph state and the cache tensors at the same time.

@@ -272,25 +272,23 @@ fn prefills_attended_together_equal_each_alone() {
         let out = model
             .forward(&step, &mut together, ForwardOptions::default())
             .unwrap();
+        // The next step of every sequence must agree too (the K/V cached by the grouped step).
+        let next: Vec<SeqInput> = step.iter().map(|s| audio_step(&model, s.slot, 9)).collect();
+        let after = model
+            .forward(&next, &mut together, ForwardOptions::default())
+            .unwrap();
+        let run = |cache: &mut KvCache, s: &SeqInput| {
+            model
+                .forward(std::slice::from_ref(s), cache, ForwardOptions::default())
+                .unwrap()
+        };
         let (mut ti, mut ai) = (0, 0);
-        for seq in &step {
+        for (i, seq) in step.iter().enumerate() {
             let mut alone = model.new_cache(8, 64).unwrap();
             for s in setup.iter().filter(|s| s.slot == seq.slot) {
-                model
-                    .forward(
-                        std::slice::from_ref(s),
-                        &mut alone,
-                        ForwardOptions::default(),
-                    )
-                    .unwrap();
+                run(&mut alone, s);
             }
-            let one = model
-                .forward(
-                    std::slice::from_ref(seq),
-                    &mut alone,
-                    ForwardOptions::default(),
-                )
-                .unwrap();
+            let one = run(&mut alone, seq);
             if seq.logits.text {
                 let want = one.text_logits.as_ref().unwrap().get(0).unwrap();
                 let got = out.text_logits.as_ref().unwrap().get(ti).unwrap();
@@ -303,37 +301,7 @@ fn prefills_attended_together_equal_each_alone() {
                 assert_close(&format!("slot {} audio", seq.slot), &got, &want, TOL);
                 ai += 1;
             }
-        }
-        // The next step of every sequence agrees too (the K/V cached by the grouped step).
-        let next: Vec<SeqInput> = step.iter().map(|s| audio_step(&model, s.slot, 9)).collect();
-        let after = model
-            .forward(&next, &mut together, ForwardOptions::default())
-            .unwrap();
-        for (i, seq) in step.iter().enumerate() {
-            let mut alone = model.new_cache(8, 64).unwrap();
-            for s in setup.iter().filter(|s| s.slot == seq.slot) {
-                model
-                    .forward(
-                        std::slice::from_ref(s),
-                        &mut alone,
-                        ForwardOptions::default(),
-                    )
-                    .unwrap();
-            }
-            model
-                .forward(
-                    std::slice::from_ref(seq),
-                    &mut alone,
-                    ForwardOptions::default(),
-                )
-                .unwrap();
-            let a = model
-                .forward(
-                    &[audio_step(&model, seq.slot, 9)],
-                    &mut alone,
-                    ForwardOptions::default(),
-                )
-                .unwrap();
+            let a = run(&mut alone, &next[i]);
             assert_close(
                 &format!("slot {} next step", seq.slot),
                 &after.audio_logits.as_ref().unwrap().get(i).unwrap(),
