@@ -77,6 +77,25 @@ pub fn configure_numerics(device: &Device, model_dtype: DType) {
     let _ = (device, model_dtype);
 }
 
+/// The device the codec is loaded on. On CUDA: the same GPU through a second candle device with
+/// its own stream and cuBLAS handle, so the engine's audio worker decodes concurrently with the
+/// model's steps (a candle device's cuBLAS handle must not be used from two threads at once).
+/// `HIGGS_CODEC_STREAM=0` shares the model's device (the engine then decodes inline).
+pub fn codec_device(model_device: &Device) -> Result<Device> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::DeviceLocation::Cuda { gpu_id } = model_device.location() {
+        if std::env::var("HIGGS_CODEC_STREAM").map_or(true, |v| v != "0") {
+            let dev = Device::new_cuda_with_stream(gpu_id)?;
+            if let Device::Cuda(d) = &dev {
+                // SAFETY: as in `select`; the codec's tensors never meet the model's.
+                unsafe { d.disable_event_tracking() };
+            }
+            return Ok(dev);
+        }
+    }
+    Ok(model_device.clone())
+}
+
 /// Waits for queued GPU work so timings measure it (no-op on CPU).
 pub fn sync(device: &Device) -> Result<()> {
     device.synchronize()?;

@@ -1,19 +1,19 @@
 //! The serving engine: one thread owns the model, codec and KV cache and runs a step loop. Each
 //! step packs the decode position of every running sequence plus prefill pieces of new ones
 //! (within a token budget) into ONE model forward, samples every sequence with its own RNG,
-//! advances each state machine, de-delays and decodes audio incrementally (windows of several
-//! requests in one codec call), and sends per-request events. Long-form requests run their
+//! advances each state machine, de-delays and cuts audio windows, which the audio worker
+//! ([`crate::audio_out`], its own thread by default) decodes (windows of several requests in one
+//! codec call) and delivers in order with the request's other events. Long-form requests run their
 //! chunks in order while other requests interleave. A request whose event receiver is dropped,
 //! that is cancelled, or whose deadline passes is removed at the next step and its slot freed.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
-use higgs_codec::Codec;
 use higgs_model::{
     ForwardOptions, HiggsAudioModel, KvCache, LogitsRequest, PositionKind, SeqInput,
 };
@@ -23,12 +23,12 @@ use higgs_text::{
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::audio_stream::{AudioStream, SegmentDedelay, Window};
+use crate::audio_out::{AudioMsg, AudioOut, AudioWorker, SharedCodec, WindowJob};
+use crate::audio_stream::{AudioStream, SegmentDedelay};
 use crate::delay::Codes;
 use crate::generate::{expand_prompt, mask_eos, sample_logits, special_ids, PromptSpec};
 use crate::request::{
-    ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError,
-    Timings, Usage,
+    ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError, Usage,
 };
 use crate::sampling::{sample_rows, SamplingParams, SeqRng};
 use crate::state::{GenState, NextInput, StepEvent};
@@ -59,6 +59,9 @@ pub struct EngineConfig {
     /// On a GPU, load the kernels and capture the decode-step CUDA graphs before serving, so the
     /// first requests do not pay for them.
     pub warmup: bool,
+    /// Decode audio on a worker thread that overlaps the model steps (on a GPU, give the codec
+    /// its own device/stream for real overlap). Off: the engine thread decodes between steps.
+    pub codec_thread: bool,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +76,7 @@ impl Default for EngineConfig {
             max_chunk_frames: 100,
             codec_context: None,
             warmup: true,
+            codec_thread: crate::audio_out::threaded_from_env(),
         }
     }
 }
@@ -104,7 +108,8 @@ impl EngineConfig {
 /// Everything the engine thread owns.
 pub struct EngineParts {
     pub model: HiggsAudioModel,
-    pub codec: Codec,
+    /// On a GPU, best loaded on its own device (stream) so its decodes overlap the model's steps.
+    pub codec: higgs_codec::Codec,
     pub tokenizer: TextTokenizer,
     pub voices: Option<VoiceLibrary>,
 }
@@ -126,8 +131,8 @@ pub struct EngineStats {
     pub requests_failed: u64,
     pub requests_cancelled: u64,
     /// Time per phase of the step loop, summed (seconds): the model forward, sampling (one
-    /// batched call for the audio rows of a step, plus RAS re-draws), codec decodes, and whole
-    /// steps. On a GPU the forward is asynchronous: unless `HIGGS_PROFILE_SYNC=1` (a device sync
+    /// batched call for the audio rows of a step, plus RAS re-draws), codec decodes (on the
+    /// audio worker's thread unless `codec_thread` is off), and whole steps. On a GPU the forward is asynchronous: unless `HIGGS_PROFILE_SYNC=1` (a device sync
     /// after each forward), its kernels finish inside the sampling phase's host copy.
     pub forward_seconds: f64,
     pub sample_seconds: f64,
@@ -165,6 +170,8 @@ struct Shared {
     ready: AtomicBool,
     sample_rate: usize,
     model_info: String,
+    /// Codec decode time (ns), written by the audio worker.
+    codec_nanos: Arc<AtomicU64>,
 }
 
 /// The receiving side of one request. Dropping it cancels the request.
@@ -281,6 +288,11 @@ pub fn start(
             "max_running and max_seq_len must be > 0".into(),
         ));
     }
+    // Weights were uploaded on this thread's stream; the engine and audio threads use their own.
+    for d in [parts.model.device(), parts.codec.device()] {
+        d.synchronize()
+            .map_err(|e| GenerationError::Internal(format!("device synchronize: {e}")))?;
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let cfg = parts.model.config();
     let shared = Arc::new(Shared {
@@ -302,6 +314,7 @@ pub fn start(
             parts.model.dtype(),
             parts.model.device()
         ),
+        codec_nanos: Arc::new(AtomicU64::new(0)),
     });
     let handle = EngineHandle {
         tx,
@@ -310,21 +323,83 @@ pub fn start(
     let join = std::thread::Builder::new()
         .name("higgs-engine".into())
         .spawn(move || {
-            let mut e = match Engine::new(config, &parts, shared.clone()) {
-                Ok(e) => e,
-                Err(err) => {
-                    tracing::error!("engine failed to start: {err}");
-                    shared.stopped.store(true, Ordering::SeqCst);
-                    return;
+            let codec = SharedCodec::new(&parts.codec);
+            std::thread::scope(|scope| {
+                let (failed_tx, failed_rx) = std::sync::mpsc::channel();
+                let worker = AudioWorker::new(&codec, failed_tx, shared.codec_nanos.clone());
+                let warm = config.warmup && parts.model.device().is_cuda();
+                let shapes = codec_warmup_shapes(&config, &parts);
+                let nc = parts.model.config().num_codebooks;
+                // One candle CUDA device has one cuBLAS handle: the codec may only get its own
+                // thread when it has its own device (see `EngineParts::codec`).
+                let (mdev, cdev) = (parts.model.device(), parts.codec.device());
+                let shares_gpu = mdev.is_cuda() && mdev.same_device(cdev);
+                if config.codec_thread && shares_gpu {
+                    tracing::info!(
+                        "the codec shares the model's CUDA device: decoding audio on the engine thread"
+                    );
                 }
-            };
-            e.warm_up();
-            shared.ready.store(true, Ordering::SeqCst);
-            e.run(rx);
+                let (audio, audio_ready) = if config.codec_thread && !shares_gpu {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+                    let spawned = std::thread::Builder::new()
+                        .name("higgs-audio".into())
+                        .spawn_scoped(scope, move || {
+                            if warm {
+                                worker.warm_up(nc, &shapes);
+                            }
+                            let _ = ready_tx.send(());
+                            worker.run(rx);
+                        });
+                    if let Err(e) = spawned {
+                        tracing::error!("cannot spawn the audio thread: {e}");
+                        shared.stopped.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    (AudioOut::Thread(tx), Some(ready_rx))
+                } else {
+                    if warm {
+                        worker.warm_up(nc, &shapes);
+                    }
+                    (AudioOut::Inline(Box::new(worker)), None)
+                };
+                let mut e = match Engine::new(config, &parts, &codec, audio, failed_rx, shared.clone()) {
+                    Ok(e) => e,
+                    Err(err) => {
+                        tracing::error!("engine failed to start: {err}");
+                        shared.stopped.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                };
+                e.warm_up();
+                if let Some(r) = audio_ready {
+                    // Err: the audio thread is gone; the engine notices at its first window.
+                    let _ = r.recv();
+                }
+                shared.ready.store(true, Ordering::SeqCst);
+                e.run(rx);
+                // Dropping the engine closes the audio queue: the worker delivers what is left,
+                // then the scope joins it.
+                drop(e);
+            });
             shared.stopped.store(true, Ordering::SeqCst);
         })
         .map_err(|e| GenerationError::Internal(format!("cannot spawn the engine thread: {e}")))?;
     Ok((handle, join))
+}
+
+/// `(frames, left, n_new)` of the first two streamed window shapes, decoded once at warm-up.
+fn codec_warmup_shapes(cfg: &EngineConfig, parts: &EngineParts) -> Vec<(usize, usize, usize)> {
+    let ctx = cfg
+        .codec_context
+        .unwrap_or_else(|| parts.codec.decoder_receptive_field_frames());
+    [
+        (0, cfg.first_chunk_frames.max(1)),
+        (ctx, cfg.chunk_frames.max(1)),
+    ]
+    .into_iter()
+    .map(|(left, n_new)| (left + n_new + ctx, left, n_new))
+    .collect()
 }
 
 /// The current chunk of a request.
@@ -358,7 +433,6 @@ struct Active {
     audio: AudioStream,
     usage: Usage,
     reasons: Vec<StopReason>,
-    first_audio: Option<Duration>,
     /// When the first final code frame (all codebooks, after the delay pattern) was ready.
     first_frame: Option<Duration>,
     /// Audio chunks streamed so far (sets the next chunk's size).
@@ -370,6 +444,11 @@ struct Active {
 struct Engine<'p> {
     cfg: EngineConfig,
     parts: &'p EngineParts,
+    codec: &'p SharedCodec<'p>,
+    /// Decodes and delivers audio and every other event of running requests, in order.
+    audio: AudioOut<'p>,
+    /// Requests the audio worker failed (codec errors), to release.
+    audio_failed: Receiver<u64>,
     cache: KvCache,
     free_slots: Vec<usize>,
     waiting: VecDeque<Pending>,
@@ -387,6 +466,9 @@ impl<'p> Engine<'p> {
     fn new(
         cfg: EngineConfig,
         parts: &'p EngineParts,
+        codec: &'p SharedCodec<'p>,
+        audio: AudioOut<'p>,
+        audio_failed: Receiver<u64>,
         shared: Arc<Shared>,
     ) -> Result<Self, GenerationError> {
         let cache = parts
@@ -410,6 +492,9 @@ impl<'p> Engine<'p> {
             free_slots: (0..cfg.max_running).rev().collect(),
             cfg,
             parts,
+            codec,
+            audio,
+            audio_failed,
             cache,
             waiting: VecDeque::new(),
             active: Vec::new(),
@@ -422,7 +507,7 @@ impl<'p> Engine<'p> {
     }
 
     /// GPU only: captures the decode-step graphs of every power-of-two batch span (shortest key
-    /// bucket), runs one prefill, one codec window of each streaming shape and one sampler call,
+    /// bucket), runs one prefill and one sampler call (the audio worker warms the codec),
     /// so that kernel loading (PTX JIT) and graph capture happen before the first request.
     /// Failures only cost the warm-up: requests then pay as before.
     fn warm_up(&mut self) {
@@ -455,7 +540,7 @@ impl<'p> Engine<'p> {
 
     fn warm_up_kernels(&mut self) -> Result<(), String> {
         let parts = self.parts;
-        let (model, codec) = (&parts.model, &parts.codec);
+        let model = &parts.model;
         let cfg = model.config();
         let slot = 0;
         let mut s = SeqInput::new(slot).with_logits(LogitsRequest::TEXT);
@@ -484,19 +569,6 @@ impl<'p> Engine<'p> {
                 .and_then(|a| a.to_vec1::<u32>())
                 .map_err(|e| format!("text head: {e}"))?;
         }
-        let ctx = self.context;
-        for (left, n_new) in [
-            (0, self.cfg.first_chunk_frames.max(1)),
-            (ctx, self.cfg.chunk_frames.max(1)),
-        ] {
-            let len = left + n_new + ctx;
-            let codes = Tensor::zeros((1, nc, len), candle_core::DType::U32, codec.device())
-                .map_err(|e| e.to_string())?;
-            codec
-                .decode_window(&codes, left, n_new)
-                .and_then(|a| Ok(a.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?))
-                .map_err(|e| format!("codec: {e}"))?;
-        }
         Ok(())
     }
 
@@ -524,6 +596,9 @@ impl<'p> Engine<'p> {
                     Cmd::Shutdown => shutting_down = true,
                 }
             }
+            while let Ok(id) = self.audio_failed.try_recv() {
+                self.drop_failed_by_audio(id);
+            }
             self.reap();
             self.admit();
             if !self.active.is_empty() {
@@ -533,7 +608,19 @@ impl<'p> Engine<'p> {
         }
     }
 
+    /// The audio worker failed request `id` (and told its client): release it.
+    fn drop_failed_by_audio(&mut self, id: u64) {
+        // A request that already finished here was counted as finished; the client got the error.
+        if let Some(i) = self.active.iter().position(|a| a.id == id) {
+            let a = self.active.swap_remove(i);
+            self.stats.requests_failed += 1;
+            metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
+            self.release(a);
+        }
+    }
+
     fn publish_stats(&mut self) {
+        self.stats.codec_seconds = self.shared.codec_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
         self.stats.queued = self.waiting.len();
         self.stats.running = self.active.len();
         self.stats.kv_positions_used = self.active.iter().map(|a| self.cache.len(a.slot)).sum();
@@ -564,6 +651,7 @@ impl<'p> Engine<'p> {
     fn release(&mut self, a: Active) {
         self.cache.reset(a.slot);
         self.free_slots.push(a.slot);
+        self.audio.send(AudioMsg::Forget(a.id));
     }
 
     /// Drops requests whose client went away or whose deadline passed.
@@ -596,7 +684,8 @@ impl<'p> Engine<'p> {
                 let a = self.active.swap_remove(i);
                 if expired {
                     let t = a.req.timeout.unwrap_or_default();
-                    let _ = a.events.send(Event::Failed(GenerationError::Timeout(t)));
+                    let ev = Event::Failed(GenerationError::Timeout(t));
+                    self.audio.event(a.id, &a.events, ev);
                     self.stats.requests_failed += 1;
                     metrics::counter!("higgs_requests_total", "outcome" => "timeout").increment(1);
                 } else {
@@ -642,7 +731,7 @@ impl<'p> Engine<'p> {
     }
 
     fn encode_clip(&self, samples: &[f32]) -> Result<Codes, GenerationError> {
-        let t = self.parts.codec.encode(samples).map_err(|e| {
+        let t = self.codec.with(|c| c.encode(samples)).map_err(|e| {
             GenerationError::InvalidRequest(format!("cannot encode reference audio: {e}"))
         })?;
         let (n, frames) = t
@@ -669,7 +758,10 @@ impl<'p> Engine<'p> {
             other => GenerationError::InvalidRequest(other.to_string()),
         };
         let transcript = lib.transcript(name).map_err(map)?;
-        let codes = lib.reference_codes(name, &self.parts.codec).map_err(map)?;
+        let codes = self
+            .codec
+            .with(|c| lib.reference_codes(name, c))
+            .map_err(map)?;
         Ok((transcript, codes))
     }
 
@@ -770,7 +862,6 @@ impl<'p> Engine<'p> {
             audio: AudioStream::new(n, self.context, self.context),
             usage: Usage::default(),
             reasons: Vec::new(),
-            first_audio: None,
             first_frame: None,
             chunks_sent: 0,
             draining: false,
@@ -1089,10 +1180,11 @@ impl<'p> Engine<'p> {
         }
         if !text_ids.is_empty() {
             let text = self.parts.tokenizer.decode(&text_ids).unwrap_or_default();
-            let _ = a.events.send(Event::Text {
+            let ev = Event::Text {
                 ids: text_ids,
                 text,
-            });
+            };
+            self.audio.event(a.id, &a.events, ev);
         }
         let mut s = SeqInput::new(a.slot);
         match next {
@@ -1128,9 +1220,8 @@ impl<'p> Engine<'p> {
                 } else {
                     "the model answered without speaking; set force_audio or check the prompt"
                 };
-                let _ = a
-                    .events
-                    .send(Event::Failed(GenerationError::NoAudio(hint.into())));
+                let ev = Event::Failed(GenerationError::NoAudio(hint.into()));
+                self.audio.event(a.id, &a.events, ev);
                 self.stats.requests_failed += 1;
                 self.release(a);
                 continue;
@@ -1139,9 +1230,8 @@ impl<'p> Engine<'p> {
             a.clips.push(Codes::from_columns(frames[0].len(), &frames));
             if let Plan::Script { planner } = &mut a.plan {
                 if let Err(e) = planner.record_generated(handle) {
-                    let _ = a
-                        .events
-                        .send(Event::Failed(GenerationError::Internal(e.to_string())));
+                    let ev = Event::Failed(GenerationError::Internal(e.to_string()));
+                    self.audio.event(a.id, &a.events, ev);
                     self.release(a);
                     continue;
                 }
@@ -1154,7 +1244,7 @@ impl<'p> Engine<'p> {
                     a.audio.finish();
                 }
                 Err(e) => {
-                    let _ = a.events.send(Event::Failed(e));
+                    self.audio.event(a.id, &a.events, Event::Failed(e));
                     self.stats.requests_failed += 1;
                     self.release(a);
                     continue;
@@ -1165,91 +1255,35 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// Decodes every ready audio window, batching windows of equal shape across requests.
+    /// Cuts every ready audio window and queues them, as one message, for the audio worker
+    /// (which batches windows of equal shape across requests).
     fn flush_audio(&mut self) {
-        let mut windows: Vec<(usize, Window)> = Vec::new();
-        for (i, a) in self.active.iter().enumerate() {
+        let mut jobs: Vec<WindowJob> = Vec::new();
+        for a in self.active.iter_mut() {
             let size = self.cfg.chunk_size(a.chunks_sent);
-            if let Some(w) = a.audio.next_window(size, size) {
-                windows.push((i, w));
-            }
+            let Some(w) = a.audio.next_window(size, size) else {
+                continue;
+            };
+            a.audio.accept(&w);
+            a.chunks_sent += 1;
+            self.stats.audio_frames_total += w.n_new as u64;
+            a.usage.audio_frames += w.n_new;
+            jobs.push(WindowJob {
+                id: a.id,
+                to: a.events.clone(),
+                submitted: a.submitted,
+                queued: a.started - a.submitted,
+                first_frame: a.first_frame,
+                frames_received: a.audio.frames_received(),
+                window: w,
+            });
         }
-        let mut groups: HashMap<(usize, usize, usize), Vec<(usize, Window)>> = HashMap::new();
-        for (i, w) in windows {
-            groups
-                .entry((w.codes.frames(), w.left, w.n_new))
-                .or_default()
-                .push((i, w));
-        }
-        let parts = self.parts;
-        let codec = &parts.codec;
-        let hop = codec.hop_length();
-        for ((len, left, n_new), group) in groups {
-            let n = group[0].1.codes.num_codebooks;
-            let mut flat = Vec::with_capacity(group.len() * n * len);
-            for (_, w) in &group {
-                flat.extend_from_slice(&w.codes.data);
-            }
-            let t0 = Instant::now();
-            let res = Tensor::from_vec(flat, (group.len(), n, len), codec.device())
-                .map_err(|e| e.to_string())
-                .and_then(|t| {
-                    codec
-                        .decode_window(&t, left, n_new)
-                        .map_err(|e| e.to_string())
-                })
-                .and_then(|t| {
-                    t.to_dtype(candle_core::DType::F32)
-                        .and_then(|t| t.to_vec2::<f32>())
-                        .map_err(|e| e.to_string())
-                });
-            metrics::histogram!("higgs_codec_decode_seconds").record(t0.elapsed().as_secs_f64());
-            self.stats.codec_seconds += t0.elapsed().as_secs_f64();
-            match res {
-                Ok(rows) => {
-                    for ((i, w), samples) in group.into_iter().zip(rows) {
-                        let a = &mut self.active[i];
-                        debug_assert_eq!(samples.len(), w.n_new * hop);
-                        a.audio.accept(&w);
-                        a.chunks_sent += 1;
-                        if a.first_audio.is_none() {
-                            let ttfa = a.submitted.elapsed();
-                            a.first_audio = Some(ttfa);
-                            // Where the time to first audio went (see docs/BENCHMARKS.md).
-                            tracing::debug!(
-                                id = a.id,
-                                ttfa_ms = ttfa.as_secs_f64() * 1e3,
-                                queued_ms = (a.started - a.submitted).as_secs_f64() * 1e3,
-                                first_frame_ms =
-                                    a.first_frame.unwrap_or_default().as_secs_f64() * 1e3,
-                                frames_at_first_audio = a.audio.frames_received(),
-                                "first audio"
-                            );
-                            metrics::histogram!("higgs_time_to_first_audio_seconds")
-                                .record(ttfa.as_secs_f64());
-                        }
-                        self.stats.audio_frames_total += w.n_new as u64;
-                        a.usage.audio_frames += w.n_new;
-                        let _ = a.events.send(Event::Audio {
-                            samples,
-                            start_frame: w.start_frame,
-                            frames: w.n_new,
-                        });
-                    }
-                }
-                Err(e) => {
-                    let idx: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
-                    self.fail_many(
-                        &idx,
-                        GenerationError::Internal(format!("codec decode failed: {e}")),
-                    );
-                    return;
-                }
-            }
+        if !jobs.is_empty() {
+            self.audio.send(AudioMsg::Decode(jobs));
         }
     }
 
-    /// Sends `Finished` for requests whose audio is fully decoded.
+    /// Queues `Finished` (behind their audio) for requests whose audio windows are all queued.
     fn finish_drained(&mut self) {
         let mut i = 0;
         while i < self.active.len() {
@@ -1260,15 +1294,13 @@ impl<'p> Engine<'p> {
                 } else {
                     StopReason::Stop
                 };
-                let timings = Timings {
-                    queue: a.started - a.submitted,
-                    time_to_first_audio: a.first_audio,
-                    total: a.submitted.elapsed(),
-                };
-                let _ = a.events.send(Event::Finished {
+                self.audio.send(AudioMsg::Finish {
+                    id: a.id,
+                    to: a.events.clone(),
                     reason,
                     usage: a.usage,
-                    timings,
+                    queue: a.started - a.submitted,
+                    submitted: a.submitted,
                 });
                 self.stats.requests_finished += 1;
                 metrics::counter!("higgs_requests_total", "outcome" => "finished").increment(1);
@@ -1288,7 +1320,7 @@ impl<'p> Engine<'p> {
         for &i in idx.iter().rev() {
             if i < self.active.len() {
                 let a = self.active.swap_remove(i);
-                let _ = a.events.send(Event::Failed(e.clone()));
+                self.audio.event(a.id, &a.events, Event::Failed(e.clone()));
                 self.stats.requests_failed += 1;
                 metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
                 self.release(a);

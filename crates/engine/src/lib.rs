@@ -5,6 +5,7 @@
 //! - [`state`]: the per-sequence TEXT / AUDIO_INIT / AUDIO_IN_PROGRESS state machine.
 //! - [`generate`]: prompt expansion and a single-request generation loop.
 
+pub mod audio_out;
 pub mod audio_stream;
 pub mod delay;
 pub mod engine;

@@ -357,3 +357,34 @@ fn streamed_chunks_grow_and_stay_exact() {
         "growing chunks vs one window"
     );
 }
+
+#[test]
+fn audio_thread_and_inline_decoding_deliver_the_same_events() {
+    let run = |codec_thread: bool| {
+        let cfg = EngineConfig {
+            max_running: 4,
+            max_seq_len: 256,
+            max_queue: 8,
+            prefill_budget: 64,
+            codec_thread,
+            ..Default::default()
+        };
+        let h = start(cfg, parts()).unwrap().0;
+        let streams: Vec<RequestStream> = (0..4).map(|i| h.submit(request(i)).unwrap()).collect();
+        let outs: Vec<Outcome> = streams.into_iter().map(collect).collect();
+        h.shutdown();
+        outs
+    };
+    let (threaded, inline) = (run(true), run(false));
+    for (i, (t, l)) in threaded.iter().zip(&inline).enumerate() {
+        assert!(t.finished && l.finished, "request {i}: {t:?} / {l:?}");
+        assert_eq!(t.text, l.text, "request {i}");
+        assert_eq!(t.frames, l.frames, "request {i}");
+        assert!(t.frames > 0);
+        // Window batches may group differently (the worker batches across steps).
+        assert!(
+            max_diff(&t.audio, &l.audio) <= higgs_codec::streaming::STREAMING_TOLERANCE,
+            "request {i}"
+        );
+    }
+}

@@ -79,8 +79,43 @@ struct LevelResult {
     /// Engine thread time per phase over the level (seconds; see `EngineStats`).
     phase_forward_s: f64,
     phase_sample_s: f64,
+    /// Audio worker's codec time (seconds; on its own thread unless HIGGS_CODEC_THREAD=0).
     phase_codec_s: f64,
     phase_step_s: f64,
+    /// Per request (in submission order): RMS of each second of its audio. A fingerprint to
+    /// compare the audio of two runs (e.g. codec thread on/off) without storing it.
+    audio_rms_per_second: Vec<Vec<f32>>,
+}
+
+/// Sums of squares per second of audio, fed chunk by chunk.
+#[derive(Default)]
+struct RmsPerSecond {
+    sums: Vec<f64>,
+    counts: Vec<usize>,
+    pos: usize,
+}
+
+impl RmsPerSecond {
+    fn push(&mut self, samples: &[f32], sample_rate: usize) {
+        for &x in samples {
+            let sec = self.pos / sample_rate.max(1);
+            if sec == self.sums.len() {
+                self.sums.push(0.0);
+                self.counts.push(0);
+            }
+            self.sums[sec] += f64::from(x) * f64::from(x);
+            self.counts[sec] += 1;
+            self.pos += 1;
+        }
+    }
+
+    fn finish(&self) -> Vec<f32> {
+        self.sums
+            .iter()
+            .zip(&self.counts)
+            .map(|(s, &n)| (s / n.max(1) as f64).sqrt() as f32)
+            .collect()
+    }
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -193,14 +228,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
             let mut stream = engine.submit(make(i))?;
             let sem = sem.clone();
+            let sample_rate = engine.sample_rate();
             handles.push(std::thread::spawn(move || {
                 let start = Instant::now();
                 let (mut first, mut frames, mut ok) = (None, 0usize, false);
+                let mut rms = RmsPerSecond::default();
                 while let Some(e) = stream.next_blocking() {
                     match e {
-                        Event::Audio { frames: f, .. } => {
+                        Event::Audio {
+                            frames: f, samples, ..
+                        } => {
                             first.get_or_insert(start.elapsed());
                             frames += f;
+                            rms.push(&samples, sample_rate);
                         }
                         Event::Finished { .. } => ok = true,
                         Event::Failed(e) => eprintln!("request failed: {e}"),
@@ -212,7 +252,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     *g -= 1;
                 }
                 cv.notify_one();
-                (ok, frames, first.unwrap_or(Duration::ZERO), start.elapsed())
+                (
+                    ok,
+                    frames,
+                    first.unwrap_or(Duration::ZERO),
+                    start.elapsed(),
+                    rms.finish(),
+                )
             }));
         }
         let outs: Vec<_> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
@@ -256,6 +302,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             phase_sample_s: after.sample_seconds - before.sample_seconds,
             phase_codec_s: after.codec_seconds - before.codec_seconds,
             phase_step_s: after.step_seconds - before.step_seconds,
+            audio_rms_per_second: outs.iter().map(|o| o.4.clone()).collect(),
         };
         println!(
             "concurrency {:4}: {:7.2} audio-s/s, per stream {:7.1} frames/s ({:.2}x real time), TTFA p50 {:7.1} ms p95 {:7.1} ms, mean batch {:.1}, {} failed; engine time: forward {:.2} s, sampling {:.2} s, codec {:.2} s, steps {:.2} s",

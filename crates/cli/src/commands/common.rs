@@ -44,7 +44,8 @@ impl LoadArgs {
         .with_context(|| format!("loading the text tokenizer from {}", tok_path.display()))?;
         let model = higgs_model::HiggsAudioModel::load(&self.model, dtype, &device)
             .with_context(|| format!("loading the model from {}", self.model.display()))?;
-        let codec = higgs_codec::Codec::load(&self.codec, &device).with_context(|| {
+        let codec_device = device::codec_device(&device)?;
+        let codec = higgs_codec::Codec::load(&self.codec, &codec_device).with_context(|| {
             format!("loading the audio tokenizer from {}", self.codec.display())
         })?;
         Ok(Loaded {

@@ -111,7 +111,7 @@ impl EngineArgs {
         let t0 = std::time::Instant::now();
         let m = higgs_model::HiggsAudioModel::load(&model, dtype, &dev)
             .with_context(|| format!("loading the model from {}", model.display()))?;
-        let c = higgs_codec::Codec::load(&codec, &dev)
+        let c = higgs_codec::Codec::load(&codec, &device::codec_device(&dev)?)
             .with_context(|| format!("loading the audio tokenizer from {}", codec.display()))?;
         tracing::info!(
             "model and codec loaded in {:.1}s on {dev:?} ({dtype:?})",
