@@ -142,24 +142,10 @@ impl<'c> AudioWorker<'c> {
     /// kernel loading happens before the first request.
     pub fn warm_up(&self, num_codebooks: usize, shapes: &[(usize, usize, usize)]) {
         for &(len, left, n_new) in shapes {
-            let res = self.codec.with(|codec| {
-                Tensor::zeros(
-                    (1, num_codebooks, len),
-                    candle_core::DType::U32,
-                    codec.device(),
-                )
-                .map_err(|e| e.to_string())
-                .and_then(|codes| {
-                    codec
-                        .decode_window(&codes, left, n_new)
-                        .map_err(|e| e.to_string())
-                })
-                .and_then(|a| {
-                    a.to_dtype(candle_core::DType::F32)
-                        .and_then(|a| a.to_vec2::<f32>())
-                        .map_err(|e| e.to_string())
-                })
-            });
+            let codes = vec![0u32; num_codebooks * len];
+            let res = self
+                .codec
+                .with(|c| decode_windows(c, codes, (1, num_codebooks, len), left, n_new));
             if let Err(e) = res {
                 tracing::warn!("warm-up: codec: {e}");
             }
@@ -254,20 +240,10 @@ impl<'c> AudioWorker<'c> {
                 flat.extend_from_slice(&jobs[k].window.codes.data);
             }
             let t_group = Instant::now();
-            let res = self.codec.with(|codec| {
-                Tensor::from_vec(flat, (group.len(), n, len), codec.device())
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| {
-                        codec
-                            .decode_window(&t, left, n_new)
-                            .map_err(|e| e.to_string())
-                    })
-                    .and_then(|t| {
-                        t.to_dtype(candle_core::DType::F32)
-                            .and_then(|t| t.to_vec2::<f32>())
-                            .map_err(|e| e.to_string())
-                    })
-            });
+            let shape = (group.len(), n, len);
+            let res = self
+                .codec
+                .with(|c| decode_windows(c, flat, shape, left, n_new));
             metrics::histogram!("higgs_codec_decode_seconds")
                 .record(t_group.elapsed().as_secs_f64());
             match res {
@@ -317,6 +293,24 @@ impl<'c> AudioWorker<'c> {
             });
         }
     }
+}
+
+/// Decodes `codes` (`[windows, codebooks, frames]`, flat) and returns the `n_new` frames after
+/// `left` of each window as f32 samples.
+fn decode_windows(
+    codec: &Codec,
+    codes: Vec<u32>,
+    shape: (usize, usize, usize),
+    left: usize,
+    n_new: usize,
+) -> Result<Vec<Vec<f32>>, String> {
+    let t = Tensor::from_vec(codes, shape, codec.device()).map_err(|e| e.to_string())?;
+    codec
+        .decode_window(&t, left, n_new)
+        .map_err(|e| e.to_string())?
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.to_vec2::<f32>())
+        .map_err(|e| e.to_string())
 }
 
 /// Whether the audio worker runs on its own thread (`HIGGS_CODEC_THREAD=0` turns it off).

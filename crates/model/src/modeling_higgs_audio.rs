@@ -673,12 +673,7 @@ impl HiggsAudioModel {
             w.write(li, &k, &v, cache)?;
         }
         for s in 0..plan.slots.len() {
-            let (start, len, past, slot) = (
-                plan.seq_start[s],
-                plan.lens[s],
-                plan.seq_past[s],
-                plan.slots[s],
-            );
+            let (start, len, past, slot) = plan.piece(s);
             if (len == 1 && group.is_some()) || groups.write.is_some() {
                 continue;
             }
@@ -755,12 +750,7 @@ impl HiggsAudioModel {
             if done {
                 continue;
             }
-            let (start, len, past, slot) = (
-                plan.seq_start[s],
-                plan.lens[s],
-                plan.seq_past[s],
-                plan.slots[s],
-            );
+            let (start, len, past, slot) = plan.piece(s);
             let total = past + len;
             let ks = cache.k[li]
                 .narrow(0, slot, 1)?
@@ -1094,6 +1084,18 @@ impl HiggsAudioModel {
     }
 }
 
+impl Plan {
+    /// `(first packed row, new positions, cached positions, slot)` of sequence `s`.
+    fn piece(&self, s: usize) -> (usize, usize, usize, usize) {
+        (
+            self.seq_start[s],
+            self.lens[s],
+            self.seq_past[s],
+            self.slots[s],
+        )
+    }
+}
+
 /// Row-level view of a packed batch.
 #[derive(Default)]
 struct Plan {
@@ -1239,12 +1241,7 @@ impl PieceWrites {
         let mut rows: Vec<u32> = Vec::new();
         let mut ids: Vec<u32> = Vec::new();
         for s in 0..plan.slots.len() {
-            let (start, len, past, slot) = (
-                plan.seq_start[s],
-                plan.lens[s],
-                plan.seq_past[s],
-                plan.slots[s],
-            );
+            let (start, len, past, slot) = plan.piece(s);
             if len == 1 && has_decode_group {
                 continue;
             }
