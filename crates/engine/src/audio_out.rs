@@ -1,15 +1,14 @@
 //! The audio side of the engine: codec decodes of streamed windows and the delivery of every
 //! event of a running request, in order.
 //!
-//! By default this runs on its own thread (`AudioOut::spawn`), so the codec's work overlaps the
-//! next model steps instead of stalling the step loop; on a GPU the codec should sit on its own
-//! CUDA stream (a separate candle device) so that the two really run at the same time. The
+//! With the codec on a GPU device of its own (own CUDA stream), this runs on its own thread, so
+//! the codec's work overlaps the next model steps instead of stalling the step loop. The
 //! engine thread only cuts windows and queues messages; one FIFO carries audio windows and
 //! every other event of a running request, so a client sees events in the order the engine made
-//! them (text, audio, `Finished`/`Failed`) whichever thread sends them. `HIGGS_CODEC_THREAD=0`
-//! runs the same code inline on the engine thread.
+//! them (text, audio, `Finished`/`Failed`) whichever thread sends them. Inline (on the CPU, or
+//! `HIGGS_CODEC_THREAD=0`) the engine thread runs the same code between steps.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -223,14 +222,22 @@ impl<'c> AudioWorker<'c> {
         if jobs.is_empty() {
             return;
         }
-        let mut groups: HashMap<(usize, usize, usize), Vec<usize>> = HashMap::new();
+        let mut by_shape: HashMap<(usize, usize, usize), Vec<usize>> = HashMap::new();
+        let mut queues: HashMap<u64, VecDeque<usize>> = HashMap::new();
         for (k, j) in jobs.iter().enumerate() {
             let w = &j.window;
-            groups
+            by_shape
                 .entry((w.codes.frames(), w.left, w.n_new))
                 .or_default()
                 .push(k);
+            queues.entry(j.id).or_default().push_back(k);
         }
+        // First chunks first (they set the time to first audio), then the oldest windows.
+        let mut groups: Vec<((usize, usize, usize), Vec<usize>)> = by_shape.into_iter().collect();
+        groups.sort_by_key(|(_, g)| {
+            let first = g.iter().any(|&k| jobs[k].window.start_frame == 0);
+            (!first, g[0])
+        });
         let mut audio: Vec<Option<Vec<f32>>> = vec![None; jobs.len()];
         let t0 = Instant::now();
         for ((len, left, n_new), group) in groups {
@@ -264,34 +271,49 @@ impl<'c> AudioWorker<'c> {
                     }
                 }
             }
+            // Send what is now in order: a request's window goes once its earlier ones went, so
+            // a big round does not hold back audio that is ready.
+            for &k in &group {
+                let Some(q) = queues.get_mut(&jobs[k].id) else {
+                    continue;
+                };
+                while let Some(&front) = q.front() {
+                    if self.dead.contains(&jobs[front].id) {
+                        q.clear();
+                        break;
+                    }
+                    let Some(samples) = audio[front].take() else {
+                        break;
+                    };
+                    q.pop_front();
+                    self.send_audio(&jobs[front], samples);
+                }
+            }
         }
         self.codec_nanos
             .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        for (j, samples) in jobs.into_iter().zip(audio) {
-            let Some(samples) = samples else { continue };
-            if self.dead.contains(&j.id) {
-                continue;
-            }
-            if let std::collections::hash_map::Entry::Vacant(e) = self.first_audio.entry(j.id) {
-                let ttfa = j.submitted.elapsed();
-                e.insert(ttfa);
-                // Where the time to first audio went (see docs/BENCHMARKS.md).
-                tracing::debug!(
-                    id = j.id,
-                    ttfa_ms = ttfa.as_secs_f64() * 1e3,
-                    queued_ms = j.queued.as_secs_f64() * 1e3,
-                    first_frame_ms = j.first_frame.unwrap_or_default().as_secs_f64() * 1e3,
-                    frames_at_first_audio = j.frames_received,
-                    "first audio"
-                );
-                metrics::histogram!("higgs_time_to_first_audio_seconds").record(ttfa.as_secs_f64());
-            }
-            let _ = j.to.send(Event::Audio {
-                samples,
-                start_frame: j.window.start_frame,
-                frames: j.window.n_new,
-            });
+    }
+
+    fn send_audio(&mut self, j: &WindowJob, samples: Vec<f32>) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.first_audio.entry(j.id) {
+            let ttfa = j.submitted.elapsed();
+            e.insert(ttfa);
+            // Where the time to first audio went (see docs/BENCHMARKS.md).
+            tracing::debug!(
+                id = j.id,
+                ttfa_ms = ttfa.as_secs_f64() * 1e3,
+                queued_ms = j.queued.as_secs_f64() * 1e3,
+                first_frame_ms = j.first_frame.unwrap_or_default().as_secs_f64() * 1e3,
+                frames_at_first_audio = j.frames_received,
+                "first audio"
+            );
+            metrics::histogram!("higgs_time_to_first_audio_seconds").record(ttfa.as_secs_f64());
         }
+        let _ = j.to.send(Event::Audio {
+            samples,
+            start_frame: j.window.start_frame,
+            frames: j.window.n_new,
+        });
     }
 }
 
@@ -313,7 +335,12 @@ fn decode_windows(
         .map_err(|e| e.to_string())
 }
 
-/// Whether the audio worker runs on its own thread (`HIGGS_CODEC_THREAD=0` turns it off).
-pub fn threaded_from_env() -> bool {
-    std::env::var("HIGGS_CODEC_THREAD").map_or(true, |v| v != "0")
+/// `HIGGS_CODEC_THREAD`: `1` forces the audio worker's own thread, `0` inline decoding, unset
+/// lets the engine choose (see `EngineConfig::codec_thread`).
+pub fn threaded_from_env() -> Option<bool> {
+    match std::env::var("HIGGS_CODEC_THREAD").ok()?.as_str() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
 }

@@ -59,9 +59,12 @@ pub struct EngineConfig {
     /// On a GPU, load the kernels and capture the decode-step CUDA graphs before serving, so the
     /// first requests do not pay for them.
     pub warmup: bool,
-    /// Decode audio on a worker thread that overlaps the model steps (on a GPU, give the codec
-    /// its own device/stream for real overlap). Off: the engine thread decodes between steps.
-    pub codec_thread: bool,
+    /// Decode audio on a worker thread that overlaps the model steps (`Some(true)`), or on the
+    /// engine thread between steps (`Some(false)`). `None` (default; `HIGGS_CODEC_THREAD=1/0`
+    /// forces it): a thread when the codec is on a GPU device of its own (own stream), inline
+    /// otherwise — on CPU cores shared with the model the thread doubled the time to first audio
+    /// at 8–32 streams for a few % of throughput (docs/BENCHMARKS.md).
+    pub codec_thread: Option<bool>,
 }
 
 impl Default for EngineConfig {
@@ -132,7 +135,7 @@ pub struct EngineStats {
     pub requests_cancelled: u64,
     /// Time per phase of the step loop, summed (seconds): the model forward, sampling (one
     /// batched call for the audio rows of a step, plus RAS re-draws), codec decodes (on the
-    /// audio worker's thread unless `codec_thread` is off), and whole steps. On a GPU the forward is asynchronous: unless `HIGGS_PROFILE_SYNC=1` (a device sync
+    /// audio worker's thread when it has one), and whole steps. On a GPU the forward is asynchronous: unless `HIGGS_PROFILE_SYNC=1` (a device sync
     /// after each forward), its kernels finish inside the sampling phase's host copy.
     pub forward_seconds: f64,
     pub sample_seconds: f64,
@@ -334,12 +337,15 @@ pub fn start(
                 // thread when it has its own device (see `EngineParts::codec`).
                 let (mdev, cdev) = (parts.model.device(), parts.codec.device());
                 let shares_gpu = mdev.is_cuda() && mdev.same_device(cdev);
-                if config.codec_thread && shares_gpu {
+                let own_gpu = cdev.is_cuda() && !mdev.same_device(cdev);
+                let threaded = config.codec_thread.unwrap_or(own_gpu) && !shares_gpu;
+                if config.codec_thread == Some(true) && shares_gpu {
                     tracing::info!(
                         "the codec shares the model's CUDA device: decoding audio on the engine thread"
                     );
                 }
-                let (audio, audio_ready) = if config.codec_thread && !shares_gpu {
+                tracing::debug!(threaded, "audio worker");
+                let (audio, audio_ready) = if threaded {
                     let (tx, rx) = std::sync::mpsc::channel();
                     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
                     let spawned = std::thread::Builder::new()

@@ -366,7 +366,7 @@ fn audio_thread_and_inline_decoding_deliver_the_same_events() {
             max_seq_len: 256,
             max_queue: 8,
             prefill_budget: 64,
-            codec_thread,
+            codec_thread: Some(codec_thread),
             ..Default::default()
         };
         let h = start(cfg, parts()).unwrap().0;
