@@ -2,8 +2,9 @@
 //! step packs the decode position of every running sequence plus prefill pieces of new ones
 //! (within a token budget) into ONE model forward, samples every sequence with its own RNG,
 //! advances each state machine, de-delays and cuts audio windows, which the audio worker
-//! ([`crate::audio_out`], its own thread by default) decodes (windows of several requests in one
-//! codec call) and delivers in order with the request's other events. Long-form requests run their
+//! ([`crate::audio_out`]; its own thread when the codec has a GPU stream of its own) decodes
+//! (windows of several requests in one codec call) and delivers in order with the request's other
+//! events. Long-form requests run their
 //! chunks in order while other requests interleave. A request whose event receiver is dropped,
 //! that is cancelled, or whose deadline passes is removed at the next step and its slot freed.
 
@@ -135,8 +136,9 @@ pub struct EngineStats {
     pub requests_cancelled: u64,
     /// Time per phase of the step loop, summed (seconds): the model forward, sampling (one
     /// batched call for the audio rows of a step, plus RAS re-draws), codec decodes (on the
-    /// audio worker's thread when it has one), and whole steps. On a GPU the forward is asynchronous: unless `HIGGS_PROFILE_SYNC=1` (a device sync
-    /// after each forward), its kernels finish inside the sampling phase's host copy.
+    /// audio worker's thread when it has one), and whole steps. On a GPU the forward is
+    /// asynchronous: unless `HIGGS_PROFILE_SYNC=1` (a device sync after each forward), its kernels
+    /// finish inside the sampling phase's host copy.
     pub forward_seconds: f64,
     pub sample_seconds: f64,
     pub codec_seconds: f64,
