@@ -672,9 +672,15 @@ impl HiggsAudioModel {
         if let Some(w) = &groups.write {
             w.write(li, &k, &v, cache)?;
         }
-        for s in 0..plan.slots.len() {
+        // Per-piece writes: only when the batched write is off (or its indices would overflow).
+        let per_piece = if groups.write.is_some() {
+            0
+        } else {
+            plan.slots.len()
+        };
+        for s in 0..per_piece {
             let (start, len, past, slot) = plan.piece(s);
-            if (len == 1 && group.is_some()) || groups.write.is_some() {
+            if len == 1 && group.is_some() {
                 continue;
             }
             for (src, dst) in [(&k, &cache.k[li]), (&v, &cache.v[li])] {
