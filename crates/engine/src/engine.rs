@@ -648,11 +648,13 @@ impl<'p> Engine<'p> {
             self.waiting.remove(i);
             self.shared.queued.fetch_sub(1, Ordering::SeqCst);
             self.stats.requests_cancelled += 1;
+            metrics::counter!("higgs_requests_total", "outcome" => "cancelled").increment(1);
         }
         if let Some(i) = self.active.iter().position(|a| a.id == id) {
             let a = self.active.swap_remove(i);
             self.release(a);
             self.stats.requests_cancelled += 1;
+            metrics::counter!("higgs_requests_total", "outcome" => "cancelled").increment(1);
         }
     }
 
@@ -676,8 +678,12 @@ impl<'p> Engine<'p> {
                         let t = p.req.timeout.unwrap_or_default();
                         let _ = p.events.send(Event::Failed(GenerationError::Timeout(t)));
                         self.stats.requests_failed += 1;
+                        metrics::counter!("higgs_requests_total", "outcome" => "timeout")
+                            .increment(1);
                     } else {
                         self.stats.requests_cancelled += 1;
+                        metrics::counter!("higgs_requests_total", "outcome" => "cancelled")
+                            .increment(1);
                     }
                 }
             } else {
@@ -1003,7 +1009,10 @@ impl<'p> Engine<'p> {
         {
             Ok(o) => o,
             Err(e) => {
-                tracing::error!("forward failed: {e}");
+                tracing::error!(
+                    requests = ?owners.iter().map(|&(i, _)| self.active[i].id).collect::<Vec<_>>(),
+                    "model forward failed: {e}"
+                );
                 let failed: Vec<usize> = owners.iter().map(|(i, _)| *i).collect();
                 self.fail_many(
                     &failed,
@@ -1228,19 +1237,14 @@ impl<'p> Engine<'p> {
                 } else {
                     "the model answered without speaking; set force_audio or check the prompt"
                 };
-                let ev = Event::Failed(GenerationError::NoAudio(hint.into()));
-                self.audio.event(a.id, &a.events, ev);
-                self.stats.requests_failed += 1;
-                self.release(a);
+                self.end_failed(a, GenerationError::NoAudio(hint.into()));
                 continue;
             }
             let handle = AudioRef(a.clips.len());
             a.clips.push(Codes::from_columns(frames[0].len(), &frames));
             if let Plan::Script { planner } = &mut a.plan {
                 if let Err(e) = planner.record_generated(handle) {
-                    let ev = Event::Failed(GenerationError::Internal(e.to_string()));
-                    self.audio.event(a.id, &a.events, ev);
-                    self.release(a);
+                    self.end_failed(a, GenerationError::Internal(e.to_string()));
                     continue;
                 }
             }
@@ -1252,9 +1256,7 @@ impl<'p> Engine<'p> {
                     a.audio.finish();
                 }
                 Err(e) => {
-                    self.audio.event(a.id, &a.events, Event::Failed(e));
-                    self.stats.requests_failed += 1;
-                    self.release(a);
+                    self.end_failed(a, e);
                     continue;
                 }
             }
@@ -1328,12 +1330,26 @@ impl<'p> Engine<'p> {
         for &i in idx.iter().rev() {
             if i < self.active.len() {
                 let a = self.active.swap_remove(i);
-                self.audio.event(a.id, &a.events, Event::Failed(e.clone()));
-                self.stats.requests_failed += 1;
-                metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
-                self.release(a);
+                self.end_failed(a, e.clone());
             }
         }
+    }
+
+    /// Ends running request `a` with `e`: the client gets `Failed` behind the events already
+    /// queued for it (its stream then ends without a normal end), the failure is logged with the
+    /// request id and counted (`higgs_requests_total{outcome="failed"}`), and its slot is freed.
+    /// Internal errors are logged at `error` (they are bugs or device faults), the others at
+    /// `debug` (the client's own doing, answered with a clear message).
+    fn end_failed(&mut self, a: Active, e: GenerationError) {
+        if matches!(e, GenerationError::Internal(_)) {
+            tracing::error!(request = a.id, "request failed mid-generation: {e}");
+        } else {
+            tracing::debug!(request = a.id, "request failed: {e}");
+        }
+        self.audio.event(a.id, &a.events, Event::Failed(e));
+        self.stats.requests_failed += 1;
+        metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
+        self.release(a);
     }
 }
 

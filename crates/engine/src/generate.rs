@@ -8,9 +8,7 @@ use higgs_model::{
 };
 
 use crate::delay::{build_delayed_segment, Codes};
-use crate::sampling::{
-    host_rows, resample_raw, sample_row, sample_rows_on_device, RasParams, SamplingParams, SeqRng,
-};
+use crate::sampling::{sample_rows, RasParams, SamplingParams, SeqRng};
 use crate::state::{FinishReason, GenState, NextInput, SpecialIds, StepEvent};
 use crate::EngineError;
 
@@ -148,8 +146,8 @@ pub fn special_ids(cfg: &HiggsConfig, stop: Vec<u32>) -> SpecialIds {
     }
 }
 
-/// Samples the ids of `rows` logits rows (`[R, V]`) for one sequence: on the logits' device
-/// unless they live in host memory already.
+/// Samples the ids of `rows` logits rows (`[R, V]`) for one sequence ([`sample_rows`]: on the
+/// logits' device where its sort can take the rows, else on the host).
 pub(crate) fn sample_logits(
     logits: &Tensor,
     p: &SamplingParams,
@@ -157,16 +155,7 @@ pub(crate) fn sample_logits(
 ) -> Result<Vec<u32>, EngineError> {
     let (r, _) = logits.dims2()?;
     let us: Vec<f32> = (0..r).map(|_| rng.uniform()).collect();
-    if logits.device().is_cpu() {
-        let rows = host_rows(logits)?;
-        Ok(rows
-            .iter()
-            .zip(&us)
-            .map(|(row, &u)| sample_row(row, p, u))
-            .collect())
-    } else {
-        Ok(sample_rows_on_device(logits, &vec![*p; r], &us)?)
-    }
+    Ok(sample_rows(logits, &vec![*p; r], &us)?)
 }
 
 /// `ignore_eos` support: replace sampled stream-EOS codes.
@@ -189,27 +178,21 @@ pub(crate) fn ras_resample(
         return Ok(());
     }
     let us: Vec<f32> = rows.iter().map(|_| rng.uniform()).collect();
-    if audio.device().is_cpu() {
-        let all = host_rows(audio)?;
-        for (&k, &u) in rows.iter().zip(&us) {
-            out[k] = resample_raw(&all[k], u);
-        }
-    } else {
-        let idx = Tensor::from_vec(
-            rows.iter().map(|&k| k as u32).collect::<Vec<_>>(),
-            rows.len(),
-            audio.device(),
-        )?;
-        let sel = audio.index_select(&idx, 0)?;
-        let raw = SamplingParams {
-            temperature: 1.0,
-            top_k: None,
-            top_p: 1.0,
-        };
-        let ids = sample_rows_on_device(&sel, &vec![raw; rows.len()], &us)?;
-        for (&k, v) in rows.iter().zip(ids) {
-            out[k] = v;
-        }
+    let idx = Tensor::from_vec(
+        rows.iter().map(|&k| k as u32).collect::<Vec<_>>(),
+        rows.len(),
+        audio.device(),
+    )?;
+    let sel = audio.index_select(&idx, 0)?;
+    // The raw distribution: temperature 1, no top-k / top-p (= `resample_raw`).
+    let raw = SamplingParams {
+        temperature: 1.0,
+        top_k: None,
+        top_p: 1.0,
+    };
+    let ids = sample_rows(&sel, &vec![raw; rows.len()], &us)?;
+    for (&k, v) in rows.iter().zip(ids) {
+        out[k] = v;
     }
     Ok(())
 }

@@ -114,6 +114,18 @@ pub enum GenerationError {
 }
 
 impl GenerationError {
+    /// What a client is told: the message itself, except for internal errors, whose detail
+    /// (device or tensor errors) is for the server log only (the engine logs it with the
+    /// request id).
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::Internal(_) => {
+                "the server failed while generating this request; it was logged, retry it".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Stable identifier for logs, metrics and JSON errors.
     pub fn error_type(&self) -> &'static str {
         match self {

@@ -138,9 +138,9 @@ pub fn warp(scores: &mut [f32], p: &SamplingParams) {
     }
     if let Some(k) = p.top_k() {
         let k = k.min(scores.len());
+        // The k-th largest by selection (O(V)), not a full sort: text rows have 128k entries.
         let mut sorted: Vec<f32> = scores.to_vec();
-        sorted.sort_unstable_by(|a, b| b.total_cmp(a));
-        let kth = sorted[k - 1];
+        let (_, &mut kth, _) = sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
         // TopK keeps every logit >= the k-th largest: ties can keep more than k.
         for v in scores.iter_mut() {
             if *v < kth {
@@ -149,7 +149,15 @@ pub fn warp(scores: &mut [f32], p: &SamplingParams) {
         }
     }
     if p.top_p < 1.0 {
-        let mut order: Vec<usize> = (0..scores.len()).collect();
+        // Entries top-k already removed (-inf) have probability 0: they lead the ascending order,
+        // add exactly 0 to every cumulative sum and are removed again, so leaving them out gives
+        // the same result bit for bit and sorts ~50 entries instead of the whole vocabulary.
+        let mut order: Vec<usize> = (0..scores.len())
+            .filter(|&i| scores[i] != f32::NEG_INFINITY)
+            .collect();
+        if order.is_empty() {
+            return;
+        }
         order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b])); // ascending
         let mut probs: Vec<f32> = order.iter().map(|&i| scores[i]).collect();
         softmax_in_place(&mut probs);
@@ -198,6 +206,11 @@ pub fn sample_rows_on_device(
 ) -> candle_core::Result<Vec<u32>> {
     let (r, v) = logits.dims2()?;
     let dev = logits.device();
+    if !fits_device_sort(v) {
+        candle_core::bail!(
+            "sample_rows_on_device: rows of {v} entries exceed the device sort's {DEVICE_SORT_MAX_COLS}; use sample_rows"
+        );
+    }
     if params.iter().all(SamplingParams::is_greedy) {
         return logits.argmax(D::Minus1)?.to_vec1::<u32>();
     }
@@ -276,7 +289,7 @@ pub fn sample_rows(
             uniforms.len()
         );
     }
-    if logits.device().is_cpu() {
+    if logits.device().is_cpu() || !fits_device_sort(logits.dim(1)?) {
         let rows = host_rows(logits)?;
         Ok(rows
             .iter()
@@ -287,6 +300,18 @@ pub fn sample_rows(
     } else {
         sample_rows_on_device(logits, params, uniforms)
     }
+}
+
+/// Widest row the device path sorts. candle's CUDA `arg_sort` keeps a whole row, padded to a power
+/// of two, in one block's shared memory (4 bytes an entry; 48 KiB without an opt-in): a text row
+/// (128,256 entries → 512 KiB) fails to launch with `CUDA_ERROR_INVALID_VALUE`. Rows wider than
+/// this (text logits, one or two steps per request) are sampled on the host; audio rows (1,026)
+/// stay on the device.
+pub const DEVICE_SORT_MAX_COLS: usize = 8192;
+
+/// Whether [`sample_rows_on_device`] can take rows of `cols` entries.
+pub fn fits_device_sort(cols: usize) -> bool {
+    cols <= DEVICE_SORT_MAX_COLS
 }
 
 fn candle_nn_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -427,5 +452,74 @@ mod tests {
             .map(|i| sample_row(&data[i * v..(i + 1) * v], &params[i], us[i]))
             .collect();
         assert_eq!(dev, host);
+    }
+
+    /// `warp` as first written (full sorts over every entry), the semantics the parity tests
+    /// pinned: the selection-based top-k and the top-p over finite entries must equal it.
+    fn warp_full_sort(scores: &mut [f32], p: &SamplingParams) {
+        if p.temperature != 1.0 && p.temperature > 0.0 {
+            for v in scores.iter_mut() {
+                *v /= p.temperature;
+            }
+        }
+        if let Some(k) = p.top_k() {
+            let k = k.min(scores.len());
+            let mut sorted: Vec<f32> = scores.to_vec();
+            sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+            let kth = sorted[k - 1];
+            for v in scores.iter_mut() {
+                if *v < kth {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+        }
+        if p.top_p < 1.0 {
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+            let mut probs: Vec<f32> = order.iter().map(|&i| scores[i]).collect();
+            softmax_in_place(&mut probs);
+            let mut cum = 0f32;
+            let last = order.len() - 1;
+            for (r, &i) in order.iter().enumerate() {
+                cum += probs[r];
+                if cum <= 1.0 - p.top_p && r != last {
+                    scores[i] = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn warp_equals_the_full_sort_version(
+            row in proptest::collection::vec(-8.0f32..8.0, 1..400),
+            dup in 0usize..4,
+            k in proptest::option::of(0usize..60),
+            top_p in proptest::sample::select(vec![1.0f32, 0.99, 0.95, 0.8, 0.5, 0.1]),
+            t in proptest::sample::select(vec![0.5f32, 1.0, 1.3]),
+        ) {
+            // Repeated values make ties at the k-th entry and in the top-p order.
+            let row: Vec<f32> = row.iter().map(|v| (v * dup.max(1) as f32).round() / dup.max(1) as f32).collect();
+            let p = SamplingParams { temperature: t, top_k: k, top_p };
+            let (mut a, mut b) = (row.clone(), row);
+            warp(&mut a, &p);
+            warp_full_sort(&mut b, &p);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(bits(&a), bits(&b));
+        }
+    }
+
+    #[test]
+    fn rows_wider_than_the_device_sort_are_refused_by_the_device_path() {
+        let v = DEVICE_SORT_MAX_COLS + 1;
+        let t = Tensor::zeros((1, v), DType::F32, &Device::Cpu).unwrap();
+        let p = [SamplingParams {
+            temperature: 1.0,
+            top_k: Some(50),
+            top_p: 0.95,
+        }];
+        assert!(sample_rows_on_device(&t, &p, &[0.5]).is_err());
+        // `sample_rows` takes them (host path).
+        assert!(sample_rows(&t, &p, &[0.5]).unwrap()[0] < v as u32);
     }
 }

@@ -330,3 +330,93 @@ impl candle_core::CustomOp3 for AddRmsNorm {
         Ok((out, (2, rows, cols).into()))
     }
 }
+
+/// Writes rows `rows[r]` of `src` (`[N, kv_heads * head_dim]`) into `cache` (a layer's
+/// `[slots, kv_heads, max_len, head_dim]` K or V cache, in place) at cache rows
+/// `dst_rows[r * kv_heads + g]` of its `[slots * kv_heads * max_len, head_dim]` view: one launch
+/// for every prefill piece of a step (candle's scatter walks the scattered rows serially).
+pub(crate) fn kv_write_rows(
+    cache: &Tensor,
+    src: &Tensor,
+    rows: &Tensor,
+    dst_rows: &Tensor,
+) -> Result<()> {
+    cache.inplace_op3(src, dst_rows, &KvWriteRows { rows: rows.clone() })
+}
+
+struct KvWriteRows {
+    rows: Tensor,
+}
+
+impl candle_core::InplaceOp3 for KvWriteRows {
+    fn name(&self) -> &'static str {
+        "higgs-kv-write-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<()> {
+        candle_core::bail!("kv_write_rows is CUDA-only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        cache: &mut CudaStorage,
+        cl: &Layout,
+        src: &CudaStorage,
+        sl: &Layout,
+        dst: &CudaStorage,
+        dl: &Layout,
+    ) -> Result<()> {
+        let (_, nkv, _, hd) = cl.shape().dims4()?;
+        let (_, kv_dim) = sl.shape().dims2()?;
+        let m = self.rows.elem_count();
+        if kv_dim != nkv * hd || dl.shape().elem_count() != m * nkv {
+            candle_core::bail!(
+                "kv_write_rows: src {:?}, {m} rows, {:?} destinations for cache {:?}",
+                sl.dims(),
+                dl.dims(),
+                cl.dims()
+            )
+        }
+        let (c0, c1) = offsets(cl, "cache")?;
+        let (s0, s1) = offsets(sl, "src")?;
+        let (d0, d1) = offsets(dl, "dst_rows")?;
+        let (r_guard, r_l) = self.rows.storage_and_layout();
+        let rows = cuda_view!(r_guard, r_l, u32, "rows");
+        let dev = src.device().clone();
+        let dst_rows = dst.as_cuda_slice::<u32>()?.slice(d0..d1);
+        let cfg = LaunchConfig::for_num_elems((m * nkv * hd) as u32);
+        let args = [m, nkv, hd].map(|x| x as u32);
+        macro_rules! launch {
+            ($ty:ty, $name:expr) => {{
+                let s = src.as_cuda_slice::<$ty>()?.slice(s0..s1);
+                let mut c = cache.as_cuda_slice_mut::<$ty>()?.slice_mut(c0..c1);
+                let func = dev.get_or_load_custom_func($name, MODULE, PTX)?;
+                let mut b = func.builder();
+                b.arg(&s);
+                b.arg(&rows);
+                b.arg(&dst_rows);
+                b.arg(&mut c);
+                for a in &args {
+                    b.arg(a);
+                }
+                // SAFETY: argument types and order match `kv_write_rows_*` in decode.cu; every
+                // destination row is < slots * kv_heads * max_len (checked when it was built).
+                unsafe { b.launch(cfg) }.w()?;
+            }};
+        }
+        match (src.dtype(), cache.dtype()) {
+            (DType::F32, DType::F32) => launch!(f32, "kv_write_rows_f32"),
+            (DType::BF16, DType::BF16) => launch!(half::bf16, "kv_write_rows_bf16"),
+            (a, b) => candle_core::bail!("kv_write_rows: src {a:?}, cache {b:?}"),
+        }
+        Ok(())
+    }
+}

@@ -1218,13 +1218,19 @@ struct Groups {
 }
 
 /// The K/V cache writes of every piece not written by the decode group (prefill pieces, and all
-/// pieces when there is no group) as ONE scatter per layer and K/V, instead of ~3 launches per
+/// pieces when there is no group) as ONE launch per layer and K/V, instead of ~3 launches per
 /// piece (narrow/transpose copy, slice_set): 50 prompts in a prefill step were ~8 000 launches.
+/// On CUDA the write is our `kv_write_rows` kernel: candle's scatter, used for it first, runs
+/// one thread per head-dim element and walks the M·kv_heads destination rows serially, which
+/// halved the engine's throughput under load. The CPU uses candle's scatter (same result).
 struct PieceWrites {
-    /// `[M]` packed rows written (None: all rows `0..N`, in order).
-    rows: Option<Tensor>,
-    /// `[M * kv_heads, head_dim]` u32: destination row of each (row, KV head) in the layer's
-    /// cache viewed as `[slots * kv_heads * max_len, head_dim]`.
+    /// `[M]` u32: the packed rows written, in order.
+    rows: Tensor,
+    /// Whether `rows` is `0..N` (every packed row, in order).
+    all: bool,
+    /// `[M * kv_heads]` u32: destination row of each (row, KV head) in the layer's cache viewed
+    /// as `[slots * kv_heads * max_len, head_dim]`; on the CPU broadcast to `[M * kv_heads,
+    /// head_dim]` for candle's scatter.
     ids: Tensor,
 }
 
@@ -1237,8 +1243,8 @@ impl PieceWrites {
         dev: &Device,
     ) -> candle_core::Result<Option<Self>> {
         let (nkv, hd, max_len) = (cfg.num_key_value_heads, cfg.head_dim, cache.max_len());
-        // Destination rows must fit the u32 indices of candle's scatter. `HIGGS_BATCHED_KV_WRITE=0`
-        // keeps the per-piece writes (for A/B runs).
+        // Destination rows must fit u32 indices. `HIGGS_BATCHED_KV_WRITE=0` keeps the per-piece
+        // writes (for A/B runs).
         if cache.num_slots() * nkv * max_len > u32::MAX as usize
             || std::env::var("HIGGS_BATCHED_KV_WRITE").is_ok_and(|v| v == "0")
         {
@@ -1263,23 +1269,35 @@ impl PieceWrites {
         }
         let m = rows.len();
         let all = m == plan.kinds.len() && rows.iter().enumerate().all(|(i, &r)| r == i as u32);
-        let ids = Tensor::from_vec(ids, (m * nkv, 1), dev)?
-            .broadcast_as((m * nkv, hd))?
-            .contiguous()?;
-        let rows = if all {
-            None
+        let ids = Tensor::from_vec(ids, m * nkv, dev)?;
+        let ids = if dev.is_cuda() {
+            ids
         } else {
-            Some(Tensor::from_vec(rows, m, dev)?)
+            ids.reshape((m * nkv, 1))?
+                .broadcast_as((m * nkv, hd))?
+                .contiguous()?
         };
-        Ok(Some(Self { rows, ids }))
+        let rows = Tensor::from_vec(rows, m, dev)?;
+        Ok(Some(Self { rows, all, ids }))
     }
 
     /// Writes the pieces' rows of `k`, `v` (`[N, kv_heads * head_dim]`) into layer `li`'s cache.
     fn write(&self, li: usize, k: &Tensor, v: &Tensor, cache: &KvCache) -> candle_core::Result<()> {
         for (src, dst) in [(k, &cache.k[li]), (v, &cache.v[li])] {
-            let src = match &self.rows {
-                Some(r) => src.index_select(r, 0)?,
-                None => src.contiguous()?,
+            #[cfg(feature = "cuda")]
+            if src.device().is_cuda() {
+                crate::decode_kernels::kv_write_rows(
+                    dst,
+                    &src.contiguous()?,
+                    &self.rows,
+                    &self.ids,
+                )?;
+                continue;
+            }
+            let src = if self.all {
+                src.contiguous()?
+            } else {
+                src.index_select(&self.rows, 0)?
             };
             let (m, kv_dim) = src.dims2()?;
             let hd = self.ids.dim(1)?;

@@ -120,12 +120,18 @@ pub fn streaming_body(
                         Err(err) => Some((Err(std::io::Error::other(err.to_string())), (s, None))),
                     };
                 }
+                // A failure ends the chunked body with an error: hyper then closes the connection
+                // without the terminating chunk, so a client cannot take a cut stream for a whole one.
                 Some(Event::Failed(err)) => {
-                    tracing::warn!("generation failed mid-stream: {err}");
-                    return Some((Err(std::io::Error::other(err.to_string())), (s, None)));
+                    tracing::warn!(request = s.id, "generation failed mid-stream: {err}");
+                    return Some((Err(std::io::Error::other(err.client_message())), (s, None)));
                 }
                 Some(_) => continue,
-                None => return None,
+                None => {
+                    tracing::error!(request = s.id, "the engine stopped mid-stream");
+                    let err = std::io::Error::other("the engine stopped mid-stream");
+                    return Some((Err(err), (s, None)));
+                }
             }
         }
     });

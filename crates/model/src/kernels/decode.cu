@@ -9,6 +9,7 @@
 //   Replaces scale, cast to f32, mask add, softmax and the cast back.
 // add_rmsnorm_*: r = x + y (rounded to T) and rmsnorm(r) * w (as candle's rmsnorm: f32 sum of
 //   squares, scale * r * w, one rounding) in one pass. Replaces a residual add and an RMSNorm.
+// kv_write_rows_*: the K/V cache write of every prefill piece of a step (row gather + scatter).
 //
 // Regenerate decode.ptx (nvcc 13.0; compute_80 so that the PTX also JIT-compiles on A100/L40S):
 //   nvcc -ptx -arch=compute_80 -O3 decode.cu -o decode.ptx
@@ -143,6 +144,26 @@ __device__ void add_rmsnorm(const T *x, const T *y, const T *w, T *out, const ui
     }
 }
 
+// One thread per (piece row, KV head, i < hd): row `rows[r]` of `src` ([N, nkv hd], contiguous)
+// goes to row `dst_rows[r nkv + g]` of the layer's cache viewed as [slots nkv max_len, hd]. The
+// K/V cache write of all prefill pieces of a step in one launch. candle's scatter cannot do this
+// well: its kernel runs one thread per element of the non-scattered dims (here head_dim = 128
+// threads) and walks the scattered dim serially, so a prefill of thousands of rows took
+// milliseconds per layer.
+template <typename T>
+__device__ void kv_write_rows(const T *src, const uint32_t *rows, const uint32_t *dst_rows,
+                              T *cache, const uint32_t m, const uint32_t nkv, const uint32_t hd) {
+    const uint64_t total = (uint64_t)m * nkv * hd;
+    for (uint64_t idx = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; idx < total;
+         idx += (uint64_t)blockDim.x * gridDim.x) {
+        const uint32_t d = idx % hd;
+        const uint64_t rg = idx / hd; // r * nkv + g
+        const uint32_t g = rg % nkv;
+        const uint32_t r = rg / nkv;
+        cache[(uint64_t)dst_rows[rg] * hd + d] = src[((uint64_t)rows[r] * nkv + g) * hd + d];
+    }
+}
+
 #define DECODE_OPS(T, SUFFIX)                                                                    \
     extern "C" __global__ void decode_qkv_##SUFFIX(                                              \
         const T *qkv, const T *cos, const T *sin, const uint32_t *write_pos, T *q_out,           \
@@ -161,6 +182,12 @@ __device__ void add_rmsnorm(const T *x, const T *y, const T *w, T *out, const ui
                                                     const uint32_t rows, const uint32_t ncols,   \
                                                     const float eps) {                           \
         add_rmsnorm<T>(x, y, w, out, rows, ncols, eps);                                          \
+    }                                                                                            \
+    extern "C" __global__ void kv_write_rows_##SUFFIX(const T *src, const uint32_t *rows,        \
+                                                      const uint32_t *dst_rows, T *cache,        \
+                                                      const uint32_t m, const uint32_t nkv,      \
+                                                      const uint32_t hd) {                       \
+        kv_write_rows<T>(src, rows, dst_rows, cache, m, nkv, hd);                                \
     }
 
 DECODE_OPS(float, f32)

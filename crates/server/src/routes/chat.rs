@@ -125,12 +125,18 @@ pub async fn chat(
                         done = true;
                     }
                     Some(Event::Failed(e)) => {
-                        pending.push_back(serde_json::json!({"error": {"message": e.to_string(), "type": e.error_type()}}).to_string());
+                        tracing::warn!(request = s.id, "generation failed mid-stream: {e}");
+                        pending.push_back(serde_json::json!({"error": {"message": e.client_message(), "type": e.error_type()}}).to_string());
                         pending.push_back("[DONE]".to_string());
                         done = true;
                     }
                     Some(Event::Started { .. }) => {}
-                    None => return None,
+                    None => {
+                        tracing::error!(request = s.id, "the engine stopped mid-stream");
+                        pending.push_back(serde_json::json!({"error": {"message": "the server stopped while generating; retry", "type": "unavailable"}}).to_string());
+                        pending.push_back("[DONE]".to_string());
+                        done = true;
+                    }
                 }
             }
         }

@@ -81,11 +81,19 @@ pub async fn speech(
                             );
                             }
                             Some(higgs_engine::Event::Failed(err)) => {
-                                pending.push_back(serde_json::json!({"type": "error", "error": {"message": err.to_string(), "type": err.error_type()}}).to_string());
+                                tracing::warn!(
+                                    request = s.id,
+                                    "generation failed mid-stream: {err}"
+                                );
+                                pending.push_back(serde_json::json!({"type": "error", "error": {"message": err.client_message(), "type": err.error_type()}}).to_string());
                                 enc = None;
                             }
                             Some(_) => {}
-                            None => enc = None,
+                            None => {
+                                tracing::error!(request = s.id, "the engine stopped mid-stream");
+                                pending.push_back(serde_json::json!({"type": "error", "error": {"message": "the server stopped while generating; retry", "type": "unavailable"}}).to_string());
+                                enc = None;
+                            }
                         }
                     }
                 },

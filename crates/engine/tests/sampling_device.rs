@@ -1,0 +1,53 @@
+//! Sampling on the test device (`HIGGS_TEST_DEVICE=cuda` in a cuda build): rows as wide as the
+//! text vocabulary (128,256 logits) sample there and equal the host path for the same uniforms.
+//! Regression test of the HTTP failures under load: a request that ends its audio by EOS goes
+//! back to text mode, and its text row was sampled with candle's CUDA sort, which cannot launch
+//! for rows that wide (`CUDA_ERROR_INVALID_VALUE`), failing the request mid-stream.
+#![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
+
+use candle_core::{DType, Tensor};
+use higgs_engine::sampling::{sample_row, sample_rows, SamplingParams, SeqRng};
+
+fn check(rows: usize, cols: usize, dtype: DType) {
+    let dev = higgs_testkit::test_device();
+    let mut rng = SeqRng::new(Some(3));
+    let data: Vec<f32> = (0..rows * cols)
+        .map(|_| (rng.uniform() - 0.5) * 12.0)
+        .collect();
+    let params: Vec<SamplingParams> = (0..rows)
+        .map(|i| SamplingParams {
+            temperature: [1.0, 0.7, 0.0][i % 3],
+            top_k: [Some(50), None][i % 2],
+            top_p: [0.95, 1.0][(i / 2) % 2],
+        })
+        .collect();
+    let us: Vec<f32> = (0..rows).map(|_| rng.uniform()).collect();
+    let t = Tensor::from_vec(data, (rows, cols), &dev)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    let got = sample_rows(&t, &params, &us).unwrap();
+    // The host reference on the same (dtype-rounded) logits.
+    let host = t
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_device(&candle_core::Device::Cpu)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let want: Vec<u32> = (0..rows)
+        .map(|i| sample_row(&host[i], &params[i], us[i]))
+        .collect();
+    assert_eq!(got, want, "{rows}x{cols} {dtype:?}");
+}
+
+#[test]
+fn text_vocabulary_rows_sample_on_the_test_device() {
+    check(3, 128_256, DType::F32);
+    check(2, 128_256, DType::BF16);
+}
+
+#[test]
+fn audio_rows_sample_on_the_test_device() {
+    check(16, 1026, DType::F32);
+}
