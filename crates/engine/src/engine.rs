@@ -27,7 +27,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use crate::audio_out::{AudioMsg, AudioOut, AudioWorker, SharedCodec, WindowJob};
 use crate::audio_stream::{AudioStream, SegmentDedelay};
 use crate::delay::Codes;
-use crate::generate::{expand_prompt, mask_eos, sample_logits, special_ids, PromptSpec};
+use crate::generate::{expand_prompt, mask_eos, special_ids, PromptSpec};
 use crate::request::{
     ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError, Usage,
 };
@@ -1058,10 +1058,18 @@ impl<'p> Engine<'p> {
                 return;
             }
         };
+        let text_ids = match self.sample_text(&out.text_logits, &jobs, &audio_cols) {
+            Ok(t) => t,
+            Err(e) => {
+                let failed: Vec<usize> = jobs.iter().map(|j| j.0).collect();
+                self.fail_many(&failed, e);
+                return;
+            }
+        };
         self.stats.sample_seconds += t_sample.elapsed().as_secs_f64();
         let mut failed: Vec<(usize, GenerationError)> = Vec::new();
-        for (&(i, text_row, _), col) in jobs.iter().zip(audio_cols) {
-            if let Err(e) = self.advance(i, &out.text_logits, text_row, col) {
+        for ((&(i, _, _), col), text) in jobs.iter().zip(audio_cols).zip(text_ids) {
+            if let Err(e) = self.advance(i, text, col) {
                 failed.push((i, e));
             }
         }
@@ -1152,30 +1160,65 @@ impl<'p> Engine<'p> {
         Ok(res)
     }
 
-    /// Advances sequence `i` after its forward with its sampled audio column (after RAS), or
-    /// samples its text token.
+    /// Samples the text token of every job in text mode (text logits and no audio column) in ONE
+    /// call: one gather of their rows and one host copy (text rows are sampled on the host, see
+    /// `sampling::DEVICE_SORT_MAX_COLS`), instead of a copy and a device sync per sequence.
+    /// Each sequence draws one uniform from its own RNG, as when it runs alone.
+    fn sample_text(
+        &mut self,
+        logits: &Option<Tensor>,
+        jobs: &[(usize, Option<usize>, Option<usize>)],
+        audio_cols: &[Option<Vec<u32>>],
+    ) -> Result<Vec<Option<u32>>, GenerationError> {
+        let internal = |e: candle_core::Error| GenerationError::Internal(e.to_string());
+        let mut res = vec![None; jobs.len()];
+        let Some(l) = logits else {
+            return Ok(res);
+        };
+        let with: Vec<(usize, u32)> = jobs
+            .iter()
+            .zip(audio_cols)
+            .enumerate()
+            .filter_map(|(j, (&(_, t, _), col))| match (t, col) {
+                (Some(r), None) => Some((j, r as u32)),
+                _ => None,
+            })
+            .collect();
+        if with.is_empty() {
+            return Ok(res);
+        }
+        let idx: Vec<u32> = with.iter().map(|&(_, r)| r).collect();
+        let idx = Tensor::from_vec(idx, with.len(), l.device()).map_err(internal)?;
+        let sel = l.index_select(&idx, 0).map_err(internal)?;
+        let mut params = Vec::with_capacity(with.len());
+        let mut us = Vec::with_capacity(with.len());
+        for &(j, _) in &with {
+            let a = &mut self.active[jobs[j].0];
+            params.push(a.req.params.sampling);
+            us.push(a.rng.uniform());
+        }
+        let ids = sample_rows(&sel, &params, &us).map_err(internal)?;
+        for (&(j, _), id) in with.iter().zip(ids) {
+            res[j] = Some(id);
+        }
+        Ok(res)
+    }
+
+    /// Advances sequence `i` after its forward with its sampled audio column (after RAS) or its
+    /// sampled text token.
     fn advance(
         &mut self,
         i: usize,
-        text_logits: &Option<Tensor>,
-        text_row: Option<usize>,
+        text_id: Option<u32>,
         audio_col: Option<Vec<u32>>,
     ) -> Result<(), GenerationError> {
         let model_cfg = self.parts.model.config();
         let a = &mut self.active[i];
-        let internal = |e: crate::EngineError| GenerationError::Internal(e.to_string());
         let (events, next) = if let Some(mut col) = audio_col {
             mask_eos(&mut col, a.req.params.ignore_eos, model_cfg.stream_eos_id);
             a.chunk.state.on_audio_step(&col)
-        } else if let (Some(l), Some(r)) = (text_logits, text_row) {
-            let logits = l
-                .narrow(0, r, 1)
-                .map_err(|e| GenerationError::Internal(e.to_string()))?;
-            let id =
-                sample_logits(&logits, &a.req.params.sampling, &mut a.rng).map_err(internal)?[0];
-            a.chunk.state.on_text_step(id)
         } else {
-            a.chunk.state.on_text_step(0)
+            a.chunk.state.on_text_step(text_id.unwrap_or(0))
         };
         let mut text_ids = Vec::new();
         for e in events {

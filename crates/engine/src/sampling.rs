@@ -291,12 +291,26 @@ pub fn sample_rows(
     }
     if logits.device().is_cpu() || !fits_device_sort(logits.dim(1)?) {
         let rows = host_rows(logits)?;
-        Ok(rows
-            .iter()
-            .zip(params)
-            .zip(uniforms)
-            .map(|((row, p), &u)| sample_row(row, p, u))
-            .collect())
+        let one = |k: usize| sample_row(&rows[k], &params[k], uniforms[k]);
+        // Wide rows (text logits off a GPU) cost ~1 ms each on the host: spread several over
+        // threads. Rows are independent, so the ids are the same as in order.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if !logits.device().is_cpu() && r > 1 && threads > 1 {
+            let per = r.div_ceil(threads);
+            let mut ids = vec![0u32; r];
+            std::thread::scope(|sc| {
+                for (c, out) in ids.chunks_mut(per).enumerate() {
+                    let one = &one;
+                    sc.spawn(move || {
+                        for (k, id) in out.iter_mut().enumerate() {
+                            *id = one(c * per + k);
+                        }
+                    });
+                }
+            });
+            return Ok(ids);
+        }
+        Ok((0..r).map(one).collect())
     } else {
         sample_rows_on_device(logits, params, uniforms)
     }

@@ -388,3 +388,47 @@ fn audio_thread_and_inline_decoding_deliver_the_same_events() {
         );
     }
 }
+
+/// Sampled requests that may leave audio by EOS and go on in text mode (the HTTP case that
+/// failed on the GPU): the text tokens of a step are sampled together, yet each request's text
+/// and audio equal the same request alone (its own RNG), and none fails.
+#[test]
+fn sampled_text_steps_batched_equal_alone() {
+    let sampled = |i: usize| {
+        let mut r = request(i);
+        r.params.sampling = SamplingParams {
+            temperature: 1.0,
+            top_k: Some(50),
+            top_p: 0.95,
+        };
+        r.params.seed = Some(100 + i as u64);
+        r.params.max_new_tokens = 60;
+        // Without forced audio the model starts in text mode: every request has text steps.
+        r.force_audio = false;
+        r
+    };
+    let batched = engine(6, 64);
+    let streams: Vec<RequestStream> = (0..6)
+        .map(|i| batched.submit(sampled(i)).unwrap())
+        .collect();
+    let outcomes: Vec<Outcome> = streams
+        .into_iter()
+        .map(|s| std::thread::spawn(move || collect(s)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let alone = engine(1, 64);
+    let mut text_tokens = 0;
+    for (i, o) in outcomes.iter().enumerate() {
+        let a = collect(alone.submit(sampled(i)).unwrap());
+        assert_eq!(o.text, a.text, "request {i}: text batched = alone");
+        assert_eq!(o.frames, a.frames, "request {i}: frames");
+        assert_eq!(o.error, a.error, "request {i}: outcome");
+        if o.frames > 0 {
+            assert!(max_diff(&o.audio, &a.audio) < 1e-4, "request {i}: audio");
+        }
+        text_tokens += o.text.len();
+    }
+    assert!(text_tokens > 0, "the requests sampled text tokens");
+}
