@@ -231,3 +231,69 @@ fn serve_without_weights_tries_to_download_then_says_what_to_run() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("serve --demo"), "{err}");
 }
+
+/// The GPU suite's HTTP soak (`bench --url`) against a `--demo` server with the shared voices:
+/// speech PCM/MP3 and chat SSE, mixed lengths, a library voice, client cancellations, no
+/// `ignore_eos`; every stream that started must end whole (0 failed) and none is refused.
+#[test]
+fn http_soak_of_a_demo_server_has_no_failed_streams() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let voices = higgs_testkit::workspace_root().join("voices");
+    let mut server = bin()
+        .args(["serve", "--demo", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("--voices")
+        .arg(&voices)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = (0..240).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        ureq::get(&format!("{url}/health")).call().is_ok()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("soak.json");
+    let out = ready.then(|| {
+        bin()
+            .args([
+                "bench",
+                "--url",
+                &url,
+                "--voice",
+                "belinda",
+                "--concurrency",
+                "4",
+            ])
+            .args(["--requests", "9", "--frames", "30", "--json"])
+            .arg(&json)
+            .output()
+            .unwrap()
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = out.expect("the demo server never became healthy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let level = &doc["levels"][0];
+    assert_eq!(level["requests"], 9, "{level}");
+    assert_eq!(level["failed_streams"], 0, "{level}");
+    assert_eq!(level["refused_by_status"], serde_json::json!({}), "{level}");
+    for kind in ["speech_pcm", "speech_mp3", "chat_sse"] {
+        assert_eq!(level[kind], 3, "{level}");
+    }
+    assert_eq!(
+        level["cancelled_by_client"], 1,
+        "request 7 hangs up early: {level}"
+    );
+    assert!(level["audio_s_total"].as_f64().unwrap() > 0.0, "{level}");
+}

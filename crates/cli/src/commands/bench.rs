@@ -54,6 +54,13 @@ pub struct BenchArgs {
     text: String,
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
+    /// --url mode: library voice used by a third of the requests (others: `alloy`, no reference).
+    #[arg(long)]
+    voice: Option<String>,
+    /// In-process mode: let requests end by EOS (no `ignore_eos`), as HTTP clients' requests do;
+    /// `--frames` is then the `max_new_tokens` budget, not the exact length.
+    #[arg(long)]
+    eos: bool,
     #[command(flatten)]
     stream: super::common::StreamArgs,
     /// Write the results as JSON to this file.
@@ -202,7 +209,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             // AUDIO_INIT + frames + the 7-frame delay tail and the BOS/EOS columns.
             max_new_tokens: a.frames + 9,
             seed: Some(i as u64),
-            ignore_eos: true,
+            ignore_eos: !a.eos,
         },
         force_audio: true,
         timeout: None,
@@ -330,7 +337,171 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--url` mode: N concurrent streamed speech requests against a running server.
+/// What one `--url` request is, by its index: a mix the way clients use the server.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum HttpKind {
+    SpeechPcm,
+    SpeechMp3,
+    ChatSse,
+}
+
+/// The result of one `--url` request.
+struct HttpOutcome {
+    kind: HttpKind,
+    /// Audio seconds received (mp3: from its 64 kbit/s constant bit rate).
+    audio_s: f64,
+    ttfa: Option<Duration>,
+    total: Duration,
+    /// The client hung up on purpose after the first audio.
+    cancelled: bool,
+    /// Refused before streaming (status code), e.g. 429.
+    refused: Option<u16>,
+    /// Broken after it started: a cut chunked body or an SSE error event.
+    failed: Option<String>,
+}
+
+/// Sends request `i` of a `--url` level and reads its stream.
+fn http_request(
+    url: &str,
+    key: Option<&str>,
+    text: &str,
+    frames: usize,
+    voice: Option<&str>,
+    i: usize,
+) -> HttpOutcome {
+    let kind = [HttpKind::SpeechPcm, HttpKind::SpeechMp3, HttpKind::ChatSse][i % 3];
+    // Mixed lengths (half, whole, one and a half of --frames), a library voice for every third
+    // request of each kind, and every eighth request cancelled by the client after its first audio.
+    let max_new_tokens = frames * [2, 4, 6][(i / 3) % 3] / 4 + 9;
+    let voice = if (i / 9) % 3 == 0 {
+        voice.unwrap_or("alloy")
+    } else {
+        "alloy"
+    };
+    let cancel = i % 8 == 7;
+    let (path, body) = match kind {
+        HttpKind::ChatSse => (
+            "/v1/chat/completions",
+            serde_json::json!({"model": "higgs", "stream": true,
+            "modalities": ["text", "audio"], "audio": {"voice": voice, "format": "pcm16"},
+            "messages": [{"role": "user", "content": text}], "max_completion_tokens": max_new_tokens, "seed": i}),
+        ),
+        _ => (
+            "/v1/audio/speech",
+            serde_json::json!({"model": "higgs", "input": text, "voice": voice,
+            "response_format": if kind == HttpKind::SpeechMp3 { "mp3" } else { "pcm" },
+            "max_new_tokens": max_new_tokens, "seed": i}),
+        ),
+    };
+    let mut out = HttpOutcome {
+        kind,
+        audio_s: 0.0,
+        ttfa: None,
+        total: Duration::ZERO,
+        cancelled: false,
+        refused: None,
+        failed: None,
+    };
+    let mut req = ureq::post(&format!("{url}{path}")).set("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.set("authorization", &format!("Bearer {k}"));
+    }
+    let start = Instant::now();
+    let resp = match req.send_string(&body.to_string()) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(code, _)) => {
+            out.refused = Some(code);
+            out.total = start.elapsed();
+            return out;
+        }
+        Err(e) => {
+            out.failed = Some(format!("request failed: {e}"));
+            out.total = start.elapsed();
+            return out;
+        }
+    };
+    let mut reader = std::io::BufReader::new(resp.into_reader());
+    if kind == HttpKind::ChatSse {
+        use base64::Engine as _;
+        let mut line = String::new();
+        let mut done = false;
+        loop {
+            line.clear();
+            match std::io::BufRead::read_line(&mut reader, &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    out.failed = Some(format!("stream failed: {e}"));
+                    break;
+                }
+            }
+            let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
+                continue;
+            };
+            if data == "[DONE]" {
+                done = true;
+                break;
+            }
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
+                continue;
+            };
+            if let Some(e) = v.get("error") {
+                out.failed = Some(format!("stream failed: error event {e}"));
+                continue;
+            }
+            if let Some(b64) = v
+                .pointer("/choices/0/delta/audio/data")
+                .and_then(|d| d.as_str())
+            {
+                let n = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_or(0, |b| b.len());
+                if n > 0 {
+                    out.ttfa.get_or_insert(start.elapsed());
+                    out.audio_s += n as f64 / 2.0 / 24_000.0;
+                    if cancel {
+                        out.cancelled = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if !done && !out.cancelled && out.failed.is_none() {
+            out.failed = Some("stream failed: the SSE stream ended without [DONE]".into());
+        }
+    } else {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => break,
+                Ok(k) => {
+                    out.ttfa.get_or_insert(start.elapsed());
+                    out.audio_s += match kind {
+                        HttpKind::SpeechMp3 => k as f64 * 8.0 / 64_000.0,
+                        _ => k as f64 / 2.0 / 24_000.0,
+                    };
+                    if cancel {
+                        out.cancelled = true;
+                        break;
+                    }
+                }
+                // A chunked body cut without its last chunk: the server failed mid-stream.
+                Err(e) => {
+                    out.failed = Some(format!("stream failed: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    out.total = start.elapsed();
+    out
+}
+
+/// `--url` mode: a soak of a running server. Each level runs `--requests` (default: the
+/// concurrency) requests, at most `--concurrency` at once, mixing streamed `/v1/audio/speech`
+/// (PCM and MP3) and streamed `/v1/chat/completions`, mixed lengths, a library voice
+/// (`--voice`), client cancellations; no `ignore_eos`, so streams end by EOS or length as users'
+/// do. Counts refused requests (by status) apart from streams that broke after they started.
 fn run_http(a: &BenchArgs) -> Result<()> {
     let url = a.url.clone().unwrap_or_default();
     let levels = parse_levels(&a.concurrency)?;
@@ -341,61 +512,75 @@ fn run_http(a: &BenchArgs) -> Result<()> {
         let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let workers: Vec<_> = (0..c)
             .map(|_| {
-                let (url, key, text, next) = (url.clone(), a.api_key.clone(), a.text.clone(), next.clone());
-                let (frames, temperature) = (a.frames, a.temperature);
+                let (url, key, text, next, voice) = (
+                    url.clone(),
+                    a.api_key.clone(),
+                    a.text.clone(),
+                    next.clone(),
+                    a.voice.clone(),
+                );
+                let frames = a.frames;
                 std::thread::spawn(move || {
                     let mut out = Vec::new();
-                    while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < n {
-                        let body = serde_json::json!({"model": "higgs", "input": text, "voice": "alloy", "response_format": "pcm",
-                            "temperature": temperature, "max_new_tokens": frames + 9});
-                        let mut req = ureq::post(&format!("{url}/v1/audio/speech")).set("content-type", "application/json");
-                        if let Some(k) = &key {
-                            req = req.set("authorization", &format!("Bearer {k}"));
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= n {
+                            break;
                         }
-                        let start = Instant::now();
-                        let r = match req.send_string(&body.to_string()) {
-                            Ok(r) => r,
-                            Err(e) => {
-                                eprintln!("request failed: {e}");
-                                continue;
-                            }
-                        };
-                        let mut reader = r.into_reader();
-                        let mut buf = vec![0u8; 1 << 16];
-                        let (mut bytes, mut first) = (0usize, None);
-                        loop {
-                            match std::io::Read::read(&mut reader, &mut buf) {
-                                Ok(0) => break,
-                                Ok(k) => {
-                                    first.get_or_insert(start.elapsed());
-                                    bytes += k;
-                                }
-                                Err(e) => {
-                                    eprintln!("stream failed: {e}");
-                                    break;
-                                }
-                            }
-                        }
-                        out.push((bytes as f64 / 2.0 / 24000.0, first.unwrap_or_default(), start.elapsed()));
+                        out.push(http_request(
+                            &url,
+                            key.as_deref(),
+                            &text,
+                            frames,
+                            voice.as_deref(),
+                            i,
+                        ));
                     }
                     out
                 })
             })
             .collect();
-        let outs: Vec<(f64, Duration, Duration)> = workers
+        let outs: Vec<HttpOutcome> = workers
             .into_iter()
             .filter_map(|w| w.join().ok())
             .flatten()
             .collect();
         let wall = t0.elapsed().as_secs_f64();
-        let audio_s: f64 = outs.iter().map(|o| o.0).sum();
-        let mut ttfa: Vec<f64> = outs.iter().map(|o| o.1.as_secs_f64() * 1e3).collect();
-        let rtf: Vec<f64> = outs
+        for o in &outs {
+            if let Some(f) = &o.failed {
+                eprintln!("{:?}: {f}", o.kind);
+            }
+        }
+        let started: Vec<&HttpOutcome> = outs.iter().filter(|o| o.refused.is_none()).collect();
+        let audio_s: f64 = started.iter().map(|o| o.audio_s).sum();
+        let mut ttfa: Vec<f64> = started
             .iter()
-            .map(|o| o.0 / o.2.as_secs_f64().max(1e-9))
+            .filter_map(|o| o.ttfa)
+            .map(|t| t.as_secs_f64() * 1e3)
             .collect();
-        let r = serde_json::json!({"concurrency": c, "requests": outs.len(), "wall_s": wall, "audio_s_total": audio_s,
-            "audio_s_per_s": audio_s / wall, "per_stream_rtf_mean": rtf.iter().sum::<f64>() / rtf.len().max(1) as f64,
+        let whole: Vec<&&HttpOutcome> = started
+            .iter()
+            .filter(|o| !o.cancelled && o.failed.is_none())
+            .collect();
+        let rtf: Vec<f64> = whole
+            .iter()
+            .map(|o| o.audio_s / o.total.as_secs_f64().max(1e-9))
+            .collect();
+        let mut refused = std::collections::BTreeMap::<String, usize>::new();
+        for o in &outs {
+            if let Some(code) = o.refused {
+                *refused.entry(code.to_string()).or_default() += 1;
+            }
+        }
+        let count = |k: HttpKind| outs.iter().filter(|o| o.kind == k).count();
+        let r = serde_json::json!({"concurrency": c, "requests": outs.len(), "wall_s": wall,
+            "failed_streams": started.iter().filter(|o| o.failed.is_some()).count(),
+            "refused_by_status": refused,
+            "cancelled_by_client": started.iter().filter(|o| o.cancelled).count(),
+            "speech_pcm": count(HttpKind::SpeechPcm), "speech_mp3": count(HttpKind::SpeechMp3), "chat_sse": count(HttpKind::ChatSse),
+            "audio_s_total": audio_s, "audio_s_per_s": audio_s / wall,
+            "per_stream_rtf_mean": rtf.iter().sum::<f64>() / rtf.len().max(1) as f64,
+            "per_stream_rtf_min": rtf.iter().copied().fold(f64::INFINITY, f64::min),
             "ttfa_p50_ms": percentile(&mut ttfa, 0.5), "ttfa_p95_ms": percentile(&mut ttfa, 0.95)});
         println!("{r}");
         results.push(r);
