@@ -106,12 +106,16 @@ doc = {"summary": summary, "engine": eng, "engine_kvwrite_off": off, "engine_eos
 json.dump(doc, open(out, "w"), indent=1)
 print(json.dumps(summary, indent=1))
 # Lower is better for times and failures; higher for rates.
-lower = lambda k: k.endswith("_ms") or "failed" in k
+lower = lambda k: k.endswith("_ms") or "failed" in k or "refused" in k
 if os.path.exists(base):
     b = json.load(open(base))["summary"]
     for k, v in summary.items():
-        if v is None or b.get(k) in (None, 0): continue
-        worse = (v > b[k] * 1.1) if lower(k) else (v < b[k] * 0.9)
+        if v is None or b.get(k) is None: continue
+        if b[k] == 0:
+            if not lower(k): continue
+            worse = v > 0  # a count that was 0 must stay 0
+        else:
+            worse = (v > b[k] * 1.1) if lower(k) else (v < b[k] * 0.9)
         print(("REGRESSION " if worse else "ok         ") + f"{k}: {v:.4g} (baseline {b[k]:.4g})")
 else:
     print("no baseline.json yet: copy this run's JSON to docs/bench/gpu-suite/baseline.json")

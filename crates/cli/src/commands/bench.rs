@@ -574,7 +574,10 @@ fn run_http(a: &BenchArgs) -> Result<()> {
         }
         let count = |k: HttpKind| outs.iter().filter(|o| o.kind == k).count();
         let r = serde_json::json!({"concurrency": c, "requests": outs.len(), "wall_s": wall,
-            "failed_streams": started.iter().filter(|o| o.failed.is_some()).count(),
+            // A chat stream whose audio ended before its first frame is the model's outcome
+            // (random weights emit audio EOS at once), reported as `no_audio`, not a serving failure.
+            "failed_streams": started.iter().filter(|o| o.failed.as_deref().is_some_and(|f| !is_no_audio(f))).count(),
+            "no_audio_streams": started.iter().filter(|o| o.failed.as_deref().is_some_and(is_no_audio)).count(),
             "refused_by_status": refused,
             "cancelled_by_client": started.iter().filter(|o| o.cancelled).count(),
             "speech_pcm": count(HttpKind::SpeechPcm), "speech_mp3": count(HttpKind::SpeechMp3), "chat_sse": count(HttpKind::ChatSse),
@@ -593,6 +596,11 @@ fn run_http(a: &BenchArgs) -> Result<()> {
         .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// The error event the server sends when the model ended the audio before its first frame.
+fn is_no_audio(failure: &str) -> bool {
+    failure.contains(r#""type":"no_audio""#)
 }
 
 fn parse_levels(s: &str) -> Result<Vec<usize>> {
