@@ -82,6 +82,7 @@ tests = open(os.path.join(raw, "cuda_tests.txt")).read()
 summary = {
   "cuda_tests_failed": len(re.findall(r"^test .* FAILED", tests, re.M)) + len(re.findall("panicked", tests)),
   "http_failed_streams": failed_client,
+  "http_no_audio_streams": sum(l.get("no_audio_streams", 0) for l in hl),
   "http_failed_requests_server": failed_server,
   "http_refused_requests": rejected,
   "engine_c1_frames_per_s": lv(eng, 1).get("per_stream_frames_per_s_mean"),
