@@ -153,6 +153,7 @@ impl ChatRequest {
                 params,
                 force_audio: true,
                 timeout: None,
+                request_id: None,
             },
             format,
             stream: self.stream.unwrap_or(false),

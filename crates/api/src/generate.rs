@@ -119,6 +119,7 @@ impl GenerateRequestWire {
                 // The reference CLI lets the model decide to speak; a TTS API always wants audio.
                 force_audio: true,
                 timeout: None,
+                request_id: None,
             },
             format,
             voice_clone,

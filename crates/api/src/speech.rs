@@ -157,6 +157,7 @@ impl SpeechRequest {
                 params,
                 force_audio: true,
                 timeout: None,
+                request_id: None,
             },
             format,
             stream,

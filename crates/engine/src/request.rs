@@ -60,6 +60,9 @@ pub struct GenerateRequest {
     pub force_audio: bool,
     /// Give up (and free the slot) after this long, queue time included.
     pub timeout: Option<Duration>,
+    /// The caller's request id (e.g. the HTTP `x-request-id`), carried in the engine's tracing
+    /// span for this request; `None` logs the engine's own sequence number only.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

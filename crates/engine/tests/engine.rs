@@ -78,6 +78,7 @@ fn request(i: usize) -> GenerateRequest {
         },
         force_audio: true,
         timeout: None,
+        request_id: None,
     }
 }
 

@@ -213,6 +213,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         },
         force_audio: true,
         timeout: None,
+        request_id: None,
     };
     let mut results = Vec::new();
     for &c in &levels {
