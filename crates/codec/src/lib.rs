@@ -15,6 +15,7 @@
 //! | [`resample`] | `torchaudio.functional.resample` |
 //! | [`checkpoint`], [`config`] | `load_higgs_audio_tokenizer` + transformers' converter |
 //! | [`streaming`] | chunked decode (vLLM fork `xcodec_decode_chunk_by_chunk`, generalised) |
+//! | [`codes`] | the code matrix type (`Codes`) |
 //! | [`codes_file`] | this crate's codes file format |
 //! | [`random_checkpoint`], `pth_writer` | random checkpoints for tests / `dev make-checkpoint` |
 //!
@@ -23,6 +24,7 @@
 //! tolerance.
 
 pub mod checkpoint;
+pub mod codes;
 pub mod codes_file;
 pub mod config;
 pub mod dac;
@@ -37,9 +39,10 @@ pub mod resample;
 pub mod semantic_module;
 pub mod streaming;
 
+pub use codes::Codes;
 pub use codes_file::{read_codes, write_codes, CodesFile};
 pub use config::{CheckpointLayout, CodecConfig, HubertConfig};
 pub use error::{CodecError, Result};
 pub use higgs_audio_tokenizer::{Codec, DecodeTrace, EncodeTrace};
 pub use random_checkpoint::{write_random_checkpoint, Preset};
-pub use streaming::StreamingDecoder;
+pub use streaming::{StreamingDecoder, Window, WindowPlanner};

@@ -10,6 +10,7 @@
 //! the one-shot decode up to float rounding (see `docs/codec.md` for the measured tolerance);
 //! smaller contexts trade accuracy for latency.
 
+use crate::codes::Codes;
 use crate::error::{CodecError, Result};
 use crate::higgs_audio_tokenizer::Codec;
 use candle_core::{DType, Device, Tensor};
@@ -18,17 +19,137 @@ use candle_core::{DType, Device, Tensor};
 /// at least the receptive field (float32 rounding of differently sized convolutions).
 pub const STREAMING_TOLERANCE: f32 = 1e-4;
 
+/// A decode window: codes `[n, len]` (codebook-major), of which frames `left..left + n_new` are
+/// new; the others are context, decoded and cropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub codes: Codes,
+    pub left: usize,
+    pub n_new: usize,
+    /// Absolute frame index of the first new frame.
+    pub start_frame: usize,
+}
+
+/// Which frames of one stream to decode next and with what context — the bookkeeping of
+/// streaming decode without the codec, split into "plan a window" and "accept its audio" so that
+/// a caller (the serving engine) can decode windows of many streams in one batched call.
+#[derive(Debug, Clone)]
+pub struct WindowPlanner {
+    n: usize,
+    left_context: usize,
+    right_context: usize,
+    /// Buffered frames, each `n` codes; `frames[0]` is absolute frame `base`.
+    frames: Vec<Vec<u32>>,
+    base: usize,
+    /// Absolute number of frames whose audio was already produced.
+    emitted: usize,
+    finished: bool,
+}
+
+impl WindowPlanner {
+    pub fn new(num_codebooks: usize, left_context: usize, right_context: usize) -> Self {
+        Self {
+            n: num_codebooks,
+            left_context,
+            right_context,
+            frames: Vec::new(),
+            base: 0,
+            emitted: 0,
+            finished: false,
+        }
+    }
+
+    pub fn left_context(&self) -> usize {
+        self.left_context
+    }
+
+    pub fn right_context(&self) -> usize {
+        self.right_context
+    }
+
+    pub fn push_frames(&mut self, frames: impl IntoIterator<Item = Vec<u32>>) {
+        self.frames.extend(frames);
+    }
+
+    /// No more frames will come: the tail can be decoded without right context.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// Frames received so far.
+    pub fn frames_received(&self) -> usize {
+        self.base + self.frames.len()
+    }
+
+    /// Frames whose audio has been produced so far.
+    pub fn frames_emitted(&self) -> usize {
+        self.emitted
+    }
+
+    /// Frames whose audio can be produced now (those with their full right context, or all once
+    /// finished).
+    pub fn ready(&self) -> usize {
+        let total = self.frames_received();
+        let end = if self.finished {
+            total
+        } else {
+            total.saturating_sub(self.right_context)
+        };
+        end.saturating_sub(self.emitted)
+    }
+
+    /// The window that decodes the next `min(ready, max_new)` frames, if at least `min_new` are
+    /// ready (or the stream is finished and anything is left).
+    pub fn next_window(&self, min_new: usize, max_new: usize) -> Option<Window> {
+        let ready = self.ready();
+        if ready == 0 || (ready < min_new && !self.finished) {
+            return None;
+        }
+        let n_new = ready.min(max_new.max(1));
+        let start = self.emitted;
+        let end = start + n_new;
+        let total = self.frames_received();
+        let win_start = start.saturating_sub(self.left_context).max(self.base);
+        let win_end = (end + self.right_context).min(total);
+        let mut data = Vec::with_capacity(self.n * (win_end - win_start));
+        for k in 0..self.n {
+            for f in win_start..win_end {
+                data.push(self.frames[f - self.base][k]);
+            }
+        }
+        Some(Window {
+            codes: Codes {
+                num_codebooks: self.n,
+                data,
+            },
+            left: start - win_start,
+            n_new,
+            start_frame: start,
+        })
+    }
+
+    /// Records that the window's audio was produced; forgets frames no later window needs.
+    pub fn accept(&mut self, w: &Window) {
+        self.emitted = w.start_frame + w.n_new;
+        let keep_from = self
+            .emitted
+            .saturating_sub(self.left_context)
+            .max(self.base);
+        self.frames.drain(..keep_from - self.base);
+        self.base = keep_from;
+    }
+
+    /// Finished and every frame's audio produced.
+    pub fn is_done(&self) -> bool {
+        self.finished && self.emitted == self.frames_received()
+    }
+}
+
 /// Incremental decoder for one stream of code frames.
 #[derive(Debug)]
 pub struct StreamingDecoder<'a> {
     codec: &'a Codec,
-    left_context: usize,
-    right_context: usize,
-    /// Buffered frames, each `n_q` codes; `frames[0]` is absolute frame `base`.
-    frames: Vec<Vec<u32>>,
-    base: usize,
-    /// Absolute number of frames whose audio was already returned.
-    emitted: usize,
+    plan: WindowPlanner,
 }
 
 impl<'a> StreamingDecoder<'a> {
@@ -44,36 +165,32 @@ impl<'a> StreamingDecoder<'a> {
     pub fn with_context(codec: &'a Codec, left_context: usize, right_context: usize) -> Self {
         Self {
             codec,
-            left_context,
-            right_context,
-            frames: Vec::new(),
-            base: 0,
-            emitted: 0,
+            plan: WindowPlanner::new(codec.num_codebooks(), left_context, right_context),
         }
     }
 
     pub fn left_context(&self) -> usize {
-        self.left_context
+        self.plan.left_context()
     }
 
     pub fn right_context(&self) -> usize {
-        self.right_context
+        self.plan.right_context()
     }
 
     /// Frames received so far.
     pub fn frames_received(&self) -> usize {
-        self.base + self.frames.len()
+        self.plan.frames_received()
     }
 
     /// Frames whose audio has been returned so far.
     pub fn frames_emitted(&self) -> usize {
-        self.emitted
+        self.plan.frames_emitted()
     }
 
     /// Adds code frames `[n_q, n]` (any integer dtype, any device) and returns the audio of every
     /// frame that now has its full right context (possibly empty).
     pub fn push(&mut self, codes: &Tensor) -> Result<Vec<f32>> {
-        let (n_q, n) = codes.dims2()?;
+        let (n_q, _) = codes.dims2()?;
         if n_q != self.codec.num_codebooks() {
             return Err(CodecError::Input(format!(
                 "chunk has {n_q} codebooks, the codec has {}",
@@ -89,45 +206,62 @@ impl<'a> StreamingDecoder<'a> {
             if let Some(bad) = frame.iter().find(|c| **c < 0 || **c >= size) {
                 return Err(CodecError::Input(format!("code {bad} outside [0, {size})")));
             }
-            self.frames
-                .push(frame.into_iter().map(|c| c as u32).collect());
+            self.plan
+                .push_frames([frame.into_iter().map(|c| c as u32).collect()]);
         }
-        debug_assert!(n == 0 || !self.frames.is_empty());
-        let ready = self.frames_received().saturating_sub(self.right_context);
-        self.emit_until(ready)
+        self.emit()
     }
 
     /// Ends the stream: returns the audio of all frames not yet emitted (the end of the stream
     /// is treated exactly like the end of a one-shot decode).
     pub fn finish(&mut self) -> Result<Vec<f32>> {
-        let total = self.frames_received();
-        self.emit_until(total)
+        self.plan.finish();
+        self.emit()
     }
 
-    fn emit_until(&mut self, end: usize) -> Result<Vec<f32>> {
-        if end <= self.emitted {
+    /// Decodes every ready frame in one window.
+    fn emit(&mut self) -> Result<Vec<f32>> {
+        let Some(w) = self.plan.next_window(1, usize::MAX) else {
             return Ok(Vec::new());
-        }
-        let total = self.frames_received();
-        let start = self.emitted;
-        let win_start = start.saturating_sub(self.left_context).max(self.base);
-        let win_end = (end + self.right_context).min(total);
-        let (window, left, n_new) = (win_start..win_end, start - win_start, end - start);
-        let n_q = self.codec.num_codebooks();
-        let mut flat = Vec::with_capacity(n_q * window.len());
-        for q in 0..n_q {
-            for f in window.clone() {
-                flat.push(self.frames[f - self.base][q]);
+        };
+        let len = w.codes.frames();
+        let codes = Tensor::from_vec(
+            w.codes.data.clone(),
+            (1, w.codes.num_codebooks, len),
+            &Device::Cpu,
+        )?;
+        let wav = self.codec.decode_window(&codes, w.left, w.n_new)?;
+        let out = wav.squeeze(0)?.to_vec1::<f32>()?;
+        self.plan.accept(&w);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_frame_once() {
+        let mut s = WindowPlanner::new(2, 3, 3);
+        let mut covered = Vec::new();
+        for f in 0..20u32 {
+            s.push_frames([vec![f, f]]);
+            while let Some(w) = s.next_window(2, 5) {
+                assert!(w.left <= 3);
+                let len = w.codes.frames();
+                assert!(len >= w.left + w.n_new);
+                covered.extend(w.start_frame..w.start_frame + w.n_new);
+                s.accept(&w);
             }
         }
-        let codes = Tensor::from_vec(flat, (1, n_q, window.len()), &Device::Cpu)?;
-        let wav = self.codec.decode_window(&codes, left, n_new)?;
-        let out = wav.squeeze(0)?.to_vec1::<f32>()?;
-        self.emitted = end;
-        // Keep only what later windows can still need as left context.
-        let keep_from = end.saturating_sub(self.left_context).max(self.base);
-        self.frames.drain(..keep_from - self.base);
-        self.base = keep_from;
-        Ok(out)
+        s.finish();
+        while let Some(w) = s.next_window(2, 5) {
+            covered.extend(w.start_frame..w.start_frame + w.n_new);
+            s.accept(&w);
+        }
+        assert!(s.is_done());
+        assert_eq!(covered, (0..20).collect::<Vec<_>>());
     }
 }

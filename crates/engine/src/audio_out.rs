@@ -334,13 +334,3 @@ fn decode_windows(
         .and_then(|t| t.to_vec2::<f32>())
         .map_err(|e| e.to_string())
 }
-
-/// `HIGGS_CODEC_THREAD`: `1` forces the audio worker's own thread, `0` inline decoding, unset
-/// lets the engine choose (see `EngineConfig::codec_thread`).
-pub fn threaded_from_env() -> Option<bool> {
-    match std::env::var("HIGGS_CODEC_THREAD").ok()?.as_str() {
-        "1" => Some(true),
-        "0" => Some(false),
-        _ => None,
-    }
-}

@@ -1,10 +1,9 @@
 //! Incremental audio for streaming: generated delay-pattern columns are de-delayed as they arrive
-//! (the streaming form of `revert_delay_pattern` + clip + trim), and the resulting code frames are
-//! decoded in windows with enough codec context that the concatenated chunks equal a one-shot
-//! decode (see `higgs_codec::streaming`). Windows of several requests are decoded in one batched
-//! codec call by the engine.
+//! (the streaming form of `revert_delay_pattern` + clip + trim). The resulting code frames are
+//! cut into decode windows by the codec's [`higgs_codec::WindowPlanner`] (re-exported here), and
+//! windows of several requests are decoded in one batched codec call by the audio worker.
 
-use crate::delay::Codes;
+pub use higgs_codec::{Window, WindowPlanner};
 
 /// Turns one generated segment's delayed columns into final code frames, frame by frame.
 ///
@@ -64,122 +63,11 @@ impl SegmentDedelay {
     // At the end of the segment the pending frame is the last reverted frame: dropped.
 }
 
-/// Final code frames of one request waiting to be decoded, with the codec context bookkeeping of
-/// `higgs_codec::StreamingDecoder`, split into "plan a window" and "accept its audio" so the
-/// engine can batch windows across requests.
-#[derive(Debug, Clone)]
-pub struct AudioStream {
-    n: usize,
-    left_context: usize,
-    right_context: usize,
-    frames: Vec<Vec<u32>>,
-    base: usize,
-    emitted: usize,
-    finished: bool,
-}
-
-/// A decode window: codes `[n, len]` (codebook-major), of which frames `left..left + n_new` are new.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window {
-    pub codes: Codes,
-    pub left: usize,
-    pub n_new: usize,
-    /// Absolute frame index of the first new frame.
-    pub start_frame: usize,
-}
-
-impl AudioStream {
-    pub fn new(num_codebooks: usize, left_context: usize, right_context: usize) -> Self {
-        Self {
-            n: num_codebooks,
-            left_context,
-            right_context,
-            frames: Vec::new(),
-            base: 0,
-            emitted: 0,
-            finished: false,
-        }
-    }
-
-    pub fn push_frames(&mut self, frames: impl IntoIterator<Item = Vec<u32>>) {
-        self.frames.extend(frames);
-    }
-
-    /// No more frames will come: the tail can be decoded without right context.
-    pub fn finish(&mut self) {
-        self.finished = true;
-    }
-
-    pub fn frames_received(&self) -> usize {
-        self.base + self.frames.len()
-    }
-
-    pub fn frames_emitted(&self) -> usize {
-        self.emitted
-    }
-
-    /// Frames whose audio can be produced now.
-    pub fn ready(&self) -> usize {
-        let total = self.frames_received();
-        let end = if self.finished {
-            total
-        } else {
-            total.saturating_sub(self.right_context)
-        };
-        end.saturating_sub(self.emitted)
-    }
-
-    /// The window that decodes the next `min(ready, max_new)` frames, if at least `min_new` are
-    /// ready (or the stream is finished and anything is left).
-    pub fn next_window(&self, min_new: usize, max_new: usize) -> Option<Window> {
-        let ready = self.ready();
-        if ready == 0 || (ready < min_new && !self.finished) {
-            return None;
-        }
-        let n_new = ready.min(max_new.max(1));
-        let start = self.emitted;
-        let end = start + n_new;
-        let total = self.frames_received();
-        let win_start = start.saturating_sub(self.left_context).max(self.base);
-        let win_end = (end + self.right_context).min(total);
-        let mut data = Vec::with_capacity(self.n * (win_end - win_start));
-        for k in 0..self.n {
-            for f in win_start..win_end {
-                data.push(self.frames[f - self.base][k]);
-            }
-        }
-        Some(Window {
-            codes: Codes {
-                num_codebooks: self.n,
-                data,
-            },
-            left: start - win_start,
-            n_new,
-            start_frame: start,
-        })
-    }
-
-    /// Records that the window's audio was produced; forgets frames no longer needed.
-    pub fn accept(&mut self, w: &Window) {
-        self.emitted = w.start_frame + w.n_new;
-        let keep_from = self
-            .emitted
-            .saturating_sub(self.left_context)
-            .max(self.base);
-        self.frames.drain(..keep_from - self.base);
-        self.base = keep_from;
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.finished && self.emitted == self.frames_received()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::delay::{build_delayed_segment, finalize_segment};
+    use crate::delay::{build_delayed_segment, finalize_segment, Codes};
 
     #[test]
     fn streaming_dedelay_equals_finalize_segment() {
@@ -198,28 +86,5 @@ mod tests {
             let want = finalize_segment(&delayed, 1024);
             assert_eq!(Codes::from_columns(n, &got), want, "T = {t}");
         }
-    }
-
-    #[test]
-    fn windows_cover_every_frame_once() {
-        let mut s = AudioStream::new(2, 3, 3);
-        let mut covered = Vec::new();
-        for f in 0..20u32 {
-            s.push_frames([vec![f, f]]);
-            while let Some(w) = s.next_window(2, 5) {
-                assert!(w.left <= 3);
-                let len = w.codes.frames();
-                assert!(len >= w.left + w.n_new);
-                covered.extend(w.start_frame..w.start_frame + w.n_new);
-                s.accept(&w);
-            }
-        }
-        s.finish();
-        while let Some(w) = s.next_window(2, 5) {
-            covered.extend(w.start_frame..w.start_frame + w.n_new);
-            s.accept(&w);
-        }
-        assert!(s.is_done());
-        assert_eq!(covered, (0..20).collect::<Vec<_>>());
     }
 }

@@ -4,75 +4,7 @@
 //!
 //! Codes are stored codebook-major: a `Codes` value holds `num_codebooks` rows of equal length.
 
-/// A `[num_codebooks, frames]` code matrix, row-major (row k = codebook k).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Codes {
-    pub num_codebooks: usize,
-    pub data: Vec<u32>,
-}
-
-impl Codes {
-    pub fn new(num_codebooks: usize, data: Vec<u32>) -> Option<Self> {
-        (num_codebooks > 0 && data.len().is_multiple_of(num_codebooks)).then_some(Self {
-            num_codebooks,
-            data,
-        })
-    }
-
-    pub fn empty(num_codebooks: usize) -> Self {
-        Self {
-            num_codebooks,
-            data: Vec::new(),
-        }
-    }
-
-    /// Builds from columns (frames), each `num_codebooks` long.
-    pub fn from_columns(num_codebooks: usize, cols: &[Vec<u32>]) -> Self {
-        let t = cols.len();
-        let mut data = vec![0u32; num_codebooks * t];
-        for (j, c) in cols.iter().enumerate() {
-            for (k, &v) in c.iter().take(num_codebooks).enumerate() {
-                data[k * t + j] = v;
-            }
-        }
-        Self {
-            num_codebooks,
-            data,
-        }
-    }
-
-    pub fn frames(&self) -> usize {
-        self.data.len().checked_div(self.num_codebooks).unwrap_or(0)
-    }
-
-    pub fn get(&self, k: usize, j: usize) -> u32 {
-        self.data[k * self.frames() + j]
-    }
-
-    pub fn row(&self, k: usize) -> &[u32] {
-        let t = self.frames();
-        &self.data[k * t..(k + 1) * t]
-    }
-
-    pub fn column(&self, j: usize) -> Vec<u32> {
-        (0..self.num_codebooks).map(|k| self.get(k, j)).collect()
-    }
-
-    /// Concatenates along time.
-    pub fn concat(parts: &[Codes], num_codebooks: usize) -> Codes {
-        let total: usize = parts.iter().map(Codes::frames).sum();
-        let mut data = Vec::with_capacity(total * num_codebooks);
-        for k in 0..num_codebooks {
-            for p in parts {
-                data.extend_from_slice(p.row(k));
-            }
-        }
-        Codes {
-            num_codebooks,
-            data,
-        }
-    }
-}
+pub use higgs_codec::Codes;
 
 /// `[bos] + codes + [eos]` then the delay pattern: row k shifted right by k, lower-left filled with
 /// `bos`, upper-right with `eos`. A clip of T frames becomes T + 1 + num_codebooks columns.

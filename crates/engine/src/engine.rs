@@ -25,7 +25,7 @@ use higgs_text::{
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::audio_out::{AudioMsg, AudioOut, AudioWorker, SharedCodec, WindowJob};
-use crate::audio_stream::{AudioStream, SegmentDedelay};
+use crate::audio_stream::{SegmentDedelay, WindowPlanner};
 use crate::delay::Codes;
 use crate::generate::{expand_prompt, mask_eos, special_ids, PromptSpec};
 use crate::request::{
@@ -61,11 +61,13 @@ pub struct EngineConfig {
     /// first requests do not pay for them.
     pub warmup: bool,
     /// Decode audio on a worker thread that overlaps the model steps (`Some(true)`), or on the
-    /// engine thread between steps (`Some(false)`). `None` (default; `HIGGS_CODEC_THREAD=1/0`
-    /// forces it): a thread when the codec is on a GPU device of its own (own stream), inline
+    /// engine thread between steps (`Some(false)`). `None` (default): a thread when the codec is on a GPU device of its own (own stream), inline
     /// otherwise — on CPU cores shared with the model the thread doubled the time to first audio
     /// at 8–32 streams for a few % of throughput (docs/BENCHMARKS.md).
     pub codec_thread: Option<bool>,
+    /// Wait for the device after each forward so the phase timers attribute GPU time to the
+    /// forward (profiling; costs a little throughput).
+    pub profile_sync: bool,
 }
 
 impl Default for EngineConfig {
@@ -80,7 +82,8 @@ impl Default for EngineConfig {
             max_chunk_frames: 100,
             codec_context: None,
             warmup: true,
-            codec_thread: crate::audio_out::threaded_from_env(),
+            codec_thread: None,
+            profile_sync: false,
         }
     }
 }
@@ -438,7 +441,7 @@ struct Active {
     plan: Plan,
     clips: Vec<Codes>,
     chunk: ChunkRun,
-    audio: AudioStream,
+    audio: WindowPlanner,
     usage: Usage,
     reasons: Vec<StopReason>,
     /// When the first final code frame (all codebooks, after the delay pattern) was ready.
@@ -465,9 +468,6 @@ struct Engine<'p> {
     stop_ids: Vec<u32>,
     context: usize,
     stats: EngineStats,
-    /// `HIGGS_PROFILE_SYNC=1`: wait for the device after each forward so the phase timers
-    /// attribute GPU time to the forward (costs a little throughput).
-    profile_sync: bool,
 }
 
 impl<'p> Engine<'p> {
@@ -510,7 +510,6 @@ impl<'p> Engine<'p> {
             stop_ids,
             context,
             stats,
-            profile_sync: std::env::var("HIGGS_PROFILE_SYNC").is_ok_and(|v| v == "1"),
         })
     }
 
@@ -873,7 +872,7 @@ impl<'p> Engine<'p> {
                 dedelay: None,
                 frames: Vec::new(),
             },
-            audio: AudioStream::new(n, self.context, self.context),
+            audio: WindowPlanner::new(n, self.context, self.context),
             usage: Usage::default(),
             reasons: Vec::new(),
             first_frame: None,
@@ -1021,7 +1020,7 @@ impl<'p> Engine<'p> {
                 return;
             }
         };
-        if self.profile_sync {
+        if self.cfg.profile_sync {
             let _ = self.parts.model.device().synchronize();
         }
         self.stats.forward_seconds += t_fwd.elapsed().as_secs_f64();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use higgs_codec::Codec;
 use higgs_engine::audio_out::{AudioMsg, AudioWorker, SharedCodec, WindowJob};
-use higgs_engine::audio_stream::{AudioStream, Window};
+use higgs_engine::audio_stream::{Window, WindowPlanner};
 use higgs_engine::tts::decode_codes;
 use higgs_engine::{Codes, Event, StopReason, Usage};
 use higgs_testkit::fixture;
@@ -76,10 +76,15 @@ fn windows_of_many_steps_and_requests_arrive_in_order_and_equal_one_shot_decodes
     // Three requests of different lengths, cut into windows of different sizes, queued as the
     // engine would (one Decode message per step), with a text event in between.
     let lens = [9usize, 47, 70];
-    let mut streams: Vec<(AudioStream, Vec<Vec<u32>>)> = lens
+    let mut streams: Vec<(WindowPlanner, Vec<Vec<u32>>)> = lens
         .iter()
         .enumerate()
-        .map(|(r, &len)| (AudioStream::new(n, ctx, ctx), codes(n, len, size, r as u32)))
+        .map(|(r, &len)| {
+            (
+                WindowPlanner::new(n, ctx, ctx),
+                codes(n, len, size, r as u32),
+            )
+        })
         .collect();
     let mut chans: Vec<_> = lens.iter().map(|_| unbounded_channel::<Event>()).collect();
     let mut msgs = Vec::new();

@@ -93,6 +93,23 @@ pub struct StreamArgs {
     /// re-decoding the context frames around each chunk.
     #[arg(long, env = "HIGGS_MAX_CHUNK_FRAMES", default_value_t = 100)]
     pub max_chunk_frames: usize,
+    /// Decode audio on a thread of its own (`1`) or on the engine thread between steps (`0`);
+    /// unset: a thread when the codec has a GPU stream of its own.
+    #[arg(long, env = "HIGGS_CODEC_THREAD", value_parser = parse_switch)]
+    pub codec_thread: Option<bool>,
+    /// Wait for the device after each forward so the phase timers attribute GPU time to the
+    /// forward (profiling; costs a little throughput).
+    #[arg(long, env = "HIGGS_PROFILE_SYNC", value_parser = parse_switch, default_value = "0")]
+    pub profile_sync: bool,
+}
+
+/// `1`/`on`/`true` or `0`/`off`/`false` (environment-variable friendly booleans).
+pub fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Ok(true),
+        "0" | "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected 1/on/true or 0/off/false, got {s:?}")),
+    }
 }
 
 impl StreamArgs {
@@ -110,6 +127,8 @@ impl StreamArgs {
         cfg.first_chunk_frames = self.first_chunk_frames;
         cfg.chunk_frames = self.chunk_frames;
         cfg.max_chunk_frames = self.max_chunk_frames;
+        cfg.codec_thread = self.codec_thread;
+        cfg.profile_sync = self.profile_sync;
         Ok(())
     }
 }
