@@ -56,6 +56,8 @@ pub struct WindowJob {
     /// Frames generated when the window was cut (for the first-audio log).
     pub frames_received: usize,
     pub window: Window,
+    /// The request's tracing span (codec logs of this request are inside it).
+    pub span: tracing::Span,
 }
 
 /// What the engine thread sends the audio worker.
@@ -264,7 +266,7 @@ impl<'c> AudioWorker<'c> {
                     for &k in &group {
                         let j = &jobs[k];
                         if self.dead.insert(j.id) {
-                            tracing::error!(request = j.id, "{err}");
+                            j.span.in_scope(|| tracing::error!("{err}"));
                             let _ = j.to.send(Event::Failed(err.clone()));
                             let _ = self.failed_tx.send(j.id);
                         }
@@ -299,8 +301,8 @@ impl<'c> AudioWorker<'c> {
             let ttfa = j.submitted.elapsed();
             e.insert(ttfa);
             // Where the time to first audio went (see docs/BENCHMARKS.md).
+            let _span = j.span.enter();
             tracing::debug!(
-                id = j.id,
                 ttfa_ms = ttfa.as_secs_f64() * 1e3,
                 queued_ms = j.queued.as_secs_f64() * 1e3,
                 first_frame_ms = j.first_frame.unwrap_or_default().as_secs_f64() * 1e3,

@@ -8,10 +8,10 @@
 //! chunks in order while other requests interleave. A request whose event receiver is dropped,
 //! that is cancelled, or whose deadline passes is removed at the next step and its slot freed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
@@ -150,22 +150,57 @@ pub struct EngineStats {
 
 enum Cmd {
     Submit(Box<Pending>),
+    /// A preparation worker finished request `id`'s voices, clips and text plan.
+    Prepared {
+        id: u64,
+        result: Result<Box<Prepared>, GenerationError>,
+    },
     Cancel(u64),
     Shutdown,
 }
 
+/// A submitted request that has no slot yet (being prepared, or waiting).
 struct Pending {
     id: u64,
     req: GenerateRequest,
     events: UnboundedSender<Event>,
     submitted: Instant,
+    /// `engine_request{seq, request_id}`, a child of the caller's span at submission.
+    span: tracing::Span,
 }
+
+/// What preparation made of a request's prompting: the chunk plan and its audio clips as codes.
+struct Prepared {
+    plan: Plan,
+    clips: Vec<Codes>,
+}
+
+/// A prepared request waiting for a slot.
+struct Queued {
+    p: Pending,
+    prepared: Prepared,
+}
+
+/// Work for the preparation pool (voice lookup, reference encodes, text pipeline), which runs off
+/// the engine thread so a cache miss or a long upload never stalls the running streams.
+struct PrepJob {
+    id: u64,
+    prompting: Prompting,
+    span: tracing::Span,
+}
+
+/// Preparation threads: encodes are seconds on a CPU codec, so two let a cached voice pass a
+/// long upload.
+const PREP_THREADS: usize = 2;
 
 /// Cloneable handle to a running engine.
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: Sender<Cmd>,
     shared: Arc<Shared>,
+    /// Alive while any handle (or stream) exists; the engine stops when the last one goes
+    /// (the preparation pool's own senders keep the command channel open).
+    _alive: Arc<()>,
 }
 
 struct Shared {
@@ -222,11 +257,17 @@ impl EngineHandle {
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst) as u64;
         let (events, rx) = unbounded_channel();
+        let span = tracing::info_span!(
+            "engine_request",
+            seq = id,
+            request_id = req.request_id.as_deref().unwrap_or_default()
+        );
         let p = Pending {
             id,
             req,
             events,
             submitted: Instant::now(),
+            span,
         };
         if self.tx.send(Cmd::Submit(Box::new(p))).is_err() {
             self.shared.queued.fetch_sub(1, Ordering::SeqCst);
@@ -324,14 +365,20 @@ pub fn start(
         ),
         codec_nanos: Arc::new(AtomicU64::new(0)),
     });
+    let alive = Arc::new(());
+    let handles = Arc::downgrade(&alive);
+    let prep_results = tx.clone();
     let handle = EngineHandle {
         tx,
         shared: shared.clone(),
+        _alive: alive,
     };
     let join = std::thread::Builder::new()
         .name("higgs-engine".into())
         .spawn(move || {
             let codec = SharedCodec::new(&parts.codec);
+            let (prep_tx, prep_rx) = std::sync::mpsc::channel::<PrepJob>();
+            let prep_rx = Mutex::new(prep_rx);
             std::thread::scope(|scope| {
                 let (failed_tx, failed_rx) = std::sync::mpsc::channel();
                 let worker = AudioWorker::new(&codec, failed_tx, shared.codec_nanos.clone());
@@ -374,7 +421,20 @@ pub fn start(
                     }
                     (AudioOut::Inline(Box::new(worker)), None)
                 };
-                let mut e = match Engine::new(config, &parts, &codec, audio, failed_rx, shared.clone()) {
+                for k in 0..PREP_THREADS {
+                    let (parts, codec, rx, results) = (&parts, &codec, &prep_rx, prep_results.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("higgs-prep-{k}"))
+                        .spawn_scoped(scope, move || prep_worker(parts, codec, rx, results));
+                    if let Err(e) = spawned {
+                        tracing::error!("cannot spawn a preparation thread: {e}");
+                        shared.stopped.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+                drop(prep_results);
+                let links = EngineLinks { audio, audio_failed: failed_rx, prep: prep_tx, handles };
+                let mut e = match Engine::new(config, &parts, links, shared.clone()) {
                     Ok(e) => e,
                     Err(err) => {
                         tracing::error!("engine failed to start: {err}");
@@ -431,6 +491,8 @@ enum Plan {
 
 struct Active {
     id: u64,
+    /// See [`Pending::span`].
+    span: tracing::Span,
     slot: usize,
     events: UnboundedSender<Event>,
     submitted: Instant,
@@ -452,17 +514,30 @@ struct Active {
     draining: bool,
 }
 
+/// The engine thread's connections to its helpers.
+struct EngineLinks<'p> {
+    audio: AudioOut<'p>,
+    audio_failed: Receiver<u64>,
+    prep: Sender<PrepJob>,
+    handles: Weak<()>,
+}
+
 struct Engine<'p> {
     cfg: EngineConfig,
     parts: &'p EngineParts,
-    codec: &'p SharedCodec<'p>,
     /// Decodes and delivers audio and every other event of running requests, in order.
     audio: AudioOut<'p>,
     /// Requests the audio worker failed (codec errors), to release.
     audio_failed: Receiver<u64>,
+    /// The preparation pool's queue.
+    prep: Sender<PrepJob>,
+    /// Dead once every handle is dropped.
+    handles: Weak<()>,
     cache: KvCache,
     free_slots: Vec<usize>,
-    waiting: VecDeque<Pending>,
+    /// Submitted, with the preparation pool.
+    preparing: HashMap<u64, Pending>,
+    waiting: VecDeque<Queued>,
     active: Vec<Active>,
     shared: Arc<Shared>,
     stop_ids: Vec<u32>,
@@ -474,9 +549,7 @@ impl<'p> Engine<'p> {
     fn new(
         cfg: EngineConfig,
         parts: &'p EngineParts,
-        codec: &'p SharedCodec<'p>,
-        audio: AudioOut<'p>,
-        audio_failed: Receiver<u64>,
+        links: EngineLinks<'p>,
         shared: Arc<Shared>,
     ) -> Result<Self, GenerationError> {
         let cache = parts
@@ -500,10 +573,12 @@ impl<'p> Engine<'p> {
             free_slots: (0..cfg.max_running).rev().collect(),
             cfg,
             parts,
-            codec,
-            audio,
-            audio_failed,
+            audio: links.audio,
+            audio_failed: links.audio_failed,
+            prep: links.prep,
+            handles: links.handles,
             cache,
+            preparing: HashMap::new(),
             waiting: VecDeque::new(),
             active: Vec::new(),
             shared,
@@ -583,14 +658,20 @@ impl<'p> Engine<'p> {
         let mut shutting_down = false;
         loop {
             // Commands: block only when there is nothing to do.
+            // Requests being prepared come back as commands: waiting for commands covers them.
             let idle = self.active.is_empty() && self.waiting.is_empty();
-            if idle && shutting_down {
+            if idle && shutting_down && self.preparing.is_empty() {
                 break;
             }
             let first = if idle {
                 match rx.recv_timeout(Duration::from_millis(500)) {
                     Ok(c) => Some(c),
-                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.handles.strong_count() == 0 {
+                            shutting_down = true;
+                        }
+                        None
+                    }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
@@ -598,7 +679,8 @@ impl<'p> Engine<'p> {
             };
             for cmd in first.into_iter().chain(rx.try_iter()) {
                 match cmd {
-                    Cmd::Submit(p) => self.waiting.push_back(*p),
+                    Cmd::Submit(p) => self.prepare(*p),
+                    Cmd::Prepared { id, result } => self.prepared(id, result),
                     Cmd::Cancel(id) => self.cancel(id),
                     Cmd::Shutdown => shutting_down = true,
                 }
@@ -620,9 +702,7 @@ impl<'p> Engine<'p> {
         // A request that already finished here was counted as finished; the client got the error.
         if let Some(i) = self.active.iter().position(|a| a.id == id) {
             let a = self.active.swap_remove(i);
-            self.stats.requests_failed += 1;
-            metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
-            self.release(a);
+            self.end(Ending::Running(Box::new(a)), Outcome::FailedByAudio);
         }
     }
 
@@ -643,86 +723,113 @@ impl<'p> Engine<'p> {
     }
 
     fn cancel(&mut self, id: u64) {
-        if let Some(i) = self.waiting.iter().position(|p| p.id == id) {
-            self.waiting.remove(i);
-            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
-            self.stats.requests_cancelled += 1;
-            metrics::counter!("higgs_requests_total", "outcome" => "cancelled").increment(1);
+        if let Some(p) = self.preparing.remove(&id) {
+            self.end(Ending::Queued(p), Outcome::Cancelled);
+        }
+        if let Some(i) = self.waiting.iter().position(|q| q.p.id == id) {
+            if let Some(q) = self.waiting.remove(i) {
+                self.end(Ending::Queued(q.p), Outcome::Cancelled);
+            }
         }
         if let Some(i) = self.active.iter().position(|a| a.id == id) {
             let a = self.active.swap_remove(i);
-            self.release(a);
-            self.stats.requests_cancelled += 1;
-            metrics::counter!("higgs_requests_total", "outcome" => "cancelled").increment(1);
+            self.end(Ending::Running(Box::new(a)), Outcome::Cancelled);
         }
     }
 
-    fn release(&mut self, a: Active) {
-        self.cache.reset(a.slot);
-        self.free_slots.push(a.slot);
-        self.audio.send(AudioMsg::Forget(a.id));
+    /// Hands a submitted request to the preparation pool.
+    fn prepare(&mut self, mut p: Pending) {
+        let prompting = std::mem::replace(
+            &mut p.req.prompting,
+            Prompting::Messages {
+                messages: Vec::new(),
+                clips: Vec::new(),
+            },
+        );
+        let job = PrepJob {
+            id: p.id,
+            prompting,
+            span: p.span.clone(),
+        };
+        if self.prep.send(job).is_err() {
+            let e = GenerationError::Internal("the preparation pool is gone".into());
+            self.end(Ending::Queued(p), Outcome::Failed(e));
+            return;
+        }
+        self.preparing.insert(p.id, p);
+    }
+
+    /// A request came back from preparation: it waits for a slot, or fails.
+    fn prepared(&mut self, id: u64, result: Result<Box<Prepared>, GenerationError>) {
+        // Absent: it was cancelled or timed out meanwhile (already counted).
+        let Some(p) = self.preparing.remove(&id) else {
+            return;
+        };
+        match result {
+            Ok(prepared) => self.waiting.push_back(Queued {
+                p,
+                prepared: *prepared,
+            }),
+            Err(e) => self.end(Ending::Queued(p), Outcome::Failed(e)),
+        }
     }
 
     /// Drops requests whose client went away or whose deadline passed.
     fn reap(&mut self) {
         let now = Instant::now();
+        let gone = |p: &Pending| {
+            if let Some(t) = p.req.timeout.filter(|&t| now >= p.submitted + t) {
+                Some(Outcome::TimedOut(t))
+            } else {
+                p.events.is_closed().then_some(Outcome::Cancelled)
+            }
+        };
+        let ids: Vec<(u64, Outcome)> = self
+            .preparing
+            .values()
+            .filter_map(|p| gone(p).map(|o| (p.id, o)))
+            .collect();
+        for (id, o) in ids {
+            if let Some(p) = self.preparing.remove(&id) {
+                self.end(Ending::Queued(p), o);
+            }
+        }
         let mut i = 0;
         while i < self.waiting.len() {
-            let p = &self.waiting[i];
-            let expired = p.req.timeout.is_some_and(|t| now >= p.submitted + t);
-            if p.events.is_closed() || expired {
-                if let Some(p) = self.waiting.remove(i) {
-                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
-                    if expired {
-                        let t = p.req.timeout.unwrap_or_default();
-                        let _ = p.events.send(Event::Failed(GenerationError::Timeout(t)));
-                        self.stats.requests_failed += 1;
-                        metrics::counter!("higgs_requests_total", "outcome" => "timeout")
-                            .increment(1);
-                    } else {
-                        self.stats.requests_cancelled += 1;
-                        metrics::counter!("higgs_requests_total", "outcome" => "cancelled")
-                            .increment(1);
+            match gone(&self.waiting[i].p) {
+                Some(o) => {
+                    if let Some(q) = self.waiting.remove(i) {
+                        self.end(Ending::Queued(q.p), o);
                     }
                 }
-            } else {
-                i += 1;
+                None => i += 1,
             }
         }
         let mut i = 0;
         while i < self.active.len() {
             let a = &self.active[i];
-            let expired = a.deadline.is_some_and(|d| now >= d);
-            if a.events.is_closed() || expired {
-                let a = self.active.swap_remove(i);
-                if expired {
-                    let t = a.req.timeout.unwrap_or_default();
-                    let ev = Event::Failed(GenerationError::Timeout(t));
-                    self.audio.event(a.id, &a.events, ev);
-                    self.stats.requests_failed += 1;
-                    metrics::counter!("higgs_requests_total", "outcome" => "timeout").increment(1);
-                } else {
-                    self.stats.requests_cancelled += 1;
-                    metrics::counter!("higgs_requests_total", "outcome" => "cancelled")
-                        .increment(1);
+            let outcome = match (a.deadline, a.req.timeout) {
+                (Some(d), Some(t)) if now >= d => Some(Outcome::TimedOut(t)),
+                _ => a.events.is_closed().then_some(Outcome::Cancelled),
+            };
+            match outcome {
+                Some(o) => {
+                    let a = self.active.swap_remove(i);
+                    self.end(Ending::Running(Box::new(a)), o);
                 }
-                self.release(a);
-            } else {
-                i += 1;
+                None => i += 1,
             }
         }
     }
 
     fn admit(&mut self) {
         while !self.free_slots.is_empty() {
-            let Some(p) = self.waiting.pop_front() else {
+            let Some(q) = self.waiting.pop_front() else {
                 break;
             };
             self.shared.queued.fetch_sub(1, Ordering::SeqCst);
             let slot = self.free_slots.pop().unwrap_or_default();
-            let id = p.id;
-            let events = p.events.clone();
-            match self.start_request(p, slot) {
+            match self.start_request(q, slot) {
                 Ok(a) => {
                     let _ = a.events.send(Event::Started {
                         queue: a.started - a.submitted,
@@ -731,135 +838,30 @@ impl<'p> Engine<'p> {
                         .record((a.started - a.submitted).as_secs_f64());
                     self.active.push(a);
                 }
-                Err(e) => {
-                    tracing::debug!(request = id, "request failed at admission: {e}");
-                    let _ = events.send(Event::Failed(e));
-                    self.stats.requests_failed += 1;
-                    metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
-                    self.cache.reset(slot);
-                    self.free_slots.push(slot);
-                }
+                Err((a, e)) => self.end(Ending::Running(a), Outcome::Failed(e)),
             }
         }
     }
 
-    fn encode_clip(&self, samples: &[f32]) -> Result<Codes, GenerationError> {
-        let t = self.codec.with(|c| c.encode(samples)).map_err(|e| {
-            GenerationError::InvalidRequest(format!("cannot encode reference audio: {e}"))
-        })?;
-        let (n, frames) = t
-            .dims2()
-            .map_err(|e| GenerationError::Internal(e.to_string()))?;
-        let rows: Vec<u32> = t
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<u32>())
-            .map_err(|e| GenerationError::Internal(e.to_string()))?;
-        Codes::new(n, rows)
-            .filter(|c| c.frames() == frames)
-            .ok_or_else(|| GenerationError::Internal("bad code shape".into()))
-    }
-
-    fn library_voice(&self, name: &str) -> Result<(String, Codes), GenerationError> {
-        let lib = self.parts.voices.as_ref().ok_or_else(|| {
-            GenerationError::UnknownVoice(format!("{name:?}: no voice library is configured"))
-        })?;
-        let map = |e: crate::voices::VoiceError| match e {
-            crate::voices::VoiceError::Unknown { .. }
-            | crate::voices::VoiceError::InvalidName { .. } => {
-                GenerationError::UnknownVoice(e.to_string())
-            }
-            other => GenerationError::InvalidRequest(other.to_string()),
-        };
-        let transcript = lib.transcript(name).map_err(map)?;
-        let codes = self
-            .codec
-            .with(|c| lib.reference_codes(name, c))
-            .map_err(map)?;
-        Ok((transcript, codes))
-    }
-
-    fn start_request(&mut self, p: Pending, slot: usize) -> Result<Active, GenerationError> {
-        let started = Instant::now();
+    fn start_request(
+        &mut self,
+        q: Queued,
+        slot: usize,
+    ) -> Result<Active, (Box<Active>, GenerationError)> {
+        let Queued { p, prepared } = q;
         let n = self.parts.model.config().num_codebooks;
-        let (plan, clips) = match &p.req.prompting {
-            Prompting::Script {
-                transcript,
-                voices,
-                uploads,
-                scene_prompt,
-                ref_audio_in_system_message,
-                chunking,
-                chunk_buffer_size,
-            } => {
-                let mut resolved = ResolvedVoices::default();
-                for u in uploads {
-                    let codes = self.encode_clip(&u.samples)?;
-                    resolved.insert(&u.name, u.transcript.trim().to_string(), codes);
-                }
-                for v in voices {
-                    if let VoiceSpec::Reference(name) = v {
-                        if !resolved.voices.contains_key(name) {
-                            let (t, c) = self.library_voice(name)?;
-                            resolved.insert(name, t, c);
-                        }
-                    }
-                }
-                let profiles = match &self.parts.voices {
-                    Some(l) => l
-                        .profiles()
-                        .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?,
-                    None => None,
-                };
-                let text_req = TextRequest {
-                    transcript: transcript.clone(),
-                    scene_prompt: scene_prompt.clone(),
-                    voices: voices.clone(),
-                    ref_audio_in_system_message: *ref_audio_in_system_message,
-                    chunking: *chunking,
-                };
-                let prepared = prepare_generation(&text_req, &resolved, profiles.as_ref())
-                    .map_err(|e| match e {
-                        higgs_text::TextError::UnknownVoice { .. } => {
-                            GenerationError::UnknownVoice(e.to_string())
-                        }
-                        other => GenerationError::InvalidRequest(other.to_string()),
-                    })?;
-                (
-                    Plan::Script {
-                        planner: prepared.into_planner(*chunk_buffer_size),
-                    },
-                    resolved.clips,
-                )
-            }
-            Prompting::Messages { messages, clips } => {
-                let mut out = Vec::with_capacity(clips.len());
-                for c in clips {
-                    out.push(match c {
-                        ClipInput::Codes(c) => c.clone(),
-                        ClipInput::Samples(s) => self.encode_clip(s)?,
-                        ClipInput::Voice(name) => self.library_voice(name)?.1,
-                    });
-                }
-                (
-                    Plan::Once {
-                        messages: messages.clone(),
-                        done: false,
-                    },
-                    out,
-                )
-            }
-        };
         let mut a = Active {
             id: p.id,
             slot,
             events: p.events,
             submitted: p.submitted,
-            started,
+            started: Instant::now(),
             deadline: p.req.timeout.map(|t| p.submitted + t),
             rng: SeqRng::new(p.req.params.seed),
             req: p.req,
-            plan,
-            clips,
+            span: p.span,
+            plan: prepared.plan,
+            clips: prepared.clips,
             chunk: ChunkRun {
                 prefill: SeqInput::new(slot),
                 state: GenState::new(
@@ -879,12 +881,16 @@ impl<'p> Engine<'p> {
             chunks_sent: 0,
             draining: false,
         };
-        if !self.next_chunk(&mut a)? {
-            return Err(GenerationError::InvalidRequest(
-                "the transcript produced no chunk to generate".into(),
-            ));
+        match self.next_chunk(&mut a) {
+            Ok(true) => Ok(a),
+            Ok(false) => Err((
+                Box::new(a),
+                GenerationError::InvalidRequest(
+                    "the transcript produced no chunk to generate".into(),
+                ),
+            )),
+            Err(e) => Err((Box::new(a), e)),
         }
-        Ok(a)
     }
 
     /// Builds the next chunk's prompt; false when the request has no more chunks.
@@ -1328,6 +1334,7 @@ impl<'p> Engine<'p> {
                 first_frame: a.first_frame,
                 frames_received: a.audio.frames_received(),
                 window: w,
+                span: a.span.clone(),
             });
         }
         if !jobs.is_empty() {
@@ -1341,24 +1348,7 @@ impl<'p> Engine<'p> {
         while i < self.active.len() {
             if self.active[i].draining && self.active[i].audio.is_done() {
                 let a = self.active.swap_remove(i);
-                let reason = if a.reasons.contains(&StopReason::Length) {
-                    StopReason::Length
-                } else {
-                    StopReason::Stop
-                };
-                self.audio.send(AudioMsg::Finish {
-                    id: a.id,
-                    to: a.events.clone(),
-                    reason,
-                    usage: a.usage,
-                    queue: a.started - a.submitted,
-                    submitted: a.submitted,
-                });
-                self.stats.requests_finished += 1;
-                metrics::counter!("higgs_requests_total", "outcome" => "finished").increment(1);
-                metrics::counter!("higgs_audio_frames_total")
-                    .increment(a.usage.audio_frames as u64);
-                self.release(a);
+                self.end(Ending::Running(Box::new(a)), Outcome::Finished);
             } else {
                 i += 1;
             }
@@ -1377,22 +1367,253 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// Ends running request `a` with `e`: the client gets `Failed` behind the events already
-    /// queued for it (its stream then ends without a normal end), the failure is logged with the
-    /// request id and counted (`higgs_requests_total{outcome="failed"}`), and its slot is freed.
-    /// Internal errors are logged at `error` (they are bugs or device faults), the others at
-    /// `debug` (the client's own doing, answered with a clear message).
     fn end_failed(&mut self, a: Active, e: GenerationError) {
-        if matches!(e, GenerationError::Internal(_)) {
-            tracing::error!(request = a.id, "request failed mid-generation: {e}");
-        } else {
-            tracing::debug!(request = a.id, "request failed: {e}");
-        }
-        self.audio.event(a.id, &a.events, Event::Failed(e));
-        self.stats.requests_failed += 1;
-        metrics::counter!("higgs_requests_total", "outcome" => "failed").increment(1);
-        self.release(a);
+        self.end(Ending::Running(Box::new(a)), Outcome::Failed(e));
     }
+
+    /// The one place a request ends: the client is told (behind the events already queued for
+    /// it, so its stream ends in order), the outcome is logged in the request's span and counted
+    /// (`EngineStats` and `higgs_requests_total{outcome}`), and its slot or queue place is freed.
+    /// Internal errors are logged at `error` (bugs or device faults), the rest at `debug`.
+    fn end(&mut self, r: Ending, o: Outcome) {
+        let span = match &r {
+            Ending::Queued(p) => p.span.clone(),
+            Ending::Running(a) => a.span.clone(),
+        };
+        let _g = span.enter();
+        let label = match &o {
+            Outcome::Finished => {
+                self.stats.requests_finished += 1;
+                "finished"
+            }
+            Outcome::Cancelled => {
+                self.stats.requests_cancelled += 1;
+                "cancelled"
+            }
+            Outcome::TimedOut(_) => {
+                self.stats.requests_failed += 1;
+                "timeout"
+            }
+            Outcome::Failed(_) | Outcome::FailedByAudio => {
+                self.stats.requests_failed += 1;
+                "failed"
+            }
+        };
+        match &o {
+            Outcome::Failed(e @ GenerationError::Internal(_)) => {
+                tracing::error!("request failed: {e}")
+            }
+            Outcome::Failed(e) => tracing::debug!("request failed: {e}"),
+            Outcome::FailedByAudio => tracing::debug!("request failed in the codec"),
+            Outcome::TimedOut(t) => tracing::debug!("request timed out after {t:?}"),
+            Outcome::Cancelled => tracing::debug!("request cancelled"),
+            Outcome::Finished => tracing::debug!("request finished"),
+        }
+        metrics::counter!("higgs_requests_total", "outcome" => label).increment(1);
+        let finished = matches!(o, Outcome::Finished);
+        let to_client = match o {
+            Outcome::Failed(e) => Some(Event::Failed(e)),
+            Outcome::TimedOut(t) => Some(Event::Failed(GenerationError::Timeout(t))),
+            // Cancelled: nobody listens; FailedByAudio: the audio worker told the client.
+            Outcome::Cancelled | Outcome::FailedByAudio | Outcome::Finished => None,
+        };
+        match r {
+            Ending::Queued(p) => {
+                self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                if let Some(ev) = to_client {
+                    let _ = p.events.send(ev);
+                }
+            }
+            Ending::Running(a) => {
+                if let Some(ev) = to_client {
+                    self.audio.event(a.id, &a.events, ev);
+                } else if finished {
+                    // Finished: `Finished` goes behind the request's last audio.
+                    let reason = if a.reasons.contains(&StopReason::Length) {
+                        StopReason::Length
+                    } else {
+                        StopReason::Stop
+                    };
+                    metrics::counter!("higgs_audio_frames_total")
+                        .increment(a.usage.audio_frames as u64);
+                    self.audio.send(AudioMsg::Finish {
+                        id: a.id,
+                        to: a.events.clone(),
+                        reason,
+                        usage: a.usage,
+                        queue: a.started - a.submitted,
+                        submitted: a.submitted,
+                    });
+                }
+                self.cache.reset(a.slot);
+                self.free_slots.push(a.slot);
+                self.audio.send(AudioMsg::Forget(a.id));
+            }
+        }
+    }
+}
+
+/// A request being ended: still without a slot, or running.
+enum Ending {
+    Queued(Pending),
+    Running(Box<Active>),
+}
+
+/// How a request ended.
+enum Outcome {
+    /// Every chunk generated and all audio queued.
+    Finished,
+    /// Failed with this error (told to the client).
+    Failed(GenerationError),
+    /// The audio worker failed it and already told the client.
+    FailedByAudio,
+    /// Its deadline passed.
+    TimedOut(Duration),
+    /// The client cancelled or went away.
+    Cancelled,
+}
+
+/// A preparation thread: takes jobs until the engine drops the queue.
+fn prep_worker(
+    parts: &EngineParts,
+    codec: &SharedCodec<'_>,
+    jobs: &Mutex<Receiver<PrepJob>>,
+    results: Sender<Cmd>,
+) {
+    loop {
+        // The lock is held only while taking a job, never while preparing it.
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else {
+            return;
+        };
+        let result = job
+            .span
+            .in_scope(|| prepare_request(parts, codec, job.prompting))
+            .map(Box::new);
+        if results.send(Cmd::Prepared { id: job.id, result }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves a request's voices and clips to codes (library lookups, cached reference encodes,
+/// uploads encoded) and runs the text pipeline into its chunk plan.
+fn prepare_request(
+    parts: &EngineParts,
+    codec: &SharedCodec<'_>,
+    prompting: Prompting,
+) -> Result<Prepared, GenerationError> {
+    match prompting {
+        Prompting::Script {
+            transcript,
+            voices,
+            uploads,
+            scene_prompt,
+            ref_audio_in_system_message,
+            chunking,
+            chunk_buffer_size,
+        } => {
+            let mut resolved = ResolvedVoices::default();
+            for u in &uploads {
+                let codes = encode_clip(codec, &u.samples)?;
+                resolved.insert(&u.name, u.transcript.trim().to_string(), codes);
+            }
+            for v in &voices {
+                if let VoiceSpec::Reference(name) = v {
+                    if !resolved.voices.contains_key(name) {
+                        let (t, c) = library_voice(parts, codec, name)?;
+                        resolved.insert(name, t, c);
+                    }
+                }
+            }
+            let profiles = match &parts.voices {
+                Some(l) => l
+                    .profiles()
+                    .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?,
+                None => None,
+            };
+            let text_req = TextRequest {
+                transcript,
+                scene_prompt,
+                voices,
+                ref_audio_in_system_message,
+                chunking,
+            };
+            let prepared = prepare_generation(&text_req, &resolved, profiles.as_ref()).map_err(
+                |e| match e {
+                    higgs_text::TextError::UnknownVoice { .. } => {
+                        GenerationError::UnknownVoice(e.to_string())
+                    }
+                    other => GenerationError::InvalidRequest(other.to_string()),
+                },
+            )?;
+            Ok(Prepared {
+                plan: Plan::Script {
+                    planner: prepared.into_planner(chunk_buffer_size),
+                },
+                clips: resolved.clips,
+            })
+        }
+        Prompting::Messages { messages, clips } => {
+            let mut out = Vec::with_capacity(clips.len());
+            for c in clips {
+                out.push(match c {
+                    ClipInput::Codes(c) => c,
+                    ClipInput::Samples(s) => encode_clip(codec, &s)?,
+                    ClipInput::Voice(name) => library_voice(parts, codec, &name)?.1,
+                });
+            }
+            Ok(Prepared {
+                plan: Plan::Once {
+                    messages,
+                    done: false,
+                },
+                clips: out,
+            })
+        }
+    }
+}
+
+fn encode_clip(codec: &SharedCodec<'_>, samples: &[f32]) -> Result<Codes, GenerationError> {
+    let t = codec.with(|c| c.encode(samples)).map_err(|e| {
+        GenerationError::InvalidRequest(format!("cannot encode reference audio: {e}"))
+    })?;
+    let (n, frames) = t
+        .dims2()
+        .map_err(|e| GenerationError::Internal(e.to_string()))?;
+    let rows: Vec<u32> = t
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<u32>())
+        .map_err(|e| GenerationError::Internal(e.to_string()))?;
+    Codes::new(n, rows)
+        .filter(|c| c.frames() == frames)
+        .ok_or_else(|| GenerationError::Internal("bad code shape".into()))
+}
+
+/// A library voice's transcript and reference codes (encoded once, then cached beside it).
+fn library_voice(
+    parts: &EngineParts,
+    codec: &SharedCodec<'_>,
+    name: &str,
+) -> Result<(String, Codes), GenerationError> {
+    let lib = parts.voices.as_ref().ok_or_else(|| {
+        GenerationError::UnknownVoice(format!("{name:?}: no voice library is configured"))
+    })?;
+    let map = |e: crate::voices::VoiceError| match e {
+        crate::voices::VoiceError::Unknown { .. }
+        | crate::voices::VoiceError::InvalidName { .. } => {
+            GenerationError::UnknownVoice(e.to_string())
+        }
+        other => GenerationError::InvalidRequest(other.to_string()),
+    };
+    let transcript = lib.transcript(name).map_err(map)?;
+    let codes = lib
+        .reference_codes_with(name, codec.codec, |s| codec.with(|c| c.encode(s)))
+        .map_err(map)?;
+    Ok((transcript, codes))
 }
 
 /// Splits off the first `n` positions of `s` (keeping the rest in `s`).

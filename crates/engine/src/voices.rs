@@ -196,6 +196,17 @@ impl VoiceLibrary {
     /// Reference codes of a voice, from the cache when it is still valid, else encoded with
     /// `codec` (and cached).
     pub fn reference_codes(&self, name: &str, codec: &Codec) -> Result<Codes, VoiceError> {
+        self.reference_codes_with(name, codec, |s| codec.encode(s))
+    }
+
+    /// [`Self::reference_codes`] with the encode done by `encode` (the engine passes one that
+    /// takes its codec lock, so only a cache miss's encode waits for the codec).
+    pub fn reference_codes_with(
+        &self,
+        name: &str,
+        codec: &Codec,
+        encode: impl FnOnce(&[f32]) -> Result<candle_core::Tensor, higgs_codec::CodecError>,
+    ) -> Result<Codes, VoiceError> {
         let audio = self.check(name)?;
         let io = |e: std::io::Error| VoiceError::Io {
             name: name.to_string(),
@@ -235,7 +246,7 @@ impl VoiceLibrary {
                             name: name.to_string(),
                             source: e,
                         })?;
-                let t = codec.encode(&samples).map_err(|e| VoiceError::Codec {
+                let t = encode(&samples).map_err(|e| VoiceError::Codec {
                     name: name.to_string(),
                     source: e,
                 })?;

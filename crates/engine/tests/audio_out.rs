@@ -41,6 +41,7 @@ fn job(id: u64, to: &UnboundedSender<Event>, w: Window) -> WindowJob {
         first_frame: None,
         frames_received: 0,
         window: w,
+        span: tracing::Span::none(),
     }
 }
 
