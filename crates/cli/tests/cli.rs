@@ -70,7 +70,7 @@ fn make_checkpoint_writes_a_loadable_model_codec_and_tokenizer() {
     }
     let tok = higgs_text::TextTokenizer::from_model_dir(&model).unwrap();
     let cfg = higgs_model::HiggsConfig::from_file(&model.join("config.json")).unwrap();
-    higgs_engine::tts::check_tokenizer_matches(&cfg, &tok).unwrap();
+    higgs_engine::check_tokenizer_matches(&cfg, &tok).unwrap();
     assert_eq!(tok.special().audio_out_bos, 128013);
     assert_eq!(tok.encode("<|AUDIO_OUT|>").unwrap(), vec![128016]);
     higgs_codec::Codec::load(&tmp.path().join("codec"), &candle_core::Device::Cpu).unwrap();

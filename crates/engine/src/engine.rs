@@ -27,13 +27,13 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use crate::audio_out::{AudioMsg, AudioOut, AudioWorker, SharedCodec, WindowJob};
 use crate::audio_stream::{SegmentDedelay, WindowPlanner};
 use crate::delay::Codes;
-use crate::generate::{expand_prompt, mask_eos, special_ids, PromptSpec};
+use crate::prompt::check_tokenizer_matches;
+use crate::prompt::{expand_prompt, mask_eos, special_ids, PromptSpec};
 use crate::request::{
     ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError, Usage,
 };
 use crate::sampling::{sample_rows, SamplingParams, SeqRng};
 use crate::state::{GenState, NextInput, StepEvent};
-use crate::tts::check_tokenizer_matches;
 use crate::voices::{ResolvedVoices, VoiceLibrary};
 
 /// Engine limits and streaming policy.

@@ -3,23 +3,24 @@
 //! - [`delay`]: the delay pattern (build, revert, finalize).
 //! - [`sampling`]: temperature / top-k / top-p / RAS with HF semantics, host and device paths.
 //! - [`state`]: the per-sequence TEXT / AUDIO_INIT / AUDIO_IN_PROGRESS state machine.
-//! - [`generate`]: prompt expansion and a single-request generation loop.
+//! - [`prompt`]: prompt expansion, generation controls, special ids.
+//! - [`engine`]: the request driver (continuous batching, streaming); every door and `synth`
+//!   submit to it.
 
 pub mod audio_out;
 pub mod audio_stream;
 pub mod delay;
 pub mod engine;
-pub mod generate;
+pub mod prompt;
 pub mod request;
 pub mod sampling;
 pub mod state;
-pub mod tts;
 pub mod voices;
 
 pub use delay::Codes;
 pub use engine::{start, EngineConfig, EngineHandle, EngineParts, EngineStats, RequestStream};
-pub use generate::{
-    expand_prompt, generate, ExpandedPrompt, GenerationOutput, GenerationParams, PromptSpec,
+pub use prompt::{
+    check_tokenizer_matches, expand_prompt, ExpandedPrompt, GenerationParams, PromptSpec,
 };
 pub use request::{
     ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError,

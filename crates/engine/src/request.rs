@@ -6,7 +6,7 @@ use std::time::Duration;
 use higgs_text::{ChunkConfig, Message, VoiceSpec};
 
 use crate::delay::Codes;
-use crate::generate::GenerationParams;
+use crate::prompt::GenerationParams;
 use crate::state::FinishReason;
 
 /// An audio clip referenced by a prompt.

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use higgs_codec::Codec;
 use higgs_engine::audio_out::{AudioMsg, AudioWorker, SharedCodec, WindowJob};
 use higgs_engine::audio_stream::{Window, WindowPlanner};
-use higgs_engine::tts::decode_codes;
 use higgs_engine::{Codes, Event, StopReason, Usage};
 use higgs_testkit::fixture;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -168,7 +167,7 @@ fn windows_of_many_steps_and_requests_arrive_in_order_and_equal_one_shot_decodes
         }
         assert_eq!(saw_text, r == 1);
         assert_eq!(next_frame, all.len());
-        let one_shot = decode_codes(&codec, &Codes::from_columns(n, all)).unwrap();
+        let one_shot = codec.decode_codes(&Codes::from_columns(n, all)).unwrap();
         assert_eq!(audio.len(), one_shot.len());
         let diff = audio
             .iter()

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use candle_core::DType;
 use higgs_codec::Codec;
-use higgs_engine::generate::{expand_prompt, generate, PromptSpec};
-use higgs_engine::tts::decode_codes;
+mod common;
+use common::reference::generate;
+use higgs_engine::prompt::{expand_prompt, PromptSpec};
 use higgs_engine::{
     start, ClipInput, EngineConfig, EngineHandle, EngineParts, Event, GenerateRequest,
     GenerationError, GenerationParams, Prompting, RasParams, RequestStream, SamplingParams,
@@ -145,7 +146,7 @@ fn reference(p: &EngineParts, i: usize) -> (Vec<f32>, usize) {
     let stop = vec![128001, 128009];
     let out = generate(&p.model, &mut cache, 0, &e, &req.params, stop, |_| {}).unwrap();
     let codes = out.codes(p.model.config().num_codebooks);
-    (decode_codes(&p.codec, &codes).unwrap(), codes.frames())
+    (p.codec.decode_codes(&codes).unwrap(), codes.frames())
 }
 
 #[test]

@@ -5,14 +5,17 @@
 
 use candle_core::DType;
 use higgs_engine::delay::{build_delayed_segment, revert_delay_pattern, Codes};
-use higgs_engine::generate::special_ids;
+use higgs_engine::prompt::special_ids;
 use higgs_engine::sampling::argmax;
 use higgs_engine::state::{GenState, Mode, NextInput, StepEvent};
 use higgs_engine::{
-    expand_prompt, generate, FinishReason, GenerationParams, PromptSpec, RasParams, SamplingParams,
+    expand_prompt, FinishReason, GenerationParams, PromptSpec, RasParams, SamplingParams,
 };
 use higgs_model::{ForwardOptions, HiggsAudioModel, LogitsRequest, PositionKind, SeqInput};
 use higgs_testkit::{assert_ids_eq, fixture, golden_json, Golden};
+
+mod common;
+use common::reference::generate;
 
 fn codes(g: &Golden, name: &str) -> Codes {
     let (nc, _) = g.get(name).dims2().unwrap();
@@ -326,7 +329,7 @@ fn parity_greedy_generation_steps_and_codes() {
             );
         }
 
-        // The library loop gives the same result.
+        // The tests' reference loop (the engine's oracle) gives the same result.
         let params = GenerationParams {
             sampling: SamplingParams::GREEDY,
             ras: RasParams::OFF,

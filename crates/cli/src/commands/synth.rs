@@ -1,11 +1,14 @@
 //! `higgs-serve synth`: text in, speech out, the way the reference CLI (`examples/generation.py`)
-//! does it, with a progress bar.
+//! does it (voices, text pipeline, chunk loop), with a progress bar. It submits one request to a
+//! one-slot engine — the same request driver as the HTTP and RunPod doors.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use higgs_engine::tts::{SynthRequest, Synthesizer};
 use higgs_engine::voices::VoiceLibrary;
-use higgs_engine::{GenerationParams, RasParams, SamplingParams};
+use higgs_engine::{
+    start, EngineConfig, EngineParts, Event, GenerateRequest, GenerationParams, Prompting,
+    RasParams, SamplingParams,
+};
 use higgs_text::{ChunkConfig, ChunkMethod, VoiceSpec};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -67,6 +70,9 @@ pub struct SynthArgs {
     /// decide to speak by themselves).
     #[arg(long)]
     force_audio: bool,
+    /// KV positions of the engine's one slot: a chunk's prompt + --max-new-tokens must fit.
+    #[arg(long, default_value_t = 8192)]
+    max_seq_len: usize,
     /// Output file; the format follows the extension (wav, flac, mp3, opus/ogg, pcm).
     #[arg(long, default_value = "generation.wav")]
     out: PathBuf,
@@ -101,22 +107,28 @@ pub fn run(a: SynthArgs) -> Result<()> {
         Some(s) => Some(s.to_string()),
     };
     let method: ChunkMethod = a.chunk_method.parse()?;
-    let req = SynthRequest {
-        transcript,
-        voices: a
-            .voice
-            .as_deref()
-            .map(VoiceSpec::parse_list)
-            .unwrap_or_default(),
-        scene_prompt: scene,
-        ref_audio_in_system_message: a.ref_audio_in_system_message,
-        chunking: ChunkConfig {
-            method,
-            max_word_num: a.chunk_max_word_num.max(1),
-            max_num_turns: a.chunk_max_num_turns,
+    let voices: Vec<VoiceSpec> = a
+        .voice
+        .as_deref()
+        .map(VoiceSpec::parse_list)
+        .unwrap_or_default();
+    if library.is_none() && voices.iter().any(|v| matches!(v, VoiceSpec::Reference(_))) {
+        bail!("voices were requested but no voice directory is configured (--voices DIR)");
+    }
+    let req = GenerateRequest {
+        prompting: Prompting::Script {
+            transcript,
+            voices,
+            uploads: Vec::new(),
+            scene_prompt: scene,
+            ref_audio_in_system_message: a.ref_audio_in_system_message,
+            chunking: ChunkConfig {
+                method,
+                max_word_num: a.chunk_max_word_num.max(1),
+                max_num_turns: a.chunk_max_num_turns,
+            },
+            chunk_buffer_size: a.generation_chunk_buffer_size,
         },
-        chunk_buffer_size: a.generation_chunk_buffer_size,
-        force_audio: a.force_audio,
         params: GenerationParams {
             sampling: SamplingParams {
                 temperature: a.temperature,
@@ -131,33 +143,80 @@ pub fn run(a: SynthArgs) -> Result<()> {
             seed: a.seed,
             ignore_eos: false,
         },
+        force_audio: a.force_audio,
+        timeout: None,
+        request_id: None,
     };
-    let synth = Synthesizer {
-        model: &model,
-        codec: &codec,
-        tokenizer: &tokenizer,
-        library: library.as_ref(),
+    let sample_rate = codec.sample_rate();
+    let cfg = EngineConfig {
+        max_running: 1,
+        max_seq_len: a.max_seq_len.max(1),
+        max_queue: 1,
+        ..Default::default()
     };
-    let bar = indicatif::ProgressBar::new(a.max_new_tokens as u64);
+    let (engine, join) = start(
+        cfg,
+        EngineParts {
+            model,
+            codec,
+            tokenizer,
+            voices: library,
+        },
+    )?;
+    let mut stream = engine.submit(req)?;
+    // Progress in audio frames (40 ms each): the engine reports audio as it is decoded.
+    let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     let t0 = Instant::now();
-    let out = synth.synthesize(&req, |p| {
-        bar.set_message(format!("chunk {}/{}", p.chunk + 1, p.num_chunks));
-        bar.set_position(p.steps as u64);
-    })?;
+    let mut audio: Vec<f32> = Vec::new();
+    let mut frames = 0usize;
+    let mut chunks = 0usize;
+    while let Some(ev) = stream.next_blocking() {
+        match ev {
+            Event::Audio {
+                samples, frames: n, ..
+            } => {
+                audio.extend_from_slice(&samples);
+                frames += n;
+                bar.set_message(format!(
+                    "{frames} frames ({:.1} s of audio)",
+                    frames as f64 * 0.04
+                ));
+                bar.tick();
+            }
+            Event::Finished { usage, .. } => {
+                chunks = usage.chunks;
+                break;
+            }
+            Event::Failed(e) => {
+                bar.finish_and_clear();
+                bail!("synthesis failed: {e}");
+            }
+            Event::Started { .. } | Event::Text { .. } => {}
+        }
+    }
     bar.finish_and_clear();
-    let bytes = higgs_audio_io::encode(format, &out.audio, out.sample_rate as u32)?;
+    engine.shutdown();
+    drop(stream);
+    drop(engine);
+    if join.join().is_err() {
+        bail!("the engine thread panicked");
+    }
+    if chunks == 0 {
+        bail!("the engine stopped before the synthesis finished (see the log above)");
+    }
+    let bytes = higgs_audio_io::encode(format, &audio, sample_rate as u32)?;
     std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
-    let secs = out.audio.len() as f64 / out.sample_rate as f64;
+    let secs = audio.len() as f64 / sample_rate as f64;
     eprintln!(
         "wrote {} ({:.2} s of audio, {} frames, {} chunk(s)) in {:.2} s ({:.2}x real time)",
         a.out.display(),
         secs,
-        out.codes.frames(),
-        out.chunks,
+        frames,
+        chunks,
         t0.elapsed().as_secs_f64(),
         secs / t0.elapsed().as_secs_f64().max(1e-9)
     );
