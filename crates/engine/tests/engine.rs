@@ -269,7 +269,14 @@ fn cancellation_deadline_and_bad_voice_do_not_disturb_others() {
     std::thread::sleep(Duration::from_millis(200));
     let s = e.stats();
     assert_eq!(s.running, 0, "{s:?}");
+    assert_eq!(s.queued, 0, "{s:?}");
     assert!(s.requests_cancelled >= 2, "{s:?}");
+    // The timeout and the unknown voice (failed while being prepared) are failures.
+    assert!(s.requests_failed >= 2, "{s:?}");
+    assert!(s.requests_finished >= 1, "{s:?}");
+    // Every ended request gave its queue place back: the queue takes a full load again.
+    let again: Vec<RequestStream> = (0..16).map(|i| e.submit(request(i)).unwrap()).collect();
+    drop(again);
 }
 
 #[test]
