@@ -1,97 +1,10 @@
-//! Running a job on the engine and turning its events into HTTP bodies.
+//! A request's audio events as a chunked HTTP body.
 
 use axum::body::{Body, Bytes};
 use futures_util::stream;
-use higgs_api::{ApiError, ErrorKind};
-use higgs_audio_io::{AudioFormat, StreamEncoder};
-use higgs_engine::{Event, GenerateRequest, RequestStream, StopReason, Usage};
-
-use crate::AppState;
-
-/// Submits and waits for the request to start (so admission failures — unknown voice, bad
-/// reference audio, too long — become proper error statuses before any byte is sent).
-pub async fn start(
-    state: &AppState,
-    mut req: GenerateRequest,
-) -> Result<(RequestStream, Vec<Event>), ApiError> {
-    req.timeout = req.timeout.or(state.config.request_timeout);
-    if !state.is_ready() {
-        return Err(ApiError::new(
-            ErrorKind::Unavailable,
-            "the model is still loading; retry in a moment",
-        ));
-    }
-    let mut s = state.engine.submit(req).map_err(ApiError::from_submit)?;
-    let mut early = Vec::new();
-    loop {
-        match s.next().await {
-            Some(Event::Failed(e)) => {
-                return Err(ApiError::from_generation(e, &state.voice_names()))
-            }
-            Some(e @ Event::Started { .. }) => {
-                early.push(e);
-                return Ok((s, early));
-            }
-            Some(e) => early.push(e),
-            None => return Err(ApiError::new(ErrorKind::Unavailable, "the engine stopped")),
-        }
-    }
-}
-
-/// Everything a finished request produced.
-#[derive(Debug, Default)]
-pub struct Collected {
-    pub samples: Vec<f32>,
-    pub text_ids: Vec<u32>,
-    pub text: String,
-    pub usage: Usage,
-    pub reason: Option<StopReason>,
-}
-
-pub async fn collect(
-    state: &AppState,
-    s: RequestStream,
-    early: Vec<Event>,
-) -> Result<Collected, ApiError> {
-    collect_with(state, s, early, |_| Ok(())).await
-}
-
-/// [`collect`], also handing every audio chunk to `on_audio` as it arrives.
-pub async fn collect_with(
-    state: &AppState,
-    mut s: RequestStream,
-    early: Vec<Event>,
-    mut on_audio: impl FnMut(&[f32]) -> Result<(), ApiError>,
-) -> Result<Collected, ApiError> {
-    let mut c = Collected::default();
-    let mut pending: std::collections::VecDeque<Event> = early.into();
-    loop {
-        let e = match pending.pop_front() {
-            Some(e) => e,
-            None => match s.next().await {
-                Some(e) => e,
-                None => return Err(ApiError::new(ErrorKind::Unavailable, "the engine stopped")),
-            },
-        };
-        match e {
-            Event::Audio { samples, .. } => {
-                on_audio(&samples)?;
-                c.samples.extend(samples);
-            }
-            Event::Text { ids, text } => {
-                c.text_ids.extend(ids);
-                c.text.push_str(&text);
-            }
-            Event::Finished { reason, usage, .. } => {
-                c.usage = usage;
-                c.reason = Some(reason);
-                return Ok(c);
-            }
-            Event::Failed(e) => return Err(ApiError::from_generation(e, &state.voice_names())),
-            Event::Started { .. } => {}
-        }
-    }
-}
+use higgs_api::ApiError;
+use higgs_audio_io::AudioFormat;
+use higgs_engine::{Event, RequestStream};
 
 /// A chunked body of `format` bytes, encoded as the audio arrives. Dropping the body (client gone)
 /// drops the request stream, which cancels the generation.
@@ -100,8 +13,7 @@ pub fn streaming_body(
     format: AudioFormat,
     sample_rate: u32,
 ) -> Result<Body, ApiError> {
-    let enc = StreamEncoder::new(format, sample_rate)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+    let enc = higgs_service::run::stream_encoder(format, sample_rate)?;
     let st = stream::unfold((s, Some(enc)), |(mut s, mut enc)| async move {
         loop {
             let e = enc.as_mut()?;
@@ -136,9 +48,4 @@ pub fn streaming_body(
         }
     });
     Ok(Body::from_stream(st))
-}
-
-pub fn encode(format: AudioFormat, samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
-    higgs_audio_io::encode(format, samples, rate)
-        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("encoding {format}: {e}")))
 }

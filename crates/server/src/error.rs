@@ -1,9 +1,16 @@
 //! `ApiError` as an HTTP response, and a JSON extractor whose rejections use the same shape.
+//! [`status_of`] is the server's one map from an error kind to an HTTP status.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use higgs_api::{ApiError, ErrorKind};
+
+/// The HTTP status of an error kind (the codes themselves are `ErrorKind::status`, shared with
+/// the RunPod door).
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
 
 #[derive(Debug)]
 pub struct HttpError(pub ApiError);
@@ -16,8 +23,7 @@ impl From<ApiError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = status_of(self.0.kind);
         let mut e = self.0;
         if e.kind == ErrorKind::Internal {
             // Internal details go to the log, not to the client.

@@ -3,74 +3,53 @@
 //! Routes: `POST /v1/audio/speech`, `POST /v1/chat/completions`, `POST /generate`,
 //! `GET|POST /v1/audio/voices`, `DELETE /v1/audio/voices/{name}`, `GET /v1/models`, `GET /health`,
 //! `GET /ping`, `GET /metrics`, `GET /openapi.json`. Every error is JSON
-//! (`{"error": {"message", "type", "param", "code"}}`) with the status of its kind.
+//! (`{"error": {"message", "type", "param", "code"}}`) with the status of its kind
+//! ([`status_of`]). Every response carries `x-request-id` (the client's, or a new UUID), which
+//! also names the request's tracing span and is passed into the engine request.
+//!
+//! What the RunPod worker shares with this door (state, `/generate`, voices, readiness) lives in
+//! `higgs-service`; this crate only adds HTTP.
 
 mod audio;
 mod error;
-pub mod jobs;
 mod openapi;
+mod request_id;
 mod routes;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use higgs_api::Limits;
-use higgs_engine::voices::VoiceLibrary;
-use higgs_engine::EngineHandle;
+use higgs_service::Service;
 
-pub use error::HttpError;
+pub use error::{status_of, HttpError};
+pub use request_id::REQUEST_ID_HEADER;
 
-/// Server settings (from the CLI).
+/// HTTP-only settings (from the CLI); the rest lives in [`higgs_service::ServiceConfig`].
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Bearer key required on every route but health, ping and metrics.
     pub api_key: Option<String>,
-    pub limits: Limits,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Name reported by `/v1/models` and in responses.
-    pub model_name: String,
-    /// Per-request deadline (queue time included); `None` = no limit.
-    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             api_key: None,
-            limits: Limits::default(),
             max_body_bytes: 40 * 1024 * 1024,
-            model_name: "higgs-audio-v2-generation-3B-base".into(),
-            request_timeout: None,
         }
     }
 }
 
-/// Shared state of every handler.
+/// Shared state of every handler: the service behind both doors, plus what only HTTP needs.
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: EngineHandle,
-    pub voices: Option<Arc<VoiceLibrary>>,
+    pub service: Service,
     pub config: Arc<ServerConfig>,
-    /// False until the model is loaded (`/ping` answers 204 meanwhile).
-    pub ready: Arc<AtomicBool>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub device: String,
-    /// S3 uploads for `/generate` (configured from AWS_* / BUCKET_* at start-up).
-    pub uploader: Option<Arc<higgs_storage::Uploader>>,
-}
-
-impl AppState {
-    pub fn voice_names(&self) -> Vec<String> {
-        self.voices.as_ref().map(|v| v.names()).unwrap_or_default()
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && !self.engine.is_stopped()
-    }
 }
 
 /// The router (tests drive it with `tower::ServiceExt::oneshot`).
@@ -90,23 +69,22 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             routes::auth::require_key,
         ));
-    Router::new()
+    let router = Router::new()
         .merge(protected)
         .route("/health", get(routes::health::health))
         .route("/ping", get(routes::health::ping))
         .route("/metrics", get(routes::health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(routes::health::not_found)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body));
+    request_id::with_request_ids(router).with_state(state)
 }
 
 /// Serves `app` on `addr` until ctrl-c / SIGTERM, then lets running requests finish.
 pub async fn serve(state: AppState, addr: std::net::SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    let engine = state.engine.clone();
+    let engine = state.service.engine.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

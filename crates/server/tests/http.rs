@@ -2,7 +2,6 @@
 //! and codec: every route, every format header, the JSON error shape and status of each error path.
 #![allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -12,6 +11,7 @@ use candle_core::{DType, Device};
 use higgs_engine::voices::VoiceLibrary;
 use higgs_engine::{start, EngineConfig, EngineParts};
 use higgs_server::{app, AppState, ServerConfig};
+use higgs_service::{Service, ServiceConfig};
 use higgs_testkit::fixture;
 use tower::ServiceExt;
 
@@ -21,6 +21,18 @@ struct Setup {
 }
 
 fn setup(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Setup {
+    let s = setup_warming(max_queue, api_key, max_body);
+    // Health answers "ok" only once the engine has warmed up.
+    assert!(s
+        .state
+        .service
+        .engine
+        .wait_ready(std::time::Duration::from_secs(120)));
+    s
+}
+
+/// [`setup`] without waiting for the engine's warm-up.
+fn setup_warming(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Setup {
     let voices = tempfile::tempdir().unwrap();
     let shared = higgs_testkit::fixtures_root().join("../voices");
     for n in ["belinda", "en_man"] {
@@ -47,17 +59,18 @@ fn setup(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Setup {
     };
     let (engine, _) = start(cfg, parts).unwrap();
     let state = AppState {
-        engine,
-        voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
+        service: Service {
+            engine,
+            voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
+            config: Arc::new(ServiceConfig::default()),
+            device: "cpu".into(),
+            uploader: None,
+        },
         config: Arc::new(ServerConfig {
             api_key: api_key.map(String::from),
             max_body_bytes: max_body,
-            ..Default::default()
         }),
-        ready: Arc::new(AtomicBool::new(true)),
         metrics: None,
-        device: "cpu".into(),
-        uploader: None,
     };
     Setup {
         state,
@@ -568,9 +581,9 @@ async fn voices_crud_and_metadata_routes() {
 async fn the_request_timeout_ends_a_long_generation() {
     let s = default_setup();
     let mut state = s.state.clone();
-    state.config = Arc::new(ServerConfig {
+    state.service.config = Arc::new(ServiceConfig {
         request_timeout: Some(std::time::Duration::from_millis(1)),
-        ..(*s.state.config).clone()
+        ..(*s.state.service.config).clone()
     });
     let (st, _, b) = call(
         &state,
@@ -594,4 +607,148 @@ async fn the_request_timeout_ends_a_long_generation() {
     )
     .await;
     assert_eq!(st, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn health_reports_the_engine_readiness_truthfully() {
+    let s = setup_warming(16, None, 40 << 20);
+    let engine = s.state.service.engine.clone();
+    // Whatever the timing: not ready before = 503 "loading"; ready before = 200 "ok".
+    loop {
+        let before = engine.is_ready();
+        let (st, _, b) = call(&s.state, "GET", "/health", None).await;
+        let after = engine.is_ready();
+        let h = json(&b);
+        if !after {
+            assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{h}");
+            assert_eq!(h["status"], "loading");
+            let (st, _, _) = call(&s.state, "GET", "/ping", None).await;
+            assert_eq!(st, StatusCode::NO_CONTENT);
+        }
+        if before {
+            assert_eq!(st, StatusCode::OK, "{h}");
+            assert_eq!(h["status"], "ok");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Every field is there whatever the status.
+    let (_, _, b) = call(&s.state, "GET", "/health", None).await;
+    let h = json(&b);
+    for k in [
+        "status",
+        "model",
+        "model_info",
+        "device",
+        "sample_rate",
+        "voices_available",
+        "queue",
+        "memory",
+    ] {
+        assert!(h.get(k).is_some(), "{k} in {h}");
+    }
+    let (st, _, _) = call(&s.state, "GET", "/ping", None).await;
+    assert_eq!(st, StatusCode::OK);
+    engine.shutdown();
+    let (st, _, b) = call(&s.state, "GET", "/health", None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(&b)["status"], "stopping");
+    let (st, _, _) = call(&s.state, "GET", "/ping", None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+}
+
+/// Log lines of the whole test binary (the engine logs from its own thread: a global subscriber).
+fn captured_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        struct W;
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                captured_log().lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter("higgs_service=debug")
+            .with_ansi(false)
+            .with_writer(|| W)
+            .finish();
+        tracing::subscriber::set_global_default(sub).unwrap();
+        std::sync::Mutex::new(Vec::new())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_come_back_over_real_http_and_reach_the_engine() {
+    captured_log();
+    let s = default_setup();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app(s.state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{addr}{p}");
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // No header: a generated UUID v4, a new one per request.
+    let r = http.get(url("/health")).send().await.unwrap();
+    let a = id_of(&r).expect("a generated x-request-id");
+    assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 4);
+    let b = id_of(&http.get(url("/health")).send().await.unwrap()).unwrap();
+    assert_ne!(a, b);
+
+    // With a header: the same id back, on success, on errors, on a streamed body.
+    let given = "test-req-7f3a";
+    let r = http
+        .get(url("/v1/models"))
+        .header("x-request-id", given)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(id_of(&r).as_deref(), Some(given));
+    let r = http
+        .get(url("/no/such/route"))
+        .header("x-request-id", given)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(id_of(&r).as_deref(), Some(given));
+    let r = http
+        .post(url("/v1/audio/speech"))
+        .header("x-request-id", given)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(id_of(&r).as_deref(), Some(given));
+    let streamed = "test-req-stream-91c2";
+    let r = http
+        .post(url("/v1/audio/speech"))
+        .header("x-request-id", streamed)
+        .header("content-type", "application/json")
+        .body(speech(serde_json::json!({"response_format": "pcm"})).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(id_of(&r).as_deref(), Some(streamed));
+    assert!(!r.bytes().await.unwrap().is_empty());
+
+    // The id went into the engine request (logged where the service submits it).
+    let log = String::from_utf8_lossy(&captured_log().lock().unwrap()).into_owned();
+    let line = log
+        .lines()
+        .find(|l| l.contains("submitted to the engine") && l.contains(streamed))
+        .unwrap_or_else(|| panic!("no submit line with the request id in:\n{log}"));
+    assert!(line.contains("engine_request="), "{line}");
 }

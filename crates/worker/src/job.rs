@@ -2,8 +2,12 @@
 //!
 //! - the native `/generate` schema (plus `stream: true` for audio partials);
 //! - `{"health_check": true}`;
-//! - the platform's OpenAI passthrough (`openai_route` + `openai_input`), run through the HTTP
-//!   server's own router in-process, so the answers are byte-for-byte the server's.
+//! - the platform's OpenAI passthrough (`openai_route` + `openai_input`), run in-process through
+//!   the router the caller hands in (the HTTP server's own, so the answers are byte-for-byte the
+//!   server's; this crate does not depend on the server).
+//!
+//! The RunPod job id is the request id: it names the job's tracing span and goes into the engine
+//! request (and, for the passthrough, into `x-request-id`).
 //!
 //! A job ends in exactly one [`Outcome`]: an output, or an error message for the platform's
 //! top-level `error` (job FAILED).
@@ -16,8 +20,7 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use higgs_api::generate::GenerateRequestWire;
 use higgs_api::ApiError;
-use higgs_server::jobs::{run_generate, GenerateOptions};
-use higgs_server::AppState;
+use higgs_service::{run_generate, GenerateOptions, Service};
 use higgs_storage::{RequestS3Config, S3Config, Uploader};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -102,21 +105,22 @@ impl Outcome {
     }
 }
 
-/// What every job needs: the server state (engine, voices, uploader, limits) and its router.
+/// What every job needs: the service (engine, voices, uploader, limits) and the router that
+/// serves the OpenAI passthrough.
 #[derive(Clone)]
 pub struct JobContext {
-    pub state: AppState,
-    router: axum::Router,
+    pub service: Service,
+    openai: axum::Router,
     pub max_inline_bytes: usize,
 }
 
 impl JobContext {
-    /// `state` should carry no API key: the platform authenticates callers before a job exists.
-    pub fn new(state: AppState, max_inline_bytes: usize) -> Self {
-        let router = higgs_server::app(state.clone());
+    /// `openai` serves [`OPENAI_ROUTES`] (the HTTP server's router over the same `service`); it
+    /// should require no API key: the platform authenticates callers before a job exists.
+    pub fn new(service: Service, openai: axum::Router, max_inline_bytes: usize) -> Self {
         Self {
-            state,
-            router,
+            service,
+            openai,
             max_inline_bytes,
         }
     }
@@ -124,6 +128,11 @@ impl JobContext {
     /// Runs `job`; partial outputs (streamed chunks) go to `partials` in order. Dropping the future
     /// cancels the generation.
     pub async fn execute(&self, job: &Job, partials: mpsc::UnboundedSender<Value>) -> Outcome {
+        let span = tracing::info_span!("job", request_id = %job.id);
+        tracing::Instrument::instrument(self.execute_in_span(job, partials), span).await
+    }
+
+    async fn execute_in_span(&self, job: &Job, partials: mpsc::UnboundedSender<Value>) -> Outcome {
         let Some(input) = job.input.as_object() else {
             return Outcome::error(
                 "bad_request",
@@ -134,7 +143,7 @@ impl JobContext {
         let outcome = if input.get("health_check").and_then(Value::as_bool) == Some(true) {
             self.health()
         } else if input.contains_key("openai_route") {
-            self.openai(input, &partials).await
+            self.openai(job, input, &partials).await
         } else {
             self.generate(job, input, &partials).await
         };
@@ -142,14 +151,15 @@ impl JobContext {
     }
 
     fn health(&self) -> Outcome {
-        let stats = self.state.engine.stats();
+        let s = &self.service;
+        let stats = s.engine.stats();
         Outcome::Output(json!({
-            "status": if self.state.is_ready() { "ok" } else { "unavailable" },
-            "model": self.state.config.model_name,
-            "model_info": self.state.engine.model_info(),
-            "device": self.state.device,
-            "sample_rate": self.state.engine.sample_rate(),
-            "voices": self.state.voice_names(),
+            "status": if s.is_ready() { "ok" } else { "unavailable" },
+            "model": s.config.model_name,
+            "model_info": s.engine.model_info(),
+            "device": s.device,
+            "sample_rate": s.engine.sample_rate(),
+            "voices": s.voice_names(),
             "engine": {
                 "queued": stats.queued,
                 "running": stats.running,
@@ -212,14 +222,15 @@ impl JobContext {
             uploader,
             stream: stream.then_some(tx),
             inline_when_streamed: false,
+            request_id: Some(job.id.clone()),
         };
         let forward = forward_audio_pieces(
             rx,
             partials.clone(),
             req.output_format.clone(),
-            self.state.engine.sample_rate(),
+            self.service.engine.sample_rate(),
         );
-        let (result, chunks) = tokio::join!(run_generate(&self.state, &req, opts), forward);
+        let (result, chunks) = tokio::join!(run_generate(&self.service, &req, opts), forward);
         match result {
             Ok(resp) => {
                 let mut v = serde_json::to_value(&resp).unwrap_or(Value::Null);
@@ -233,10 +244,10 @@ impl JobContext {
     }
 
     fn request_uploader(&self, c: &RequestS3Config) -> Result<Arc<Uploader>, ApiError> {
-        let base = self.state.uploader.as_ref().map(|u| u.config());
+        let base = self.service.uploader.as_ref().map(|u| u.config());
         let cfg = S3Config::from_request(c, base)
             .map_err(|e| ApiError::invalid("s3Config", e.to_string()))?;
-        let up = match &self.state.uploader {
+        let up = match &self.service.uploader {
             Some(u) => u.for_config(cfg),
             None => Uploader::new(cfg),
         }
@@ -246,6 +257,7 @@ impl JobContext {
 
     async fn openai(
         &self,
+        job: &Job,
         input: &Map<String, Value>,
         partials: &mpsc::UnboundedSender<Value>,
     ) -> Outcome {
@@ -270,7 +282,7 @@ impl JobContext {
             Method::GET
         };
         let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = match Request::builder()
+        let mut req = match Request::builder()
             .method(method)
             .uri(route)
             .header(header::CONTENT_TYPE, "application/json")
@@ -279,7 +291,11 @@ impl JobContext {
             Ok(r) => r,
             Err(e) => return Outcome::error("internal_error", e.to_string(), 500),
         };
-        let resp = match tower::ServiceExt::oneshot(self.router.clone(), req).await {
+        // The job id is the request id; an id that is no header value gets a generated one.
+        if let Ok(id) = header::HeaderValue::from_str(&job.id) {
+            req.headers_mut().insert("x-request-id", id);
+        }
+        let resp = match tower::ServiceExt::oneshot(self.openai.clone(), req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };

@@ -1,5 +1,6 @@
-//! higgs-serve's RunPod Serverless door, a thin layer over the same engine handle and `/generate`
-//! job as the HTTP server (`higgs_server::jobs`):
+//! higgs-serve's RunPod Serverless door, a thin layer over the same service (engine handle,
+//! voices, readiness, `/generate` job) as the HTTP server (`higgs_service`); it never depends on
+//! the HTTP server crate:
 //!
 //! - [`worker`]: the production protocol of runpod-python 1.12 — job-take long poll (batch take,
 //!   `job_in_progress`), results to job-done (exactly one per job, retried with backoff), partials

@@ -438,7 +438,7 @@ async fn health(State(api): State<LocalApi>, _h: HeaderMap) -> Response {
     let jobs = api.jobs();
     let count = |s: Status| jobs.values().filter(|j| j.status == s).count();
     let running = count(Status::InProgress);
-    let ready = api.ctx.state.is_ready();
+    let ready = api.ctx.service.is_ready();
     Json(json!({
         "jobs": {
             "completed": count(Status::Completed),

@@ -263,7 +263,7 @@ async fn run_job(
         why = stop => Outcome::error("cancelled", why.unwrap_or_else(|_| "stopped".into()), 499),
     };
     let streamed = streamer.await.unwrap_or(0);
-    let engine_dead = ctx.state.engine.is_stopped();
+    let engine_dead = ctx.service.engine.is_stopped();
     let stop_pod = refresh_worker || engine_dead;
     let body = outcome.to_body(stop_pod);
     match client.post_final(&job.id, &body, streamed > 0).await {

@@ -189,7 +189,7 @@ async fn cancel_retry_purge_and_errors() {
     // Cancel the running one: the engine frees its slot.
     let (_, x) = call(&app, "POST", &format!("/cancel/{a}"), None).await;
     assert_eq!(x["status"], "CANCELLED");
-    let engine = s.ctx.state.engine.clone();
+    let engine = s.ctx.service.engine.clone();
     for _ in 0..200 {
         if engine.stats().running == 0 {
             break;

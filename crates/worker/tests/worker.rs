@@ -157,7 +157,7 @@ async fn many_jobs_at_once_each_end_with_exactly_one_result() {
     assert!(p.takes().iter().any(|q| q
         .get("batch_size")
         .is_some_and(|b| b.parse::<usize>().unwrap() > 1)));
-    let stats = s.ctx.state.engine.stats();
+    let stats = s.ctx.service.engine.stats();
     assert!(
         stats.batch_sizes.keys().any(|&b| b > 1),
         "no forward call batched several jobs: {:?}",
@@ -306,7 +306,7 @@ async fn job_stop_cancels_a_running_job_and_it_ends_once() {
     assert_eq!(p.final_result(&id).unwrap().duplicates_different, 0);
     assert_eq!(output(&p, &other)["success"], true);
     // The engine really stopped the work: its slot is freed at the next step.
-    let engine = s.ctx.state.engine.clone();
+    let engine = s.ctx.service.engine.clone();
     for _ in 0..500 {
         if engine.stats().running == 0 {
             break;

@@ -113,7 +113,7 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let built = match a.engine.build(a.download, None) {
+    let built = match a.engine.build(a.download) {
         Ok(b) => b,
         Err(e) => {
             // Fail fast, and tell the platform why (it marks the worker unhealthy).
@@ -127,9 +127,23 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
             ));
         }
     };
-    let Built { state, join } = built;
-    let engine = state.engine.clone();
-    let ctx = JobContext::new(state, a.max_inline_bytes);
+    let Built {
+        service,
+        metrics,
+        join,
+    } = built;
+    let engine = service.engine.clone();
+    // The OpenAI passthrough runs through the HTTP server's own router over the same service, with
+    // no API key: the platform authenticates callers before a job exists.
+    let openai = higgs_server::app(higgs_server::AppState {
+        service: service.clone(),
+        config: std::sync::Arc::new(higgs_server::ServerConfig {
+            api_key: None,
+            max_body_bytes: a.engine.max_body_bytes,
+        }),
+        metrics,
+    });
+    let ctx = JobContext::new(service, openai, a.max_inline_bytes);
     let result = if let Some(t) = test_input {
         rt.block_on(one_shot(&ctx, &t))
     } else if a.rp_serve_api {

@@ -6,9 +6,9 @@ use clap::Args;
 use higgs_engine::voices::VoiceLibrary;
 use higgs_engine::{start, EngineConfig, EngineParts};
 use higgs_server::{AppState, ServerConfig};
+use higgs_service::{Service, ServiceConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::device::{self, DeviceArg, DtypeArg};
@@ -88,15 +88,16 @@ pub struct EngineArgs {
     pub served_model_name: String,
 }
 
-/// A loaded engine and the server state over it.
+/// A loaded engine and the service over it (shared by `serve` and `runpod`).
 pub struct Built {
-    pub state: AppState,
+    pub service: Service,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub join: std::thread::JoinHandle<()>,
 }
 
 impl EngineArgs {
     /// Finds (or, when `allow_download`, downloads) the weights, loads them, starts the engine.
-    pub fn build(&self, allow_download: bool, api_key: Option<String>) -> Result<Built> {
+    pub fn build(&self, allow_download: bool) -> Result<Built> {
         let (model, codec) = self.model_dirs(allow_download)?;
         let dev = device::select(self.device, 0)?;
         let dtype = device::dtype(self.dtype, &dev);
@@ -117,16 +118,18 @@ impl EngineArgs {
             "model and codec loaded in {:.1}s on {dev:?} ({dtype:?})",
             t0.elapsed().as_secs_f64()
         );
-        let (voices, server_voices) = match &self.voices {
-            Some(d) => (
-                Some(
-                    VoiceLibrary::open(d)
-                        .with_context(|| format!("opening the voice directory {}", d.display()))?,
-                ),
-                Some(Arc::new(VoiceLibrary::open(d)?)),
-            ),
-            None => (None, None),
+        // Opened (and checked) once here. The doors share this instance; the engine takes its own
+        // by value (`EngineParts::voices`) until it accepts a shared one.
+        let open_voices = |d: &PathBuf| {
+            VoiceLibrary::open(d)
+                .with_context(|| format!("opening the voice directory {}", d.display()))
         };
+        let voices = self.voices.as_ref().map(open_voices).transpose()?;
+        let engine_voices = voices
+            .as_ref()
+            .map(|v| VoiceLibrary::open(v.dir()))
+            .transpose()?;
+        let voices = voices.map(Arc::new);
         let env: std::collections::HashMap<String, String> = std::env::vars().collect();
         let uploader = match higgs_storage::S3Config::from_env_map(&env)
             .context("S3 configuration from the environment")?
@@ -173,32 +176,32 @@ impl EngineArgs {
                 model: m,
                 codec: c,
                 tokenizer,
-                voices,
+                voices: engine_voices,
             },
         )?;
-        let state = AppState {
+        let service = Service {
             engine,
-            voices: server_voices,
-            config: Arc::new(ServerConfig {
-                api_key: api_key.filter(|k| !k.is_empty()),
+            voices,
+            config: Arc::new(ServiceConfig {
                 limits: higgs_api::Limits {
                     max_input_chars: self.max_input_chars,
                     default_max_new_tokens: self.default_max_new_tokens,
                     max_new_tokens: self.max_new_tokens_limit,
                     ..Default::default()
                 },
-                max_body_bytes: self.max_body_bytes,
                 request_timeout: self
                     .request_timeout_secs
                     .map(std::time::Duration::from_secs),
                 model_name: self.served_model_name.clone(),
             }),
-            ready: Arc::new(AtomicBool::new(true)),
-            metrics,
             device: format!("{dev:?}"),
             uploader,
         };
-        Ok(Built { state, join })
+        Ok(Built {
+            service,
+            metrics,
+            join,
+        })
     }
 
     fn model_dirs(&self, allow_download: bool) -> Result<(PathBuf, PathBuf)> {
@@ -282,7 +285,19 @@ impl EngineArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    let Built { state, join } = a.engine.build(!a.no_download, a.api_key.clone())?;
+    let Built {
+        service,
+        metrics,
+        join,
+    } = a.engine.build(!a.no_download)?;
+    let state = AppState {
+        service,
+        config: Arc::new(ServerConfig {
+            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+            max_body_bytes: a.engine.max_body_bytes,
+        }),
+        metrics,
+    };
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
         .parse()
         .with_context(|| format!("bad --host/--port {}:{}", a.host, a.port))?;

@@ -9,7 +9,8 @@ use higgs_api::chat::ChatRequest;
 use higgs_engine::{Event, StopReason};
 
 use crate::error::AppJson;
-use crate::{audio, AppState, HttpError};
+use crate::request_id::ReqId;
+use crate::{AppState, HttpError};
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -49,17 +50,20 @@ fn finish_reason(r: Option<StopReason>) -> &'static str {
               (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
 pub async fn chat(
     State(state): State<AppState>,
+    ReqId(request_id): ReqId,
     AppJson(req): AppJson<ChatRequest>,
 ) -> Result<Response, HttpError> {
-    let rate = state.engine.sample_rate() as u32;
-    let job = req.validate(&state.config.limits, rate)?;
+    let service = &state.service;
+    let rate = service.sample_rate();
+    let mut job = req.validate(&service.config.limits, rate)?;
+    job.request.request_id = request_id;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let model = req.model.clone();
-    let (stream, early) = audio::start(&state, job.request).await?;
+    let (stream, early) = service.start(job.request).await?;
     if !job.stream {
-        let c = audio::collect(&state, stream, early).await?;
+        let c = service.collect(stream, early).await?;
         let data = base64::engine::general_purpose::STANDARD
-            .encode(audio::encode(job.format, &c.samples, rate)?);
+            .encode(higgs_service::run::encode(job.format, &c.samples, rate)?);
         let body = serde_json::json!({
             "id": id, "object": "chat.completion", "created": now(), "model": model,
             "choices": [{"index": 0, "finish_reason": finish_reason(c.reason), "message": {

@@ -1,20 +1,19 @@
 //! `POST /generate`: the native API of the Python RunPod handler (same fields; failures are
 //! `success: false` with the error and suggestions, and the matching HTTP status). The job itself
-//! lives in [`crate::jobs`], shared with the RunPod worker.
+//! lives in [`higgs_service::generate`], shared with the RunPod worker.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use higgs_api::generate::{GenerateRequestWire, GenerateResponse};
 use higgs_api::ApiError;
+use higgs_service::{run_generate, GenerateOptions};
 
-use crate::error::AppJson;
-use crate::jobs::{run_generate, GenerateOptions};
+use crate::error::{status_of, AppJson};
+use crate::request_id::ReqId;
 use crate::AppState;
 
 fn failure(e: ApiError) -> Response {
-    let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(GenerateResponse::failure(&e))).into_response()
+    (status_of(e.kind), axum::Json(GenerateResponse::failure(&e))).into_response()
 }
 
 #[utoipa::path(post, path = "/generate", request_body = GenerateRequestWire,
@@ -25,13 +24,18 @@ fn failure(e: ApiError) -> Response {
               (status = 503, body = GenerateResponse)))]
 pub async fn generate(
     State(state): State<AppState>,
+    ReqId(request_id): ReqId,
     body: Result<AppJson<GenerateRequestWire>, crate::HttpError>,
 ) -> Response {
     let AppJson(req) = match body {
         Ok(b) => b,
         Err(e) => return failure(e.0),
     };
-    match run_generate(&state, &req, GenerateOptions::default()).await {
+    let opts = GenerateOptions {
+        request_id,
+        ..Default::default()
+    };
+    match run_generate(&state.service, &req, opts).await {
         Ok(resp) => axum::Json(resp).into_response(),
         Err(e) => failure(e),
     }

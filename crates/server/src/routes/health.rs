@@ -4,9 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use higgs_api::{ApiError, ErrorKind};
+use higgs_service::Readiness;
 use serde::Serialize;
 
-use crate::{AppState, HttpError};
+use crate::{status_of, AppState, HttpError};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -51,21 +52,16 @@ fn rss_mb() -> f64 {
 
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let s = state.engine.stats();
-    let status = if state.engine.is_stopped() {
-        "stopping"
-    } else if state.is_ready() {
-        "ok"
-    } else {
-        "loading"
-    };
+    let service = &state.service;
+    let s = service.engine.stats();
+    let readiness = service.readiness();
     let h = Health {
-        status: status.into(),
-        model: state.config.model_name.clone(),
-        model_info: state.engine.model_info().to_string(),
-        device: state.device.clone(),
-        sample_rate: state.engine.sample_rate(),
-        voices_available: state.voice_names(),
+        status: readiness.as_str().into(),
+        model: service.config.model_name.clone(),
+        model_info: service.engine.model_info().to_string(),
+        device: service.device.clone(),
+        sample_rate: service.engine.sample_rate(),
+        voices_available: service.voice_names(),
         queue: QueueInfo {
             waiting: s.queued,
             running: s.running,
@@ -77,18 +73,22 @@ pub async fn health(State(state): State<AppState>) -> Response {
         },
         memory: MemoryInfo { rss_mb: rss_mb() },
     };
-    let code = if status == "ok" {
+    (health_status(readiness), axum::Json(h)).into_response()
+}
+
+/// 200 when ready; 503 while the engine warms up or stops (the status of `ErrorKind::Unavailable`).
+fn health_status(r: Readiness) -> StatusCode {
+    if r.is_ready() {
         StatusCode::OK
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, axum::Json(h)).into_response()
+        status_of(ErrorKind::Unavailable)
+    }
 }
 
 /// RunPod load-balancer convention: 200 when ready, 204 while initializing.
 #[utoipa::path(get, path = "/ping", responses((status = 200, description = "ready"), (status = 204, description = "initializing")))]
 pub async fn ping(State(state): State<AppState>) -> Response {
-    if state.is_ready() {
+    if state.service.is_ready() {
         (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "healthy"})),
@@ -102,7 +102,7 @@ pub async fn ping(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/v1/models", responses((status = 200, description = "model list"), (status = 401, body = higgs_api::ErrorBody)))]
 pub async fn models(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"object": "list", "data": [{
-        "id": state.config.model_name, "object": "model", "created": 0, "owned_by": "higgs-serve"}]}))
+        "id": state.service.config.model_name, "object": "model", "created": 0, "owned_by": "higgs-serve"}]}))
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
@@ -125,4 +125,22 @@ pub async fn not_found(uri: axum::http::Uri) -> HttpError {
         ErrorKind::NotFound,
         format!("no route for {uri}; see /openapi.json"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_is_503_unless_the_engine_is_ready() {
+        assert_eq!(health_status(Readiness::Ready), StatusCode::OK);
+        assert_eq!(
+            health_status(Readiness::Loading),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            health_status(Readiness::Stopping),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }

@@ -7,6 +7,7 @@ use base64::Engine;
 use higgs_api::speech::{SpeechRequest, StreamFormat};
 
 use crate::error::AppJson;
+use crate::request_id::ReqId;
 use crate::{audio, AppState, HttpError};
 
 #[utoipa::path(post, path = "/v1/audio/speech", request_body = SpeechRequest,
@@ -16,11 +17,14 @@ use crate::{audio, AppState, HttpError};
               (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
 pub async fn speech(
     State(state): State<AppState>,
+    ReqId(request_id): ReqId,
     AppJson(req): AppJson<SpeechRequest>,
 ) -> Result<Response, HttpError> {
-    let job = req.validate(&state.config.limits, &state.voice_names())?;
-    let rate = state.engine.sample_rate() as u32;
-    let (stream, _) = audio::start(&state, job.request).await?;
+    let service = &state.service;
+    let mut job = req.validate(&service.config.limits, &service.voice_names())?;
+    job.request.request_id = request_id;
+    let rate = service.sample_rate();
+    let (stream, _) = service.start(job.request).await?;
     match job.stream {
         StreamFormat::Audio => {
             let body = audio::streaming_body(stream, job.format, rate)?;
@@ -29,9 +33,7 @@ pub async fn speech(
         StreamFormat::Sse => {
             // `speech.audio.delta` events carry base64 chunks of the requested format as it is
             // encoded; `speech.audio.done` carries the usage.
-            let enc = higgs_audio_io::StreamEncoder::new(job.format, rate).map_err(|e| {
-                higgs_api::ApiError::new(higgs_api::ErrorKind::InvalidRequest, e.to_string())
-            })?;
+            let enc = higgs_service::run::stream_encoder(job.format, rate)?;
             let init = (
                 stream,
                 Some(enc),

@@ -1,13 +1,13 @@
 //! A real engine on the fixture model and codec, with the `belinda` voice.
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use higgs_engine::voices::VoiceLibrary;
 use higgs_engine::{start, EngineConfig, EngineParts};
 use higgs_server::{AppState, ServerConfig};
+use higgs_service::{Service, ServiceConfig};
 use higgs_testkit::fixture;
 use higgs_worker::JobContext;
 
@@ -40,17 +40,22 @@ pub fn setup(max_inline: usize) -> Setup {
         ..Default::default()
     };
     let (engine, _) = start(cfg, parts).unwrap();
-    let state = AppState {
+    // Health answers "ok" only once the engine has warmed up.
+    assert!(engine.wait_ready(std::time::Duration::from_secs(120)));
+    let service = Service {
         engine,
         voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
-        config: Arc::new(ServerConfig::default()),
-        ready: Arc::new(AtomicBool::new(true)),
-        metrics: None,
+        config: Arc::new(ServiceConfig::default()),
         device: "cpu".into(),
         uploader: None,
     };
+    let openai = higgs_server::app(AppState {
+        service: service.clone(),
+        config: Arc::new(ServerConfig::default()),
+        metrics: None,
+    });
     Setup {
-        ctx: JobContext::new(state, max_inline),
+        ctx: JobContext::new(service, openai, max_inline),
         _voices: voices,
     }
 }

@@ -8,51 +8,55 @@ use higgs_api::generate::{
     GenerateMetadata, GenerateRequestWire, GenerateResponse, GenerationParameters,
 };
 use higgs_api::{ApiError, ErrorKind};
-use higgs_audio_io::{AudioFormat, StreamEncoder};
+use higgs_audio_io::AudioFormat;
 use higgs_engine::{Event, Prompting};
 use higgs_storage::Uploader;
 use tokio::sync::mpsc;
 
-use crate::{audio, AppState};
+use crate::run::{encode, stream_encoder, Collected};
+use crate::Service;
 
 /// How one `/generate` job is run beyond its request fields.
 #[derive(Default)]
 pub struct GenerateOptions {
     /// Upload target for this job (e.g. built from a RunPod request's `s3Config`); `None` = the
-    /// server's own uploader, if any.
+    /// service's own uploader, if any.
     pub uploader: Option<Arc<Uploader>>,
     /// Receives the output file's bytes as they are encoded (in `output_format`); the pieces
     /// concatenate to the whole file. The final response then carries no inline audio unless
     /// `inline_when_streamed` is set (the client already has it).
     pub stream: Option<mpsc::UnboundedSender<Vec<u8>>>,
     pub inline_when_streamed: bool,
+    /// The caller's request id (HTTP `x-request-id`, RunPod job id), carried into the engine.
+    pub request_id: Option<String>,
 }
 
 /// Runs a `/generate` request to completion. Dropping the future cancels the generation.
 pub async fn run_generate(
-    state: &AppState,
+    service: &Service,
     req: &GenerateRequestWire,
     opts: GenerateOptions,
 ) -> Result<GenerateResponse, ApiError> {
     let t0 = std::time::Instant::now();
-    let rate = state.engine.sample_rate() as u32;
-    let job = req.validate(&state.config.limits, rate)?;
+    let rate = service.sample_rate();
+    let mut job = req.validate(&service.config.limits, rate)?;
+    job.request.request_id = opts.request_id.clone();
     let params = job.request.params.clone();
     let chunk_method = match &job.request.prompting {
         Prompting::Script { chunking, .. } => format!("{:?}", chunking.method).to_lowercase(),
         Prompting::Messages { .. } => "none".into(),
     };
-    let (s, early) = audio::start(state, job.request).await?;
+    let (s, early) = service.start(job.request).await?;
     let c = match &opts.stream {
-        None => audio::collect(state, s, early).await?,
-        Some(tx) => collect_streaming(state, s, early, job.format, rate, tx).await?,
+        None => service.collect(s, early).await?,
+        Some(tx) => collect_streaming(service, s, early, job.format, rate, tx).await?,
     };
     // Encoded once more even when streamed: a streamed WAV header has no length, the stored or
     // inline file should.
-    let bytes = audio::encode(job.format, &c.samples, rate)?;
-    let uploader = opts.uploader.clone().or_else(|| state.uploader.clone());
+    let bytes = encode(job.format, &c.samples, rate)?;
+    let uploader = opts.uploader.clone().or_else(|| service.uploader.clone());
     let wants_upload = opts.uploader.is_some()
-        || state.uploader.is_some()
+        || service.uploader.is_some()
         || job.s3_bucket.is_some()
         || job.s3_key.is_some();
     let (mut audio_url, mut s3_uri, mut upload_error) = (None, None, None);
@@ -97,7 +101,7 @@ pub async fn run_generate(
         sample_rate: Some(rate),
         text_output: Some(c.text.clone()),
         metadata: Some(GenerateMetadata {
-            model_used: state.config.model_name.clone(),
+            model_used: service.config.model_name.clone(),
             voice_clone: job.voice_clone,
             generation_parameters: GenerationParameters {
                 temperature: params.sampling.temperature,
@@ -116,17 +120,16 @@ pub async fn run_generate(
     })
 }
 
-/// [`audio::collect`], also encoding the audio as it arrives and sending each encoded piece.
+/// [`Service::collect`], also encoding the audio as it arrives and sending each encoded piece.
 async fn collect_streaming(
-    state: &AppState,
+    service: &Service,
     s: higgs_engine::RequestStream,
     early: Vec<Event>,
     format: AudioFormat,
     rate: u32,
     tx: &mpsc::UnboundedSender<Vec<u8>>,
-) -> Result<audio::Collected, ApiError> {
-    let mut enc = StreamEncoder::new(format, rate)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+) -> Result<Collected, ApiError> {
+    let mut enc = stream_encoder(format, rate)?;
     let enc_err = |e: higgs_audio_io::AudioError| {
         ApiError::new(ErrorKind::Internal, format!("encoding {format}: {e}"))
     };
@@ -136,11 +139,12 @@ async fn collect_streaming(
             let _ = tx.send(piece);
         }
     };
-    let c = audio::collect_with(state, s, early, |samples| {
-        send(enc.push(samples).map_err(enc_err)?);
-        Ok(())
-    })
-    .await?;
+    let c = service
+        .collect_with(s, early, |samples| {
+            send(enc.push(samples).map_err(enc_err)?);
+            Ok(())
+        })
+        .await?;
     send(enc.finish().map_err(enc_err)?);
     Ok(c)
 }

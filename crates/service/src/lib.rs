@@ -1,0 +1,136 @@
+//! What both front doors share — the HTTP server (`higgs-server`) and the RunPod worker
+//! (`higgs-worker`) depend on this crate and on `higgs-api`, never on each other:
+//!
+//! - [`Service`]: the engine handle, the one voice library, the uploader and the settings every
+//!   door needs;
+//! - [`Readiness`]: one notion of "ready", taken from the engine (warm-up done, not stopping);
+//! - [`run`]: submitting a request and collecting its events;
+//! - [`generate`]: the native `/generate` job (HTTP route and RunPod job alike);
+//! - [`voices`]: listing, adding and deleting library voices, with their errors as [`ApiError`]s.
+//!
+//! Nothing here knows HTTP or RunPod: errors are [`ApiError`]s, which each door maps once.
+
+pub mod generate;
+pub mod run;
+pub mod voices;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use higgs_api::{ApiError, Limits};
+use higgs_engine::voices::VoiceLibrary;
+use higgs_engine::EngineHandle;
+use higgs_storage::Uploader;
+
+pub use generate::{run_generate, GenerateOptions};
+pub use run::Collected;
+
+/// Settings of the service, the same behind every door (from the CLI).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub limits: Limits,
+    /// Name reported by `/v1/models`, health and responses.
+    pub model_name: String,
+    /// Per-request deadline (queue time included); `None` = no limit.
+    pub request_timeout: Option<Duration>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            model_name: "higgs-audio-v2-generation-3B-base".into(),
+            request_timeout: None,
+        }
+    }
+}
+
+/// Whether the service takes requests, from the engine's own state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The engine is warming up; requests submitted now wait in its queue.
+    Loading,
+    Ready,
+    /// Shutting down or stopped after a fatal error.
+    Stopping,
+}
+
+impl Readiness {
+    /// From the engine's two flags; stopping wins (a stopped engine may still read as warmed up).
+    pub fn from_engine(stopped: bool, warmed_up: bool) -> Self {
+        if stopped {
+            Self::Stopping
+        } else if warmed_up {
+            Self::Ready
+        } else {
+            Self::Loading
+        }
+    }
+
+    /// `ok`, `loading` or `stopping`: the word health reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Ready => "ok",
+            Self::Stopping => "stopping",
+        }
+    }
+
+    pub fn is_ready(self) -> bool {
+        self == Self::Ready
+    }
+}
+
+/// The shared state behind every door. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    pub engine: EngineHandle,
+    /// The voice library, opened once (`None`: no voice directory configured).
+    pub voices: Option<Arc<VoiceLibrary>>,
+    pub config: Arc<ServiceConfig>,
+    /// The device the model runs on, for health reports.
+    pub device: String,
+    /// S3 uploads for `/generate` (configured from AWS_* / BUCKET_* at start-up).
+    pub uploader: Option<Arc<Uploader>>,
+}
+
+impl Service {
+    pub fn readiness(&self) -> Readiness {
+        Readiness::from_engine(self.engine.is_stopped(), self.engine.is_ready())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.readiness().is_ready()
+    }
+
+    /// The engine's output sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.engine.sample_rate() as u32
+    }
+
+    /// Every library voice name, sorted (empty without a library).
+    pub fn voice_names(&self) -> Vec<String> {
+        self.voices.as_ref().map(|v| v.names()).unwrap_or_default()
+    }
+
+    /// A generation failure as an [`ApiError`], with the library voices as suggestions.
+    pub fn generation_error(&self, e: higgs_engine::GenerationError) -> ApiError {
+        ApiError::from_generation(e, &self.voice_names())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Readiness;
+
+    #[test]
+    fn readiness_follows_the_engine_and_stopping_wins() {
+        assert_eq!(Readiness::from_engine(false, false), Readiness::Loading);
+        assert_eq!(Readiness::from_engine(false, true), Readiness::Ready);
+        assert_eq!(Readiness::from_engine(true, true), Readiness::Stopping);
+        assert_eq!(Readiness::from_engine(true, false), Readiness::Stopping);
+        assert!(Readiness::Ready.is_ready());
+        assert!(!Readiness::Loading.is_ready());
+        assert_eq!(Readiness::Loading.as_str(), "loading");
+    }
+}
