@@ -19,7 +19,7 @@ use axum::http::{header, Method, Request};
 use base64::Engine as _;
 use futures_util::StreamExt;
 use higgs_api::generate::GenerateRequestWire;
-use higgs_api::ApiError;
+use higgs_api::{ApiError, ErrorKind};
 use higgs_service::{run_generate, GenerateOptions, Service};
 use higgs_storage::{RequestS3Config, S3Config, Uploader};
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A failure of one of the API's error kinds: type and status from `ErrorKind`, the one table
+    /// both doors use.
+    pub fn failed(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self::from_api(&ApiError::new(kind, message))
+    }
+
+    /// A failure the API has no kind for (RunPod only: `cancelled` 499, `result_refused` 502).
     pub fn error(kind: &str, message: impl Into<String>, status: u16) -> Self {
         Self::Error(
             json!({"error_type": kind, "error_message": message.into(), "status": status})
@@ -72,7 +79,7 @@ impl Outcome {
         )
     }
 
-    fn from_api(e: &ApiError) -> Self {
+    pub fn from_api(e: &ApiError) -> Self {
         let mut v = json!({
             "error_type": e.kind.error_type(),
             "error_message": e.message,
@@ -134,11 +141,7 @@ impl JobContext {
 
     async fn execute_in_span(&self, job: &Job, partials: mpsc::UnboundedSender<Value>) -> Outcome {
         let Some(input) = job.input.as_object() else {
-            return Outcome::error(
-                "bad_request",
-                "the job input must be a JSON object: the /generate fields (\"transcript\", \"ref_audio\", ...), {\"health_check\": true}, or {\"openai_route\": ..., \"openai_input\": ...}",
-                400,
-            );
+            return Outcome::failed(ErrorKind::BadRequest, "the job input must be a JSON object: the /generate fields (\"transcript\", \"ref_audio\", ...), {\"health_check\": true}, or {\"openai_route\": ..., \"openai_input\": ...}");
         };
         let outcome = if input.get("health_check").and_then(Value::as_bool) == Some(true) {
             self.health()
@@ -182,10 +185,9 @@ impl JobContext {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => b,
             Some(other) => {
-                return Outcome::error(
-                    "bad_request",
+                return Outcome::failed(
+                    ErrorKind::BadRequest,
                     format!("stream must be true or false, got {other}"),
-                    400,
                 )
             }
         };
@@ -195,21 +197,16 @@ impl JobContext {
             Some(v) => match serde_json::from_value::<RequestS3Config>(v) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    return Outcome::error(
-                        "bad_request",
-                        format!("s3Config: {e} (expected {{\"accessId\", \"accessSecret\", \"bucketName\", \"endpointUrl\"}})"),
-                        400,
-                    )
+                    return Outcome::failed(ErrorKind::BadRequest, format!("s3Config: {e} (expected {{\"accessId\", \"accessSecret\", \"bucketName\", \"endpointUrl\"}})"))
                 }
             },
         };
         let req: GenerateRequestWire = match serde_json::from_value(Value::Object(fields)) {
             Ok(r) => r,
             Err(e) => {
-                return Outcome::error(
-                    "bad_request",
+                return Outcome::failed(
+                    ErrorKind::BadRequest,
                     format!("invalid job input: {e}; see the /generate schema (docs/server.md)"),
-                    400,
                 )
             }
         };
@@ -266,13 +263,12 @@ impl JobContext {
             .and_then(Value::as_str)
             .unwrap_or_default();
         if !OPENAI_ROUTES.contains(&route) {
-            return Outcome::error(
-                "not_found",
+            return Outcome::failed(
+                ErrorKind::NotFound,
                 format!(
                     "openai_route {route:?} is not served; use one of {}",
                     OPENAI_ROUTES.join(", ")
                 ),
-                404,
             );
         }
         let body = input.get("openai_input").filter(|v| !v.is_null());
@@ -289,7 +285,7 @@ impl JobContext {
             .body(Body::from(bytes))
         {
             Ok(r) => r,
-            Err(e) => return Outcome::error("internal_error", e.to_string(), 500),
+            Err(e) => return Outcome::failed(ErrorKind::Internal, e.to_string()),
         };
         // The job id is the request id; an id that is no header value gets a generated one.
         if let Ok(id) = header::HeaderValue::from_str(&job.id) {
@@ -316,7 +312,7 @@ impl JobContext {
                 match chunk {
                     Ok(c) => buf.push_str(&String::from_utf8_lossy(&c)),
                     Err(e) => {
-                        return Outcome::error("internal_error", format!("stream broke: {e}"), 500)
+                        return Outcome::failed(ErrorKind::Internal, format!("stream broke: {e}"))
                     }
                 }
                 while let Some(end) = buf.find("\n\n") {
@@ -343,7 +339,7 @@ impl JobContext {
             match chunk {
                 Ok(c) => all.extend_from_slice(&c),
                 Err(e) => {
-                    return Outcome::error("internal_error", format!("response broke: {e}"), 500)
+                    return Outcome::failed(ErrorKind::Internal, format!("response broke: {e}"))
                 }
             }
         }
@@ -368,7 +364,7 @@ impl JobContext {
             return match serde_json::from_slice(&all) {
                 Ok(v) => Outcome::Output(v),
                 Err(e) => {
-                    Outcome::error("internal_error", format!("bad JSON from {route}: {e}"), 500)
+                    Outcome::failed(ErrorKind::Internal, format!("bad JSON from {route}: {e}"))
                 }
             };
         }
@@ -386,17 +382,13 @@ impl JobContext {
         if size <= self.max_inline_bytes {
             return o;
         }
-        Outcome::error(
-            "payload_too_large",
-            format!(
+        Outcome::failed(ErrorKind::PayloadTooLarge, format!(
                 "the result is {:.1} MB, over the {:.1} MB that this worker returns inline (RunPod rejects results around 20 MB). \
                  Configure S3 so the audio is uploaded (BUCKET_ENDPOINT_URL/BUCKET_ACCESS_KEY_ID/BUCKET_SECRET_ACCESS_KEY on the endpoint, or s3Config in the request), \
                  ask for a compressed output_format (mp3 or opus), use \"stream\": true, or split the text",
                 size as f64 / 1e6,
                 self.max_inline_bytes as f64 / 1e6
-            ),
-            413,
-        )
+            ))
     }
 }
 

@@ -194,7 +194,8 @@ impl PlatformClient {
                 let _ = self
                     .post_final(
                         &id,
-                        &crate::job::Outcome::error("bad_request", why, 400).to_body(false),
+                        &crate::job::Outcome::failed(higgs_api::ErrorKind::BadRequest, why)
+                            .to_body(false),
                         false,
                     )
                     .await;

@@ -184,7 +184,8 @@ pub async fn run(
             Ok(Taken::Malformed(bad)) => {
                 for (id, why) in bad {
                     tracing::warn!("job {id}: {why}");
-                    let body = Outcome::error("bad_request", why, 400).to_body(false);
+                    let body =
+                        Outcome::failed(higgs_api::ErrorKind::BadRequest, why).to_body(false);
                     if let Err(e) = client.post_final(&id, &body, false).await {
                         tracing::error!("job {id}: could not post its failure: {e}");
                     }

@@ -427,50 +427,40 @@ async fn refresh_worker_marks_the_result_and_exits_after_one_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_check_passthrough_and_bad_input_jobs() {
+    // The passthrough against the real server router: crates/cli/tests/worker_passthrough.rs.
+    // Here it reaches the stand-in router of `common::setup`.
     let s = setup(15 << 20);
     let p = FakePlatform::start(KEY, Duration::from_millis(200))
         .await
         .unwrap();
     let health = p.push_job(json!({"health_check": true}));
-    let speech = p.push_job(json!({"openai_route": "/v1/audio/speech", "openai_input": {"model": "tts-1", "input": "Hi there.", "voice": "alloy", "response_format": "wav", "temperature": 0.0, "max_new_tokens": 20}}));
-    let chat = p.push_job(json!({"openai_route": "/v1/chat/completions", "openai_input": {"model": "higgs", "stream": true, "modalities": ["text", "audio"], "audio": {"voice": "belinda", "format": "pcm16"}, "messages": [{"role": "user", "content": "Say hi."}], "max_completion_tokens": 20, "temperature": 0.0}}));
     let models = p.push_job(json!({"openai_route": "/v1/models"}));
+    let failing =
+        p.push_job(json!({"openai_route": "/v1/audio/speech", "openai_input": {"input": "Hi."}}));
     let bad_route = p.push_job(json!({"openai_route": "/v1/embeddings", "openai_input": {}}));
     let bad_voice = p.push_job(tts("Hello.", json!({"ref_audio": "belindaa"})));
     let bad_field = p.push_job(tts("Hello.", json!({"temprature": 0.5})));
     let not_object = p.push_job(json!("just a string"));
     p.push_raw(json!({"id": "no-input"}));
-    let too_big_speech = p.push_job(json!({"openai_route": "/v1/audio/speech", "openai_input": {"model": "tts-1", "input": "Hi.", "voice": "alloy", "speed": 2.0}}));
     let all = vec![
         health.clone(),
-        speech.clone(),
-        chat.clone(),
         models.clone(),
+        failing.clone(),
         bad_route.clone(),
         bad_voice.clone(),
         bad_field.clone(),
         not_object.clone(),
         "no-input".to_string(),
-        too_big_speech.clone(),
     ];
     run_jobs(&s, &p, 8, &all).await;
     let h = output(&p, &health);
     assert_eq!(h["status"], "ok");
     assert_eq!(h["voices"], json!(["belinda"]));
-    let sp = output(&p, &speech);
-    assert_eq!(sp["content_type"], "audio/wav");
-    let n = wav_samples(sp["data_b64"].as_str().unwrap());
-    assert!(n > 0);
-    let c = output(&p, &chat);
-    let events = c.as_array().unwrap();
-    assert!(events.len() >= 2);
-    assert_eq!(events.last().unwrap(), "data: [DONE]\n\n");
-    assert_eq!(
-        p.stream(&chat).len(),
-        events.len(),
-        "every SSE event is streamed too"
-    );
-    assert!(output(&p, &models)["data"].is_array());
+    assert_eq!(output(&p, &models)["data"][0]["id"], "stand-in");
+    let e = error_of(&p, &failing);
+    assert_eq!(e["status"], 400);
+    assert_eq!(e["param"], "speed");
+    assert_eq!(e["error_message"], "stand-in refusal");
     let e = error_of(&p, &bad_route);
     assert_eq!(e["status"], 404);
     assert!(e["error_message"]
@@ -489,9 +479,6 @@ async fn health_check_passthrough_and_bad_input_jobs() {
     assert!(e["error_message"].as_str().unwrap().contains("JSON object"));
     let e = error_of(&p, "no-input");
     assert!(e["error_message"].as_str().unwrap().contains("input"));
-    let e = error_of(&p, &too_big_speech);
-    assert_eq!(e["status"], 400);
-    assert_eq!(e["param"], "speed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,15 +120,12 @@ impl EngineArgs {
         );
         // Opened (and checked) once here. The doors share this instance; the engine takes its own
         // by value (`EngineParts::voices`) until it accepts a shared one.
-        let open_voices = |d: &PathBuf| {
+        let open_voices = |d: &std::path::Path| {
             VoiceLibrary::open(d)
                 .with_context(|| format!("opening the voice directory {}", d.display()))
         };
-        let voices = self.voices.as_ref().map(open_voices).transpose()?;
-        let engine_voices = voices
-            .as_ref()
-            .map(|v| VoiceLibrary::open(v.dir()))
-            .transpose()?;
+        let voices = self.voices.as_deref().map(open_voices).transpose()?;
+        let engine_voices = voices.as_ref().map(|v| open_voices(v.dir())).transpose()?;
         let voices = voices.map(Arc::new);
         let env: std::collections::HashMap<String, String> = std::env::vars().collect();
         let uploader = match higgs_storage::S3Config::from_env_map(&env)

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use higgs_engine::voices::VoiceLibrary;
 use higgs_engine::{start, EngineConfig, EngineParts};
-use higgs_server::{AppState, ServerConfig};
 use higgs_service::{Service, ServiceConfig};
 use higgs_testkit::fixture;
 use higgs_worker::JobContext;
@@ -49,13 +48,28 @@ pub fn setup(max_inline: usize) -> Setup {
         device: "cpu".into(),
         uploader: None,
     };
-    let openai = higgs_server::app(AppState {
-        service: service.clone(),
-        config: Arc::new(ServerConfig::default()),
-        metrics: None,
-    });
     Setup {
-        ctx: JobContext::new(service, openai, max_inline),
+        ctx: JobContext::new(service, stand_in_openai(), max_inline),
         _voices: voices,
     }
+}
+
+/// Stands in for the server's router (the worker does not depend on the server; the real one is
+/// tested in crates/cli/tests/worker_passthrough.rs): a model list and an OpenAI-shaped 400.
+fn stand_in_openai() -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route(
+            "/v1/models",
+            get(|| async { axum::Json(serde_json::json!({"object": "list", "data": [{"id": "stand-in"}]})) }),
+        )
+        .route(
+            "/v1/audio/speech",
+            post(|| async {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": {"message": "stand-in refusal", "type": "bad_request", "param": "speed", "code": 400}})),
+                )
+            }),
+        )
 }
