@@ -456,7 +456,13 @@ async fn health_check_passthrough_and_bad_input_jobs() {
     let h = output(&p, &health);
     assert_eq!(h["status"], "ok");
     assert_eq!(h["voices"], json!(["belinda"]));
-    assert_eq!(output(&p, &models)["data"][0]["id"], "stand-in");
+    let m = output(&p, &models);
+    assert_eq!(m["data"][0]["id"], "stand-in");
+    assert_eq!(
+        m["request_id"],
+        json!(models),
+        "the job id is the request id"
+    );
     let e = error_of(&p, &failing);
     assert_eq!(e["status"], 400);
     assert_eq!(e["param"], "speed");

@@ -61,7 +61,11 @@ fn stand_in_openai() -> axum::Router {
     axum::Router::new()
         .route(
             "/v1/models",
-            get(|| async { axum::Json(serde_json::json!({"object": "list", "data": [{"id": "stand-in"}]})) }),
+            // Echoes the request id: the worker sends the job id.
+            get(|h: axum::http::HeaderMap| async move {
+                let id = h.get("x-request-id").and_then(|v| v.to_str().ok()).map(String::from);
+                axum::Json(serde_json::json!({"object": "list", "data": [{"id": "stand-in"}], "request_id": id}))
+            }),
         )
         .route(
             "/v1/audio/speech",
