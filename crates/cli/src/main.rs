@@ -3,6 +3,7 @@
 
 mod commands;
 mod device;
+mod options;
 
 use clap::{Parser, Subcommand};
 

@@ -16,7 +16,7 @@ pub struct Codes {
 
 impl Codes {
     pub fn new(num_codebooks: usize, data: Vec<u32>) -> Option<Self> {
-        (num_codebooks > 0 && data.len().is_multiple_of(num_codebooks)).then_some(Self {
+        (num_codebooks > 0 && data.len() % num_codebooks == 0).then_some(Self {
             num_codebooks,
             data,
         })

@@ -4,7 +4,8 @@
 
 use crate::checkpoint::Weights;
 use crate::error::{CodecError, Result};
-use crate::layers::{Conv1d, ConvTranspose1d, Pad, Snake1d};
+use crate::layers::{Conv1d, Conv1dConfig, ConvTranspose1d, Pad, Snake1d};
+use crate::options::CodecOptions;
 use candle_core::{Module, Tensor};
 
 /// Dilations of the three residual units of every DAC block (fixed by the architecture).
@@ -21,24 +22,36 @@ struct ResidualUnit {
 }
 
 impl ResidualUnit {
-    fn load(w: &Weights, prefix: &str, ch: usize, dilation: usize) -> Result<Self> {
+    fn load(
+        w: &Weights,
+        prefix: &str,
+        ch: usize,
+        dilation: usize,
+        opts: &CodecOptions,
+    ) -> Result<Self> {
         let p = |i: usize| format!("{prefix}.block.{i}");
         Ok(Self {
-            snake1: Snake1d::load(w, &p(0), ch)?,
+            snake1: Snake1d::load(w, &p(0), ch, opts)?,
             conv1: Conv1d::load(
                 w,
                 &p(1),
-                Some(ch),
-                Some(ch),
-                None,
-                1,
-                dilation,
-                1,
-                Pad::Same,
-                true,
+                Conv1dConfig {
+                    out_ch: Some(ch),
+                    in_ch: Some(ch),
+                    dilation,
+                    ..Default::default()
+                },
             )?,
-            snake2: Snake1d::load(w, &p(2), ch)?,
-            conv2: Conv1d::load(w, &p(3), Some(ch), Some(ch), None, 1, 1, 1, Pad::Same, true)?,
+            snake2: Snake1d::load(w, &p(2), ch, opts)?,
+            conv2: Conv1d::load(
+                w,
+                &p(3),
+                Conv1dConfig {
+                    out_ch: Some(ch),
+                    in_ch: Some(ch),
+                    ..Default::default()
+                },
+            )?,
             dilation,
         })
     }
@@ -68,11 +81,17 @@ impl Module for ResidualUnit {
     }
 }
 
-fn load_units(w: &Weights, prefix: &str, first: usize, ch: usize) -> Result<Vec<ResidualUnit>> {
+fn load_units(
+    w: &Weights,
+    prefix: &str,
+    first: usize,
+    ch: usize,
+    opts: &CodecOptions,
+) -> Result<Vec<ResidualUnit>> {
     RESIDUAL_DILATIONS
         .iter()
         .enumerate()
-        .map(|(i, d)| ResidualUnit::load(w, &format!("{prefix}.block.{}", first + i), ch, *d))
+        .map(|(i, d)| ResidualUnit::load(w, &format!("{prefix}.block.{}", first + i), ch, *d, opts))
         .collect()
 }
 
@@ -85,21 +104,26 @@ struct EncoderBlock {
 }
 
 impl EncoderBlock {
-    fn load(w: &Weights, prefix: &str, half: usize, stride: usize) -> Result<Self> {
-        let units = load_units(w, prefix, 0, half)?;
+    fn load(
+        w: &Weights,
+        prefix: &str,
+        half: usize,
+        stride: usize,
+        opts: &CodecOptions,
+    ) -> Result<Self> {
+        let units = load_units(w, prefix, 0, half, opts)?;
         let n = units.len();
-        let snake = Snake1d::load(w, &format!("{prefix}.block.{n}"), half)?;
+        let snake = Snake1d::load(w, &format!("{prefix}.block.{n}"), half, opts)?;
         let conv = Conv1d::load(
             w,
             &format!("{prefix}.block.{}", n + 1),
-            None,
-            Some(half),
-            Some(2 * stride),
-            stride,
-            1,
-            1,
-            Pad::Fixed(stride.div_ceil(2)),
-            true,
+            Conv1dConfig {
+                in_ch: Some(half),
+                kernel: Some(2 * stride),
+                stride,
+                pad: Pad::Fixed(stride.div_ceil(2)),
+                ..Default::default()
+            },
         )?;
         Ok(Self { units, snake, conv })
     }
@@ -125,39 +149,31 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub(crate) fn load(w: &Weights, ratios: &[usize]) -> Result<Self> {
+    pub(crate) fn load(w: &Weights, ratios: &[usize], opts: &CodecOptions) -> Result<Self> {
         let n = ratios.len();
         let conv_in = Conv1d::load(
             w,
             "encoder.block.0",
-            None,
-            Some(1),
-            None,
-            1,
-            1,
-            1,
-            Pad::Same,
-            true,
+            Conv1dConfig {
+                in_ch: Some(1),
+                ..Default::default()
+            },
         )?;
         let mut ch = conv_in.out_channels();
         let mut blocks = Vec::with_capacity(n);
         for (i, s) in ratios.iter().enumerate() {
-            let b = EncoderBlock::load(w, &format!("encoder.block.{}", i + 1), ch, *s)?;
+            let b = EncoderBlock::load(w, &format!("encoder.block.{}", i + 1), ch, *s, opts)?;
             ch = b.conv.out_channels();
             blocks.push(b);
         }
-        let snake = Snake1d::load(w, &format!("encoder.block.{}", n + 1), ch)?;
+        let snake = Snake1d::load(w, &format!("encoder.block.{}", n + 1), ch, opts)?;
         let conv_out = Conv1d::load(
             w,
             &format!("encoder.block.{}", n + 2),
-            None,
-            Some(ch),
-            None,
-            1,
-            1,
-            1,
-            Pad::Same,
-            true,
+            Conv1dConfig {
+                in_ch: Some(ch),
+                ..Default::default()
+            },
         )?;
         Ok(Self {
             conv_in,
@@ -204,8 +220,14 @@ struct DecoderBlock {
 }
 
 impl DecoderBlock {
-    fn load(w: &Weights, prefix: &str, in_ch: usize, stride: usize) -> Result<Self> {
-        let snake = Snake1d::load(w, &format!("{prefix}.block.0"), in_ch)?;
+    fn load(
+        w: &Weights,
+        prefix: &str,
+        in_ch: usize,
+        stride: usize,
+        opts: &CodecOptions,
+    ) -> Result<Self> {
+        let snake = Snake1d::load(w, &format!("{prefix}.block.0"), in_ch, opts)?;
         let conv_t = ConvTranspose1d::load(
             w,
             &format!("{prefix}.block.1"),
@@ -214,8 +236,9 @@ impl DecoderBlock {
             stride,
             stride.div_ceil(2),
             stride % 2,
+            opts,
         )?;
-        let units = load_units(w, prefix, 2, conv_t.out_channels())?;
+        let units = load_units(w, prefix, 2, conv_t.out_channels(), opts)?;
         Ok(Self {
             snake,
             conv_t,
@@ -245,39 +268,37 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub(crate) fn load(w: &Weights, ratios: &[usize], latent_dim: usize) -> Result<Self> {
+    pub(crate) fn load(
+        w: &Weights,
+        ratios: &[usize],
+        latent_dim: usize,
+        opts: &CodecOptions,
+    ) -> Result<Self> {
         let n = ratios.len();
         let conv_in = Conv1d::load(
             w,
             "decoder_2.model.0",
-            None,
-            Some(latent_dim),
-            None,
-            1,
-            1,
-            1,
-            Pad::Same,
-            true,
+            Conv1dConfig {
+                in_ch: Some(latent_dim),
+                ..Default::default()
+            },
         )?;
         let mut ch = conv_in.out_channels();
         let mut blocks = Vec::with_capacity(n);
         for (i, s) in ratios.iter().enumerate() {
-            let b = DecoderBlock::load(w, &format!("decoder_2.model.{}", i + 1), ch, *s)?;
+            let b = DecoderBlock::load(w, &format!("decoder_2.model.{}", i + 1), ch, *s, opts)?;
             ch = b.conv_t.out_channels();
             blocks.push(b);
         }
-        let snake = Snake1d::load(w, &format!("decoder_2.model.{}", n + 1), ch)?;
+        let snake = Snake1d::load(w, &format!("decoder_2.model.{}", n + 1), ch, opts)?;
         let conv_out = Conv1d::load(
             w,
             &format!("decoder_2.model.{}", n + 2),
-            Some(1),
-            Some(ch),
-            None,
-            1,
-            1,
-            1,
-            Pad::Same,
-            true,
+            Conv1dConfig {
+                out_ch: Some(1),
+                in_ch: Some(ch),
+                ..Default::default()
+            },
         )?;
         if blocks.is_empty() {
             return Err(CodecError::Input(

@@ -7,6 +7,7 @@ use crate::dac::{Decoder, Encoder};
 use crate::error::{CodecError, Result};
 use crate::hubert::Hubert;
 use crate::layers::linear;
+use crate::options::CodecOptions;
 use crate::quantizer::ResidualVectorQuantizer;
 use crate::resample::resample;
 use crate::semantic_module::SemanticEncoder;
@@ -65,15 +66,26 @@ pub struct DecodeTrace {
 }
 
 impl Codec {
-    /// Loads a tokenizer directory in either layout (detected from `config.json`).
+    /// Loads a tokenizer directory in either layout (detected from `config.json`), with the
+    /// default [`CodecOptions`].
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let config = CodecConfig::from_dir(dir)?;
-        let weights = Weights::load(dir, config.layout, config.ratios.len(), device)?;
-        Self::from_weights(config, &weights, device)
+        Self::load_with(dir, device, &CodecOptions::default())
     }
 
-    pub(crate) fn from_weights(config: CodecConfig, w: &Weights, device: &Device) -> Result<Self> {
-        let encoder = Encoder::load(w, &config.ratios)?;
+    /// [`Self::load`] with explicit options.
+    pub fn load_with(dir: &Path, device: &Device, opts: &CodecOptions) -> Result<Self> {
+        let config = CodecConfig::from_dir(dir)?;
+        let weights = Weights::load(dir, config.layout, config.ratios.len(), device)?;
+        Self::from_weights(config, &weights, device, opts)
+    }
+
+    pub(crate) fn from_weights(
+        config: CodecConfig,
+        w: &Weights,
+        device: &Device,
+        opts: &CodecOptions,
+    ) -> Result<Self> {
+        let encoder = Encoder::load(w, &config.ratios, opts)?;
         let d = encoder.latent_dim();
         let semantic_model = Hubert::load(w, &config.hubert)?;
         let encoder_semantic = SemanticEncoder::load(w, semantic_model.hidden_size())?;
@@ -95,7 +107,7 @@ impl Codec {
             });
         }
         let fc_post2 = linear(w, "fc_post2", Some(d), Some(dim))?;
-        let decoder = Decoder::load(w, &config.ratios, d)?;
+        let decoder = Decoder::load(w, &config.ratios, d, opts)?;
         Ok(Self {
             config,
             encoder,

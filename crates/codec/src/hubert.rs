@@ -6,7 +6,7 @@
 use crate::checkpoint::Weights;
 use crate::config::HubertConfig;
 use crate::error::{CodecError, Result};
-use crate::layers::{layer_norm, linear, mean_var, Conv1d, Pad};
+use crate::layers::{layer_norm, linear, mean_var, Conv1d, Conv1dConfig, Pad};
 use candle_core::{Module, Tensor, D};
 
 const P: &str = "semantic_model";
@@ -120,14 +120,13 @@ impl Hubert {
             let conv = Conv1d::load(
                 w,
                 &format!("{}.conv", fe(i)),
-                None,
-                Some(ch),
-                None,
-                *stride,
-                1,
-                1,
-                Pad::Fixed(0),
-                false,
+                Conv1dConfig {
+                    in_ch: Some(ch),
+                    stride: *stride,
+                    pad: Pad::Fixed(0),
+                    bias: false,
+                    ..Default::default()
+                },
             )?;
             ch = conv.out_channels();
             // feat_extract_norm="group": only layer 0 is a HubertGroupNormConvLayer.
@@ -165,14 +164,14 @@ impl Hubert {
         let pos_conv = Conv1d::load(
             w,
             &pos_prefix,
-            Some(hidden),
-            Some(hidden),
-            Some(pos_conv_kernel),
-            1,
-            1,
-            groups,
-            Pad::Fixed(pos_conv_kernel / 2),
-            true,
+            Conv1dConfig {
+                out_ch: Some(hidden),
+                in_ch: Some(hidden),
+                kernel: Some(pos_conv_kernel),
+                groups,
+                pad: Pad::Fixed(pos_conv_kernel / 2),
+                ..Default::default()
+            },
         )?;
         let encoder_layer_norm = layer_norm(w, &format!("{P}.encoder.layer_norm"), hidden, eps)?;
         let lp = |i: usize| format!("{P}.encoder.layers.{i}");

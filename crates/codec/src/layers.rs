@@ -4,6 +4,7 @@
 
 use crate::checkpoint::Weights;
 use crate::error::{CodecError, Result};
+use crate::options::CodecOptions;
 use candle_core::{Module, Tensor, D};
 
 /// 1-D convolution over `[B, C, T]` (torch `nn.Conv1d` semantics).
@@ -25,25 +26,50 @@ pub(crate) enum Pad {
     Fixed(usize),
 }
 
+/// How a [`Conv1d`] is loaded (candle's `Conv1dConfig`, plus the shape checked against the
+/// weight). `Default`: stride, dilation and groups 1, "same" padding, with a bias, any shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Conv1dConfig {
+    /// Expected output channels, input channels (all groups) and kernel size; `None`: any.
+    pub out_ch: Option<usize>,
+    pub in_ch: Option<usize>,
+    pub kernel: Option<usize>,
+    pub stride: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    pub pad: Pad,
+    /// A `prefix.bias` is expected (an unexpected one is still loaded).
+    pub bias: bool,
+}
+
+impl Default for Conv1dConfig {
+    fn default() -> Self {
+        Self {
+            out_ch: None,
+            in_ch: None,
+            kernel: None,
+            stride: 1,
+            dilation: 1,
+            groups: 1,
+            pad: Pad::Same,
+            bias: true,
+        }
+    }
+}
+
 impl Conv1d {
-    /// Loads `prefix.weight` (any weight-norm spelling) of shape `[out?, in?/groups, k?]` and, if
-    /// `bias`, `prefix.bias` `[out]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn load(
-        w: &Weights,
-        prefix: &str,
-        out_ch: Option<usize>,
-        in_ch: Option<usize>,
-        kernel: Option<usize>,
-        stride: usize,
-        dilation: usize,
-        groups: usize,
-        pad: Pad,
-        bias: bool,
-    ) -> Result<Self> {
-        let weight = w.weight(prefix, &[out_ch, in_ch.map(|c| c / groups), kernel])?;
+    /// Loads `prefix.weight` (any weight-norm spelling) of shape `[out, in / groups, kernel]`
+    /// and `prefix.bias` `[out]`.
+    pub fn load(w: &Weights, prefix: &str, c: Conv1dConfig) -> Result<Self> {
+        let Conv1dConfig {
+            stride,
+            dilation,
+            groups,
+            ..
+        } = c;
+        let weight = w.weight(prefix, &[c.out_ch, c.in_ch.map(|ch| ch / groups), c.kernel])?;
         let (out, _, k) = weight.dims3()?;
-        let bias = if bias {
+        let bias = if c.bias {
             Some(w.get(&format!("{prefix}.bias"), &[Some(out)])?)
         } else if w.has(&format!("{prefix}.bias")) {
             // Tolerate an unexpected bias rather than silently dropping it.
@@ -51,7 +77,7 @@ impl Conv1d {
         } else {
             None
         };
-        let padding = match pad {
+        let padding = match c.pad {
             Pad::Same => (k - 1) / 2 * dilation,
             Pad::Fixed(p) => p,
         };
@@ -105,11 +131,13 @@ impl Module for Conv1d {
 /// On CUDA the native kernel (one matmul + one col2im kernel, taken with padding 0; the crop
 /// and bias follow) is used instead: it is batch-correct there (checked by the codec tests
 /// with `HIGGS_TEST_DEVICE=cuda`) and launches ~10 fewer kernels per layer.
-/// `HIGGS_CODEC_CONVT=generic` forces the generic path on every device.
+/// [`CodecOptions::native_conv_transpose`] off forces the generic path on every device.
 #[derive(Debug, Clone)]
 pub(crate) struct ConvTranspose1d {
     /// Weight `[in, out, k]` (contiguous), for the native CUDA kernel.
     weight: Tensor,
+    /// The native kernel on CUDA.
+    native: bool,
     /// Weight `[in, out, k]`, taps zero-padded to `blocks * stride` and flattened to
     /// `[in, out * blocks * stride]`.
     weight_mat: Tensor,
@@ -124,6 +152,7 @@ pub(crate) struct ConvTranspose1d {
 
 impl ConvTranspose1d {
     /// Weight `[in, out, k]` (weight norm per input channel), bias `[out]`.
+    #[allow(clippy::too_many_arguments)]
     pub fn load(
         w: &Weights,
         prefix: &str,
@@ -132,6 +161,7 @@ impl ConvTranspose1d {
         stride: usize,
         padding: usize,
         output_padding: usize,
+        opts: &CodecOptions,
     ) -> Result<Self> {
         let weight = w.weight(prefix, &[Some(in_ch), None, Some(kernel)])?;
         let (_, out, _) = weight.dims3()?;
@@ -148,6 +178,7 @@ impl ConvTranspose1d {
             .reshape((in_ch, out * blocks * stride))?;
         Ok(Self {
             weight,
+            native: opts.native_conv_transpose,
             weight_mat,
             bias,
             out_channels: out,
@@ -170,22 +201,13 @@ impl ConvTranspose1d {
     }
 }
 
-/// Whether the native transposed convolution is used on this device.
-fn native_conv_transpose(x: &Tensor) -> bool {
-    static GENERIC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    x.device().is_cuda()
-        && !*GENERIC.get_or_init(|| {
-            std::env::var("HIGGS_CODEC_CONVT").is_ok_and(|v| v.eq_ignore_ascii_case("generic"))
-        })
-}
-
 impl Module for ConvTranspose1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c_in, l_in) = x.dims3()?;
         // torch length: (L-1)*s - 2p + k + output_padding, starting at offset p of the full result.
         let out_len = ((l_in - 1) * self.stride + self.kernel + self.output_padding)
             .saturating_sub(2 * self.padding);
-        if native_conv_transpose(x) {
+        if self.native && x.device().is_cuda() {
             let full = x
                 .contiguous()?
                 .conv_transpose1d(&self.weight, 0, 0, self.stride, 1, 1)?;
@@ -225,115 +247,38 @@ impl Module for ConvTranspose1d {
 pub(crate) struct Snake1d {
     alpha: Tensor,
     inv_alpha: Tensor,
+    /// The fused kernel on CUDA (f32).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fused: bool,
 }
 
 impl Snake1d {
-    pub fn load(w: &Weights, prefix: &str, channels: usize) -> Result<Self> {
+    pub fn load(w: &Weights, prefix: &str, channels: usize, opts: &CodecOptions) -> Result<Self> {
         let alpha = w.get(
             &format!("{prefix}.alpha"),
             &[Some(1), Some(channels), Some(1)],
         )?;
         let inv_alpha = (&alpha + 1e-9)?.recip()?;
-        Ok(Self { alpha, inv_alpha })
+        Ok(Self {
+            alpha,
+            inv_alpha,
+            fused: opts.fused_snake,
+        })
     }
 }
 
 impl Module for Snake1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if x.device().is_cuda() && x.dtype() == candle_core::DType::F32 && !generic_snake() {
+        if self.fused && x.device().is_cuda() && x.dtype() == candle_core::DType::F32 {
             let x = x.contiguous()?;
             let c = self.alpha.elem_count();
             let alpha = self.alpha.contiguous()?.reshape(c)?;
             let inv_alpha = self.inv_alpha.contiguous()?.reshape(c)?;
-            return x.apply_op3_no_bwd(&alpha, &inv_alpha, &snake_cuda::FusedSnake);
+            return higgs_kernels::snake(&x, &alpha, &inv_alpha);
         }
         let s = x.broadcast_mul(&self.alpha)?.sin()?.sqr()?;
         x + s.broadcast_mul(&self.inv_alpha)?
-    }
-}
-
-/// `HIGGS_CODEC_SNAKE=generic`: the five-op Snake everywhere (the fused CUDA kernel is the default
-/// on CUDA).
-#[cfg(feature = "cuda")]
-fn generic_snake() -> bool {
-    static GENERIC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *GENERIC.get_or_init(|| {
-        std::env::var("HIGGS_CODEC_SNAKE").is_ok_and(|v| v.eq_ignore_ascii_case("generic"))
-    })
-}
-
-/// Fused Snake kernel (`kernels/snake.cu`, PTX compiled with nvcc 13.0 for compute_90): one
-/// pass over `[B, C, T]` f32 instead of five elementwise kernels.
-#[cfg(feature = "cuda")]
-mod snake_cuda {
-    use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-    use candle_core::cuda_backend::{CudaStorage, WrapErr};
-    use candle_core::{CpuStorage, Layout, Result, Shape};
-
-    const PTX: &str = include_str!("kernels/snake.ptx");
-
-    pub(super) struct FusedSnake;
-
-    impl candle_core::CustomOp3 for FusedSnake {
-        fn name(&self) -> &'static str {
-            "higgs-snake"
-        }
-
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the fused Snake kernel is CUDA-only")
-        }
-
-        fn cuda_fwd(
-            &self,
-            x: &CudaStorage,
-            lx: &Layout,
-            alpha: &CudaStorage,
-            la: &Layout,
-            inv_alpha: &CudaStorage,
-            li: &Layout,
-        ) -> Result<(CudaStorage, Shape)> {
-            let (_, c, t) = lx.shape().dims3()?;
-            let n = lx.shape().elem_count();
-            let (Some((x0, x1)), Some((a0, a1)), Some((i0, i1))) = (
-                lx.contiguous_offsets(),
-                la.contiguous_offsets(),
-                li.contiguous_offsets(),
-            ) else {
-                candle_core::bail!("snake: inputs must be contiguous")
-            };
-            if a1 - a0 != c || i1 - i0 != c {
-                candle_core::bail!("snake: alpha has {} values for {c} channels", a1 - a0)
-            }
-            let dev = x.device().clone();
-            let xs = x.as_cuda_slice::<f32>()?.slice(x0..x1);
-            let al = alpha.as_cuda_slice::<f32>()?.slice(a0..a1);
-            let ia = inv_alpha.as_cuda_slice::<f32>()?.slice(i0..i1);
-            let func = dev.get_or_load_custom_func("snake_f32", "higgs_codec_snake", PTX)?;
-            // SAFETY: every element is written by the kernel below.
-            let out = unsafe { dev.alloc::<f32>(n)? };
-            let (c, t, n64) = (c as u32, t as u32, n as u64);
-            let mut b = func.builder();
-            b.arg(&xs);
-            b.arg(&al);
-            b.arg(&ia);
-            b.arg(&out);
-            b.arg(&c);
-            b.arg(&t);
-            b.arg(&n64);
-            // SAFETY: argument types match `snake_f32` in kernels/snake.cu.
-            unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
-            Ok((CudaStorage::wrap_cuda_slice(out, dev), lx.shape().clone()))
-        }
     }
 }
 

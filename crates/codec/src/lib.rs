@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | [`higgs_audio_tokenizer`] | `higgs_audio_tokenizer.py` (`HiggsAudioTokenizer`) |
 //! | [`dac`] | `descriptaudiocodec/dac/model/dac.py` |
-//! | `layers` | `descriptaudiocodec/dac/nn/layers.py` (Snake, weight-norm convs) |
+//! | `layers` | `descriptaudiocodec/dac/nn/layers.py` (Snake, weight-norm convs; CUDA kernels from `higgs-kernels`) |
 //! | [`hubert`] | transformers `modeling_hubert.py` (`HubertModel`) |
 //! | [`semantic_module`] | `semantic_module.py` |
 //! | [`quantizer`] | `quantization/vq.py`, `core_vq_lsx_version.py` |
@@ -17,6 +17,7 @@
 //! | [`streaming`] | chunked decode (vLLM fork `xcodec_decode_chunk_by_chunk`, generalised) |
 //! | [`codes`] | the code matrix type (`Codes`) |
 //! | [`codes_file`] | this crate's codes file format |
+//! | [`options`] | [`CodecOptions`]: the CUDA fast paths, fixed at load time |
 //! | [`random_checkpoint`], `pth_writer` | random checkpoints for tests / `dev make-checkpoint` |
 //!
 //! Everything runs in float32 on any candle device; shapes and widths come from the checkpoint
@@ -32,6 +33,7 @@ pub mod error;
 pub mod higgs_audio_tokenizer;
 pub mod hubert;
 mod layers;
+pub mod options;
 pub mod pth_writer;
 pub mod quantizer;
 pub mod random_checkpoint;
@@ -44,5 +46,6 @@ pub use codes_file::{read_codes, write_codes, CodesFile};
 pub use config::{CheckpointLayout, CodecConfig, HubertConfig};
 pub use error::{CodecError, Result};
 pub use higgs_audio_tokenizer::{Codec, DecodeTrace, EncodeTrace};
+pub use options::CodecOptions;
 pub use random_checkpoint::{write_random_checkpoint, Preset};
 pub use streaming::{StreamingDecoder, Window, WindowPlanner};

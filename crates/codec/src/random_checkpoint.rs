@@ -412,7 +412,7 @@ fn calibrate_output(tensors: &mut [(String, Tensor)], s: &Sizes, seed: u64) -> R
         s.ratios.len(),
         &Device::Cpu,
     )?;
-    let codec = Codec::from_weights(cfg, &w, &Device::Cpu)?;
+    let codec = Codec::from_weights(cfg, &w, &Device::Cpu, &crate::CodecOptions::default())?;
     let frames = 4;
     let mut rng = StdRng::seed_from_u64(seed ^ 0xdec0de);
     let codes: Vec<u32> = (0..s.n_q * frames)

@@ -3,7 +3,7 @@
 
 use crate::checkpoint::Weights;
 use crate::error::Result;
-use crate::layers::{Conv1d, Pad};
+use crate::layers::{Conv1d, Conv1dConfig};
 use candle_core::{Module, Tensor};
 
 const P: &str = "encoder_semantic";
@@ -41,14 +41,11 @@ impl SemanticEncoder {
         let conv = Conv1d::load(
             w,
             &format!("{P}.conv.conv"),
-            None,
-            Some(in_ch),
-            None,
-            1,
-            1,
-            1,
-            Pad::Same,
-            false,
+            Conv1dConfig {
+                in_ch: Some(in_ch),
+                bias: false,
+                ..Default::default()
+            },
         )?;
         let mut ch = conv.out_channels();
         let bp = |b: usize| format!("{P}.conv_blocks.{b}");
@@ -68,40 +65,33 @@ impl SemanticEncoder {
                     conv1: Conv1d::load(
                         w,
                         &format!("{}.conv1.conv", up(r)),
-                        c,
-                        c,
-                        None,
-                        1,
-                        1,
-                        1,
-                        Pad::Same,
-                        false,
+                        Conv1dConfig {
+                            out_ch: c,
+                            in_ch: c,
+                            bias: false,
+                            ..Default::default()
+                        },
                     )?,
                     conv2: Conv1d::load(
                         w,
                         &format!("{}.conv2", up(r)),
-                        c,
-                        c,
-                        Some(1),
-                        1,
-                        1,
-                        1,
-                        Pad::Same,
-                        false,
+                        Conv1dConfig {
+                            out_ch: c,
+                            in_ch: c,
+                            kernel: Some(1),
+                            bias: false,
+                            ..Default::default()
+                        },
                     )?,
                 });
             }
             let conv = Conv1d::load(
                 w,
                 &format!("{}.conv.conv", bp(b)),
-                None,
-                Some(ch),
-                None,
-                1,
-                1,
-                1,
-                Pad::Same,
-                true,
+                Conv1dConfig {
+                    in_ch: Some(ch),
+                    ..Default::default()
+                },
             )?;
             ch = conv.out_channels();
             blocks.push(EncoderBlock { units, conv });

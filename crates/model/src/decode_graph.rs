@@ -4,9 +4,9 @@
 //! candle, the host needs ~7 ms per step while the GPU needs ~2 ms, so single-stream decoding is
 //! host-bound. A CUDA graph replays the whole step with one launch.
 //!
-//! What is captured: [`HiggsAudioModel::decode_step_body`] for slots `0..rows` (`rows` a power of
-//! two covering the highest slot in the step) attending over `keys` cache positions (a multiple of
-//! [`KEY_BUCKET`]): one graph per `(rows, keys)` bucket, captured the first time the bucket is
+//! What is captured: the decode step body (`decode_step.rs`) for slots `0..rows` (`rows` a power
+//! of two covering the highest slot in the step) attending over `keys` cache positions (a multiple
+//! of [`KEY_BUCKET`]): one graph per `(rows, keys)` bucket, captured the first time the bucket is
 //! met. Slots of the range that are not in the step are padding rows: they write nothing (write
 //! position `u32::MAX`) and their logits are dropped. Steps that are not "one audio position per
 //! sequence, audio logits only" (prefill, text, mixed) run eagerly as before.
@@ -20,7 +20,8 @@
 //! (`AUTO_FREE_ON_LAUNCH`). The KV cache tensors are persistent, so the graph writes them in place.
 //! Any failure to capture turns graphs off for the cache (with a warning) and the step runs eagerly.
 //!
-//! `HIGGS_CUDA_GRAPHS=0` turns graphs off; [`crate::KvCache::set_decode_graphs`] does it per cache.
+//! [`crate::ModelOptions::cuda_graphs`] turns graphs off for a model's caches;
+//! [`crate::KvCache::set_decode_graphs`] does it per cache.
 //! On other devices the path is off by default; turned on (tests), it runs the same fixed-shape
 //! step body eagerly, so the CPU test suite checks what the graphs replay.
 
@@ -58,9 +59,8 @@ pub(crate) struct DecodeGraphs {
 
 impl DecodeGraphs {
     pub(crate) fn new(device: &candle_core::Device) -> Self {
-        let env_on = std::env::var("HIGGS_CUDA_GRAPHS").map_or(true, |v| v != "0");
         Self {
-            enabled: device.is_cuda() && env_on,
+            enabled: device.is_cuda(),
             ..Default::default()
         }
     }

@@ -47,8 +47,9 @@ impl KvCache {
     }
 
     /// Turns the fixed-shape decode-step path on or off for this cache: CUDA-graph capture and
-    /// replay on CUDA (on by default unless `HIGGS_CUDA_GRAPHS=0`); on other devices (off by
-    /// default) the same step body runs eagerly, which lets CPU tests check what graphs replay.
+    /// replay on CUDA (on by default unless [`crate::ModelOptions::cuda_graphs`] is off); on other
+    /// devices (off by default) the same step body runs eagerly, which lets CPU tests check what
+    /// graphs replay.
     pub fn set_decode_graphs(&mut self, on: bool) {
         self.graphs.enabled = on;
     }
@@ -116,6 +117,49 @@ impl KvCache {
 
     pub(crate) fn audio_flags(&self, slot: usize) -> &[bool] {
         &self.audio[slot]
+    }
+
+    /// Writes K/V `[R, kv_dim]` of one new position per slot of `lo..lo + r` into layer `li` at
+    /// `write_idx` (`[R * kv_heads, 1, head_dim]` u32 positions; `u32::MAX` skips the slot).
+    pub(crate) fn write_slot_range(
+        &self,
+        li: usize,
+        k: &Tensor,
+        v: &Tensor,
+        lo: usize,
+        r: usize,
+        write_idx: &Tensor,
+    ) -> candle_core::Result<()> {
+        for (src, dst) in [(k, &self.k[li]), (v, &self.v[li])] {
+            let (_, nkv, max_len, hd) = dst.dims4()?;
+            let dst = dst.narrow(0, lo, r)?.reshape((r * nkv, max_len, hd))?;
+            dst.scatter_set(write_idx, &src.reshape((r * nkv, 1, hd))?, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Writes rows `start..start + len` of K/V `[N, kv_dim]` into layer `li` at positions
+    /// `past..past + len` of `slot`.
+    pub(crate) fn write_piece(
+        &self,
+        li: usize,
+        k: &Tensor,
+        v: &Tensor,
+        (start, len): (usize, usize),
+        slot: usize,
+        past: usize,
+    ) -> candle_core::Result<()> {
+        for (src, dst) in [(k, &self.k[li]), (v, &self.v[li])] {
+            let (_, nkv, _, hd) = dst.dims4()?;
+            let rows = src
+                .narrow(0, start, len)?
+                .reshape((len, nkv, hd))?
+                .transpose(0, 1)?
+                .unsqueeze(0)?
+                .contiguous()?;
+            dst.narrow(0, slot, 1)?.slice_set(&rows, 2, past)?;
+        }
+        Ok(())
     }
 
     /// Records that `flags.len()` positions were appended to `slot` (after every layer wrote).

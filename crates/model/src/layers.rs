@@ -4,6 +4,8 @@
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::config::{HiggsConfig, Llama3RopeScaling};
+use crate::error::LoadError;
+use crate::weights::Loader;
 
 /// `LlamaRMSNorm`: x * rsqrt(mean(x^2) + eps) computed in f32, times the weight.
 #[derive(Debug, Clone)]
@@ -18,6 +20,11 @@ impl RmsNorm {
             weight,
             eps: eps as f32,
         }
+    }
+
+    /// Weight `name` of `dim` elements.
+    pub(crate) fn load(ld: &Loader, name: &str, dim: usize, eps: f64) -> Result<Self, LoadError> {
+        Ok(Self::new(ld.get(name, &[dim])?, eps))
     }
 
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -41,8 +48,8 @@ impl Module for RmsNorm {
 /// `LlamaMLP`: down(silu(gate(x)) * up(x)); weights in PyTorch `[out, in]` layout.
 ///
 /// Gate and up are stored as one `[2I, H]` matrix. On CUDA they run as ONE GEMM followed by a
-/// fused SwiGLU kernel (`kernels/swiglu.cu`; `HIGGS_FUSED_SWIGLU=0` turns it off); elsewhere as
-/// two GEMMs over the two halves, silu and a product, exactly as before.
+/// fused SwiGLU kernel (unless `fused` is off, [`crate::ModelOptions::fused_swiglu`]); elsewhere
+/// as two GEMMs over the two halves, silu and a product.
 #[derive(Debug, Clone)]
 pub struct Mlp {
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -52,9 +59,12 @@ pub struct Mlp {
     down: candle_nn::Linear,
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     inter: usize,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fused: bool,
 }
 
 impl Mlp {
+    /// With the fused SwiGLU kernel where it applies.
     pub fn new(gate: Tensor, up: Tensor, down: Tensor) -> candle_core::Result<Self> {
         let inter = gate.dim(0)?;
         let gate_up = Tensor::cat(&[&gate, &up], 0)?;
@@ -65,11 +75,21 @@ impl Mlp {
             gate_up,
             down: candle_nn::Linear::new(down, None),
             inter,
+            fused: true,
         })
     }
-}
 
-impl Mlp {
+    /// `gate_proj`, `up_proj` and `down_proj` of a hidden-`h`, intermediate-`i` MLP.
+    pub(crate) fn load(ld: &Loader, h: usize, i: usize, fused: bool) -> Result<Self, LoadError> {
+        let mlp = Self::new(
+            ld.get("gate_proj.weight", &[i, h])?,
+            ld.get("up_proj.weight", &[i, h])?,
+            ld.get("down_proj.weight", &[h, i])?,
+        )
+        .map_err(|e| ld.err("gate_proj.weight + up_proj.weight", e))?;
+        Ok(Self { fused, ..mlp })
+    }
+
     /// Two GEMMs over the halves, silu, product (every device).
     fn forward_generic(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let g = candle_nn::ops::silu(&self.gate.forward(xs)?)?;
@@ -80,96 +100,17 @@ impl Mlp {
     #[cfg(feature = "cuda")]
     fn forward_fused(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let gu = xs.matmul(&self.gate_up.t()?)?;
-        let h = gu.apply_op1_no_bwd(&swiglu_cuda::FusedSwiglu { inter: self.inter })?;
-        self.down.forward(&h)
+        self.down.forward(&higgs_kernels::swiglu(&gu, self.inter)?)
     }
 }
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if xs.device().is_cuda() && xs.rank() == 2 && fused_swiglu() {
+        if self.fused && xs.device().is_cuda() && xs.rank() == 2 {
             return self.forward_fused(xs);
         }
         self.forward_generic(xs)
-    }
-}
-
-#[cfg(feature = "cuda")]
-fn fused_swiglu() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("HIGGS_FUSED_SWIGLU").map_or(true, |v| v != "0"))
-}
-
-/// Fused SwiGLU kernel (PTX compiled with nvcc 13.0 for compute_90) over the `[rows, 2I]` output
-/// of the gate|up GEMM, f32 or bf16.
-#[cfg(feature = "cuda")]
-mod swiglu_cuda {
-    use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-    use candle_core::cuda_backend::{CudaStorage, WrapErr};
-    use candle_core::{CpuStorage, DType, Layout, Result, Shape};
-
-    const PTX: &str = include_str!("kernels/swiglu.ptx");
-
-    pub(super) struct FusedSwiglu {
-        pub inter: usize,
-    }
-
-    impl candle_core::CustomOp1 for FusedSwiglu {
-        fn name(&self) -> &'static str {
-            "higgs-swiglu"
-        }
-
-        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("the fused SwiGLU kernel is CUDA-only")
-        }
-
-        fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-            let (rows, two_i) = l.shape().dims2()?;
-            let inter = self.inter;
-            if two_i != 2 * inter {
-                candle_core::bail!("swiglu: {two_i} columns for intermediate size {inter}")
-            }
-            let Some((o0, o1)) = l.contiguous_offsets() else {
-                candle_core::bail!("swiglu: input must be contiguous")
-            };
-            let n = rows * inter;
-            let dev = s.device().clone();
-            let cfg = LaunchConfig::for_num_elems(n as u32);
-            let (inter32, n64) = (inter as u32, n as u64);
-            match s.dtype() {
-                DType::F32 => {
-                    let src = s.as_cuda_slice::<f32>()?.slice(o0..o1);
-                    let func = dev.get_or_load_custom_func("swiglu_f32", "higgs_swiglu", PTX)?;
-                    // SAFETY: every element is written by the kernel.
-                    let out = unsafe { dev.alloc::<f32>(n)? };
-                    let mut b = func.builder();
-                    b.arg(&src);
-                    b.arg(&out);
-                    b.arg(&inter32);
-                    b.arg(&n64);
-                    // SAFETY: argument types match `swiglu_f32`.
-                    unsafe { b.launch(cfg) }.w()?;
-                    Ok((CudaStorage::wrap_cuda_slice(out, dev), (rows, inter).into()))
-                }
-                DType::BF16 => {
-                    let src = s.as_cuda_slice::<half::bf16>()?.slice(o0..o1);
-                    let func = dev.get_or_load_custom_func("swiglu_bf16", "higgs_swiglu", PTX)?;
-                    // SAFETY: every element is written by the kernel.
-                    let out = unsafe { dev.alloc::<half::bf16>(n)? };
-                    let mut b = func.builder();
-                    b.arg(&src);
-                    b.arg(&out);
-                    b.arg(&inter32);
-                    b.arg(&n64);
-                    // SAFETY: argument types match `swiglu_bf16`.
-                    unsafe { b.launch(cfg) }.w()?;
-                    Ok((CudaStorage::wrap_cuda_slice(out, dev), (rows, inter).into()))
-                }
-                other => candle_core::bail!("swiglu: unsupported dtype {other:?}"),
-            }
-        }
     }
 }
 

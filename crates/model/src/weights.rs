@@ -317,3 +317,56 @@ mod tests {
         assert!(split_names("norm.weight").is_none());
     }
 }
+
+/// The checkpoint as one module sees it (candle's `VarBuilder`, reduced to what the model needs):
+/// the weight files, a name prefix (`layers.3.self_attn`), and the dtype and device to load into.
+#[derive(Clone)]
+pub(crate) struct Loader<'a> {
+    files: &'a WeightFiles,
+    prefix: String,
+    dtype: DType,
+    device: &'a Device,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(files: &'a WeightFiles, dtype: DType, device: &'a Device) -> Self {
+        Self {
+            files,
+            prefix: String::new(),
+            dtype,
+            device,
+        }
+    }
+
+    /// The loader of a sub-module: names below `prefix.sub`.
+    pub fn pp(&self, sub: &str) -> Self {
+        Self {
+            prefix: self.name(sub),
+            ..self.clone()
+        }
+    }
+
+    /// The full (legacy) name of `name`.
+    pub fn name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// Tensor `name` of shape `shape`, in the loader's dtype and on its device.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor, LoadError> {
+        self.files
+            .load(&self.name(name), shape, self.dtype, self.device)
+    }
+
+    /// A candle error met while building from tensor(s) `name`.
+    pub fn err(&self, name: &str, source: candle_core::Error) -> LoadError {
+        LoadError::Tensor {
+            name: self.name(name),
+            file: self.files.dir().to_path_buf(),
+            source,
+        }
+    }
+}

@@ -42,12 +42,20 @@ impl LoadArgs {
             higgs_text::TextTokenizer::from_file(&tok_path)
         }
         .with_context(|| format!("loading the text tokenizer from {}", tok_path.display()))?;
-        let model = higgs_model::HiggsAudioModel::load(&self.model, dtype, &device)
-            .with_context(|| format!("loading the model from {}", self.model.display()))?;
+        let model = higgs_model::HiggsAudioModel::load_with(
+            &self.model,
+            dtype,
+            &device,
+            &crate::options::model_options(),
+        )
+        .with_context(|| format!("loading the model from {}", self.model.display()))?;
         let codec_device = device::codec_device(&device)?;
-        let codec = higgs_codec::Codec::load(&self.codec, &codec_device).with_context(|| {
-            format!("loading the audio tokenizer from {}", self.codec.display())
-        })?;
+        let codec = higgs_codec::Codec::load_with(
+            &self.codec,
+            &codec_device,
+            &crate::options::codec_options(),
+        )
+        .with_context(|| format!("loading the audio tokenizer from {}", self.codec.display()))?;
         Ok(Loaded {
             model,
             codec,
@@ -101,6 +109,16 @@ pub struct StreamArgs {
     /// forward (profiling; costs a little throughput).
     #[arg(long, env = "HIGGS_PROFILE_SYNC", value_parser = parse_switch, default_value = "0")]
     pub profile_sync: bool,
+    /// How audio rows are sampled on a GPU: `ops` (a chain of candle ops) or `fused` (one
+    /// kernel launch; measured by the GPU suite before it becomes the default).
+    #[arg(long, env = "HIGGS_DEVICE_SAMPLER", value_enum, default_value = "ops")]
+    pub device_sampler: DeviceSamplerArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DeviceSamplerArg {
+    Ops,
+    Fused,
 }
 
 /// `1`/`on`/`true` or `0`/`off`/`false` (environment-variable friendly booleans).
@@ -129,6 +147,10 @@ impl StreamArgs {
         cfg.max_chunk_frames = self.max_chunk_frames;
         cfg.codec_thread = self.codec_thread;
         cfg.profile_sync = self.profile_sync;
+        cfg.device_sampler = match self.device_sampler {
+            DeviceSamplerArg::Ops => higgs_engine::sampling::DeviceSampler::Ops,
+            DeviceSamplerArg::Fused => higgs_engine::sampling::DeviceSampler::Fused,
+        };
         Ok(())
     }
 }

@@ -159,7 +159,7 @@ fn bench_step(a: BenchStepArgs) -> Result<()> {
     let dev = device::select(a.device, 0)?;
     let dtype = device::dtype(a.dtype, &dev);
     let t0 = Instant::now();
-    let model = HiggsAudioModel::load(&a.model, dtype, &dev)
+    let model = HiggsAudioModel::load_with(&a.model, dtype, &dev, &crate::options::model_options())
         .with_context(|| format!("loading model from {}", a.model.display()))?;
     device::sync(&dev)?;
     let load_s = t0.elapsed().as_secs_f64();

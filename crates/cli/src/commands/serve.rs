@@ -110,10 +110,19 @@ impl EngineArgs {
         }
         .with_context(|| format!("loading the text tokenizer from {}", tok_path.display()))?;
         let t0 = std::time::Instant::now();
-        let m = higgs_model::HiggsAudioModel::load(&model, dtype, &dev)
-            .with_context(|| format!("loading the model from {}", model.display()))?;
-        let c = higgs_codec::Codec::load(&codec, &device::codec_device(&dev)?)
-            .with_context(|| format!("loading the audio tokenizer from {}", codec.display()))?;
+        let m = higgs_model::HiggsAudioModel::load_with(
+            &model,
+            dtype,
+            &dev,
+            &crate::options::model_options(),
+        )
+        .with_context(|| format!("loading the model from {}", model.display()))?;
+        let c = higgs_codec::Codec::load_with(
+            &codec,
+            &device::codec_device(&dev)?,
+            &crate::options::codec_options(),
+        )
+        .with_context(|| format!("loading the audio tokenizer from {}", codec.display()))?;
         tracing::info!(
             "model and codec loaded in {:.1}s on {dev:?} ({dtype:?})",
             t0.elapsed().as_secs_f64()

@@ -1,37 +1,25 @@
-//! CUDA kernels of the graphed decode step (`kernels/decode.cu`): fewer, fatter graph nodes.
-//! Each graph node costs a few microseconds even when its work is tiny, so the step body fuses
-//! RoPE + KV-cache write (`decode_qkv`), scale + mask + softmax (`decode_softmax`) and residual
-//! add + RMSNorm (`add_rmsnorm`).
-//! `HIGGS_FUSED_DECODE=0` keeps the unfused candle ops (for comparison).
+//! Kernels of the model's decode step (`cuda/decode.cu`): fewer, fatter graph nodes. Each node of
+//! a CUDA graph costs a few microseconds even when its work is tiny, so the step body fuses RoPE +
+//! KV-cache write (`decode_qkv`), scale + mask + softmax (`decode_softmax`) and residual add +
+//! RMSNorm (`add_rmsnorm`); `kv_write_rows` writes every prefill piece of a step in one launch.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaStorage, WrapErr};
-use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 
-const PTX: &str = include_str!("kernels/decode.ptx");
-const MODULE: &str = "higgs_decode";
+use crate::op::{self, by_float_dtype, offsets, tensor_view, Ptx};
 
-/// Whether the fused kernels are used (default on).
-pub(crate) fn enabled() -> bool {
-    std::env::var("HIGGS_FUSED_DECODE").map_or(true, |v| v != "0")
-}
-
-/// Whether residual add + RMSNorm run as one kernel (`HIGGS_FUSED_ADD_NORM=0`: two candle ops).
-pub(crate) fn add_norm_enabled() -> bool {
-    std::env::var("HIGGS_FUSED_ADD_NORM").map_or(true, |v| v != "0")
-}
-
-fn offsets(l: &Layout, what: &str) -> Result<(usize, usize)> {
-    l.contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))
-}
+const PTX: Ptx = Ptx {
+    name: "higgs_decode",
+    source: include_str!("cuda/decode.ptx"),
+};
 
 /// `[rows, (nh + 2 nkv) hd]` q|k|v rows -> rotated q `[rows, nh hd]`; rotated k and v are written
 /// into `k_cache` / `v_cache` (`[slots >= rows, nkv, max_len, hd]`) at `write_pos[r]` (u32,
 /// `u32::MAX` = no write).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn decode_qkv(
+pub fn decode_qkv(
     qkv: &Tensor,
     cos: &Tensor,
     sin: &Tensor,
@@ -55,7 +43,7 @@ pub(crate) fn decode_qkv(
 
 /// Softmax over the last dim of `scores` (`[rows, ..heads.., keys]`) of `scale * s`, keys at or
 /// past `lens[r]` (u32 `[rows]`) of each row excluded (probability 0).
-pub(crate) fn decode_softmax(scores: &Tensor, lens: &Tensor, scale: f32) -> Result<Tensor> {
+pub fn decode_softmax(scores: &Tensor, lens: &Tensor, scale: f32) -> Result<Tensor> {
     scores.apply_op2_no_bwd(lens, &Softmax { scale })
 }
 
@@ -66,17 +54,6 @@ struct Qkv {
     nh: usize,
     nkv: usize,
     hd: usize,
-}
-
-/// The u32 view of a CUDA tensor's storage (contiguous).
-macro_rules! cuda_view {
-    ($guard:expr, $layout:expr, $ty:ty, $what:expr) => {{
-        let Storage::Cuda(cs) = &*$guard else {
-            candle_core::bail!("{}: not a CUDA tensor", $what)
-        };
-        let (o0, o1) = offsets($layout, $what)?;
-        cs.as_cuda_slice::<$ty>()?.slice(o0..o1)
-    }};
 }
 
 impl candle_core::CustomOp3 for Qkv {
@@ -93,7 +70,7 @@ impl candle_core::CustomOp3 for Qkv {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("decode_qkv is CUDA-only")
+        op::cuda_only("decode_qkv")
     }
 
     fn cuda_fwd(
@@ -118,7 +95,7 @@ impl candle_core::CustomOp3 for Qkv {
         let (c0, c1) = offsets(cl, "cos")?;
         let (s0, s1) = offsets(sl, "sin")?;
         let (wp_guard, wp_l) = self.write_pos.storage_and_layout();
-        let wp = cuda_view!(wp_guard, wp_l, u32, "write_pos");
+        let wp = tensor_view!(wp_guard, wp_l, u32, "write_pos");
         let (k_guard, k_l) = self.k_cache.storage_and_layout();
         let (v_guard, v_l) = self.v_cache.storage_and_layout();
         let dev = qkv.device().clone();
@@ -126,39 +103,32 @@ impl candle_core::CustomOp3 for Qkv {
         let total = (rows * (nh + 2 * nkv) * hd / 2) as u32;
         let cfg = LaunchConfig::for_num_elems(total);
         let args = [rows, nh, nkv, hd, max_len].map(|x| x as u32);
-        macro_rules! launch {
-            ($ty:ty, $name:expr) => {{
-                let kc = cuda_view!(k_guard, k_l, $ty, "k_cache");
-                let vc = cuda_view!(v_guard, v_l, $ty, "v_cache");
-                let src = qkv.as_cuda_slice::<$ty>()?.slice(q0..q1);
-                let c = cos.as_cuda_slice::<$ty>()?.slice(c0..c1);
-                let s = sin.as_cuda_slice::<$ty>()?.slice(s0..s1);
-                let func = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-                // SAFETY: every element of `out` is written by the kernel.
-                let out = unsafe { dev.alloc::<$ty>(n)? };
-                let mut b = func.builder();
-                b.arg(&src);
-                b.arg(&c);
-                b.arg(&s);
-                b.arg(&wp);
-                b.arg(&out);
-                // The caches are written in place (as candle's own scatter does): the kernel only
-                // touches positions `write_pos[r]` of slots `0..rows`, which no other tensor aliases.
-                b.arg(&kc);
-                b.arg(&vc);
-                for a in &args {
-                    b.arg(a);
-                }
-                // SAFETY: argument types and order match `decode_qkv_*` in decode.cu.
-                unsafe { b.launch(cfg) }.w()?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let out = match qkv.dtype() {
-            DType::F32 => launch!(f32, "decode_qkv_f32"),
-            DType::BF16 => launch!(half::bf16, "decode_qkv_bf16"),
-            other => candle_core::bail!("decode_qkv: unsupported dtype {other:?}"),
-        };
+        let out = by_float_dtype!(qkv.dtype(), "decode_qkv", |T, kernel| {
+            let kc = tensor_view!(k_guard, k_l, T, "k_cache");
+            let vc = tensor_view!(v_guard, v_l, T, "v_cache");
+            let src = qkv.as_cuda_slice::<T>()?.slice(q0..q1);
+            let c = cos.as_cuda_slice::<T>()?.slice(c0..c1);
+            let s = sin.as_cuda_slice::<T>()?.slice(s0..s1);
+            let func = PTX.func(&dev, kernel)?;
+            // SAFETY: every element of `out` is written by the kernel.
+            let out = unsafe { dev.alloc::<T>(n)? };
+            let mut b = func.builder();
+            b.arg(&src);
+            b.arg(&c);
+            b.arg(&s);
+            b.arg(&wp);
+            b.arg(&out);
+            // The caches are written in place (as candle's own scatter does): the kernel only
+            // touches positions `write_pos[r]` of slots `0..rows`, which no other tensor aliases.
+            b.arg(&kc);
+            b.arg(&vc);
+            for a in &args {
+                b.arg(a);
+            }
+            // SAFETY: argument types and order match `decode_qkv_*` in decode.cu.
+            unsafe { b.launch(cfg) }.w()?;
+            CudaStorage::wrap_cuda_slice(out, dev.clone())
+        });
         Ok((out, (rows, nh * hd).into()))
     }
 }
@@ -179,7 +149,7 @@ impl candle_core::CustomOp2 for Softmax {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("decode_softmax is CUDA-only")
+        op::cuda_only("decode_softmax")
     }
 
     fn cuda_fwd(
@@ -211,40 +181,28 @@ impl candle_core::CustomOp2 for Softmax {
         };
         let heads_per_row = (score_rows / rows) as u32;
         let keys32 = keys as u32;
-        macro_rules! launch {
-            ($ty:ty, $name:expr) => {{
-                let src = scores.as_cuda_slice::<$ty>()?.slice(s0..s1);
-                let func = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-                // SAFETY: every element of `out` is written by the kernel.
-                let out = unsafe { dev.alloc::<$ty>(score_rows * keys)? };
-                let mut b = func.builder();
-                b.arg(&src);
-                b.arg(&out);
-                b.arg(&lens);
-                b.arg(&self.scale);
-                b.arg(&heads_per_row);
-                b.arg(&keys32);
-                // SAFETY: argument types and order match `decode_softmax_*` in decode.cu.
-                unsafe { b.launch(cfg) }.w()?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let out = match scores.dtype() {
-            DType::F32 => launch!(f32, "decode_softmax_f32"),
-            DType::BF16 => launch!(half::bf16, "decode_softmax_bf16"),
-            other => candle_core::bail!("decode_softmax: unsupported dtype {other:?}"),
-        };
+        let out = by_float_dtype!(scores.dtype(), "decode_softmax", |T, kernel| {
+            let src = scores.as_cuda_slice::<T>()?.slice(s0..s1);
+            let func = PTX.func(&dev, kernel)?;
+            // SAFETY: every element of `out` is written by the kernel.
+            let out = unsafe { dev.alloc::<T>(score_rows * keys)? };
+            let mut b = func.builder();
+            b.arg(&src);
+            b.arg(&out);
+            b.arg(&lens);
+            b.arg(&self.scale);
+            b.arg(&heads_per_row);
+            b.arg(&keys32);
+            // SAFETY: argument types and order match `decode_softmax_*` in decode.cu.
+            unsafe { b.launch(cfg) }.w()?;
+            CudaStorage::wrap_cuda_slice(out, dev.clone())
+        });
         Ok((out, sl.shape().clone()))
     }
 }
 
 /// `(x + y, rmsnorm(x + y) * w)` for `[rows, hidden]` x and y in one kernel.
-pub(crate) fn add_rmsnorm(
-    x: &Tensor,
-    y: &Tensor,
-    w: &Tensor,
-    eps: f32,
-) -> Result<(Tensor, Tensor)> {
+pub fn add_rmsnorm(x: &Tensor, y: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
     let out = x.apply_op3_no_bwd(y, w, &AddRmsNorm { eps })?;
     Ok((out.get(0)?, out.get(1)?))
 }
@@ -267,7 +225,7 @@ impl candle_core::CustomOp3 for AddRmsNorm {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("add_rmsnorm is CUDA-only")
+        op::cuda_only("add_rmsnorm")
     }
 
     fn cuda_fwd(
@@ -301,32 +259,25 @@ impl candle_core::CustomOp3 for AddRmsNorm {
             shared_mem_bytes: 0,
         };
         let (rows32, cols32) = (rows as u32, cols as u32);
-        macro_rules! launch {
-            ($ty:ty, $name:expr) => {{
-                let xs = x.as_cuda_slice::<$ty>()?.slice(x0..x1);
-                let ys = y.as_cuda_slice::<$ty>()?.slice(y0..y1);
-                let ws = w.as_cuda_slice::<$ty>()?.slice(w0..w1);
-                let func = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-                // SAFETY: every element of `out` is written by the kernel.
-                let out = unsafe { dev.alloc::<$ty>(2 * rows * cols)? };
-                let mut b = func.builder();
-                b.arg(&xs);
-                b.arg(&ys);
-                b.arg(&ws);
-                b.arg(&out);
-                b.arg(&rows32);
-                b.arg(&cols32);
-                b.arg(&self.eps);
-                // SAFETY: argument types and order match `add_rmsnorm_*` in decode.cu.
-                unsafe { b.launch(cfg) }.w()?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let out = match x.dtype() {
-            DType::F32 => launch!(f32, "add_rmsnorm_f32"),
-            DType::BF16 => launch!(half::bf16, "add_rmsnorm_bf16"),
-            other => candle_core::bail!("add_rmsnorm: unsupported dtype {other:?}"),
-        };
+        let out = by_float_dtype!(x.dtype(), "add_rmsnorm", |T, kernel| {
+            let xs = x.as_cuda_slice::<T>()?.slice(x0..x1);
+            let ys = y.as_cuda_slice::<T>()?.slice(y0..y1);
+            let ws = w.as_cuda_slice::<T>()?.slice(w0..w1);
+            let func = PTX.func(&dev, kernel)?;
+            // SAFETY: every element of `out` is written by the kernel.
+            let out = unsafe { dev.alloc::<T>(2 * rows * cols)? };
+            let mut b = func.builder();
+            b.arg(&xs);
+            b.arg(&ys);
+            b.arg(&ws);
+            b.arg(&out);
+            b.arg(&rows32);
+            b.arg(&cols32);
+            b.arg(&self.eps);
+            // SAFETY: argument types and order match `add_rmsnorm_*` in decode.cu.
+            unsafe { b.launch(cfg) }.w()?;
+            CudaStorage::wrap_cuda_slice(out, dev.clone())
+        });
         Ok((out, (2, rows, cols).into()))
     }
 }
@@ -335,12 +286,7 @@ impl candle_core::CustomOp3 for AddRmsNorm {
 /// `[slots, kv_heads, max_len, head_dim]` K or V cache, in place) at cache rows
 /// `dst_rows[r * kv_heads + g]` of its `[slots * kv_heads * max_len, head_dim]` view: one launch
 /// for every prefill piece of a step (candle's scatter walks the scattered rows serially).
-pub(crate) fn kv_write_rows(
-    cache: &Tensor,
-    src: &Tensor,
-    rows: &Tensor,
-    dst_rows: &Tensor,
-) -> Result<()> {
+pub fn kv_write_rows(cache: &Tensor, src: &Tensor, rows: &Tensor, dst_rows: &Tensor) -> Result<()> {
     cache.inplace_op3(src, dst_rows, &KvWriteRows { rows: rows.clone() })
 }
 
@@ -362,7 +308,7 @@ impl candle_core::InplaceOp3 for KvWriteRows {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<()> {
-        candle_core::bail!("kv_write_rows is CUDA-only")
+        op::cuda_only("kv_write_rows")
     }
 
     fn cuda_fwd(
@@ -389,34 +335,34 @@ impl candle_core::InplaceOp3 for KvWriteRows {
         let (s0, s1) = offsets(sl, "src")?;
         let (d0, d1) = offsets(dl, "dst_rows")?;
         let (r_guard, r_l) = self.rows.storage_and_layout();
-        let rows = cuda_view!(r_guard, r_l, u32, "rows");
+        let rows = tensor_view!(r_guard, r_l, u32, "rows");
         let dev = src.device().clone();
         let dst_rows = dst.as_cuda_slice::<u32>()?.slice(d0..d1);
         let cfg = LaunchConfig::for_num_elems((m * nkv * hd) as u32);
         let args = [m, nkv, hd].map(|x| x as u32);
-        macro_rules! launch {
-            ($ty:ty, $name:expr) => {{
-                let s = src.as_cuda_slice::<$ty>()?.slice(s0..s1);
-                let mut c = cache.as_cuda_slice_mut::<$ty>()?.slice_mut(c0..c1);
-                let func = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-                let mut b = func.builder();
-                b.arg(&s);
-                b.arg(&rows);
-                b.arg(&dst_rows);
-                b.arg(&mut c);
-                for a in &args {
-                    b.arg(a);
-                }
-                // SAFETY: argument types and order match `kv_write_rows_*` in decode.cu; every
-                // destination row is < slots * kv_heads * max_len (checked when it was built).
-                unsafe { b.launch(cfg) }.w()?;
-            }};
+        if src.dtype() != cache.dtype() {
+            candle_core::bail!(
+                "kv_write_rows: src {:?}, cache {:?}",
+                src.dtype(),
+                cache.dtype()
+            )
         }
-        match (src.dtype(), cache.dtype()) {
-            (DType::F32, DType::F32) => launch!(f32, "kv_write_rows_f32"),
-            (DType::BF16, DType::BF16) => launch!(half::bf16, "kv_write_rows_bf16"),
-            (a, b) => candle_core::bail!("kv_write_rows: src {a:?}, cache {b:?}"),
-        }
+        by_float_dtype!(src.dtype(), "kv_write_rows", |T, kernel| {
+            let s = src.as_cuda_slice::<T>()?.slice(s0..s1);
+            let mut c = cache.as_cuda_slice_mut::<T>()?.slice_mut(c0..c1);
+            let func = PTX.func(&dev, kernel)?;
+            let mut b = func.builder();
+            b.arg(&s);
+            b.arg(&rows);
+            b.arg(&dst_rows);
+            b.arg(&mut c);
+            for a in &args {
+                b.arg(a);
+            }
+            // SAFETY: argument types and order match `kv_write_rows_*` in decode.cu; every
+            // destination row is < slots * kv_heads * max_len (checked when it was built).
+            unsafe { b.launch(cfg) }.w()?;
+        });
         Ok(())
     }
 }

@@ -1,0 +1,37 @@
+//! The model's and the codec's code-path switches, read from the environment once per load (the
+//! variables are documented in `docs/model.md` and `docs/codec.md`; all default to the fast path).
+
+use higgs_codec::CodecOptions;
+use higgs_model::ModelOptions;
+
+/// `NAME=0` turns a switch off; unset or anything else keeps it on.
+fn on_unless_zero(name: &str) -> bool {
+    std::env::var(name).map_or(true, |v| v != "0")
+}
+
+/// `NAME=generic` (any case) selects the generic path.
+fn generic(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.eq_ignore_ascii_case("generic"))
+}
+
+/// `HIGGS_FUSED_SWIGLU`, `HIGGS_BATCHED_KV_WRITE`, `HIGGS_PREFILL_GROUP`, `HIGGS_CUDA_GRAPHS`,
+/// `HIGGS_FUSED_DECODE`, `HIGGS_FUSED_ADD_NORM`: `0` turns that path off.
+pub fn model_options() -> ModelOptions {
+    ModelOptions {
+        fused_swiglu: on_unless_zero("HIGGS_FUSED_SWIGLU"),
+        batched_kv_write: on_unless_zero("HIGGS_BATCHED_KV_WRITE"),
+        prefill_group: on_unless_zero("HIGGS_PREFILL_GROUP"),
+        cuda_graphs: on_unless_zero("HIGGS_CUDA_GRAPHS"),
+        fused_decode: on_unless_zero("HIGGS_FUSED_DECODE"),
+        fused_add_norm: on_unless_zero("HIGGS_FUSED_ADD_NORM"),
+    }
+}
+
+/// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`: the generic transposed convolution
+/// / Snake on CUDA too.
+pub fn codec_options() -> CodecOptions {
+    CodecOptions {
+        native_conv_transpose: !generic("HIGGS_CODEC_CONVT"),
+        fused_snake: !generic("HIGGS_CODEC_SNAKE"),
+    }
+}

@@ -1,0 +1,21 @@
+//! Switches for the codec's alternative code paths on CUDA, fixed when the codec is loaded (for
+//! A/B runs). The CLI fills them from the `HIGGS_CODEC_*` variables named on each field.
+
+/// How the codec computes on CUDA. `Default`: the fast paths (elsewhere there is one path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecOptions {
+    /// candle's native transposed convolution on CUDA; off: the generic matmul + overlap-add
+    /// formulation, as on the CPU (`HIGGS_CODEC_CONVT=generic`).
+    pub native_conv_transpose: bool,
+    /// The fused Snake kernel on CUDA; off: five elementwise ops (`HIGGS_CODEC_SNAKE=generic`).
+    pub fused_snake: bool,
+}
+
+impl Default for CodecOptions {
+    fn default() -> Self {
+        Self {
+            native_conv_transpose: true,
+            fused_snake: true,
+        }
+    }
+}
