@@ -7,10 +7,18 @@ mod options;
 
 use clap::{Parser, Subcommand};
 
+/// `higgs-serve --version`: the package version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HIGGS_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "higgs-serve",
-    version,
+    version = VERSION,
     about = "Rust-native inference and serving for Higgs Audio v2"
 )]
 struct Cli {
