@@ -109,7 +109,7 @@ impl candle_core::CustomOp3 for Qkv {
             let src = qkv.as_cuda_slice::<T>()?.slice(q0..q1);
             let c = cos.as_cuda_slice::<T>()?.slice(c0..c1);
             let s = sin.as_cuda_slice::<T>()?.slice(s0..s1);
-            let func = PTX.func(&dev, kernel)?;
+            let func = dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)?;
             // SAFETY: every element of `out` is written by the kernel.
             let out = unsafe { dev.alloc::<T>(n)? };
             let mut b = func.builder();
@@ -183,7 +183,7 @@ impl candle_core::CustomOp2 for Softmax {
         let keys32 = keys as u32;
         let out = by_float_dtype!(scores.dtype(), "decode_softmax", |T, kernel| {
             let src = scores.as_cuda_slice::<T>()?.slice(s0..s1);
-            let func = PTX.func(&dev, kernel)?;
+            let func = dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)?;
             // SAFETY: every element of `out` is written by the kernel.
             let out = unsafe { dev.alloc::<T>(score_rows * keys)? };
             let mut b = func.builder();
@@ -263,7 +263,7 @@ impl candle_core::CustomOp3 for AddRmsNorm {
             let xs = x.as_cuda_slice::<T>()?.slice(x0..x1);
             let ys = y.as_cuda_slice::<T>()?.slice(y0..y1);
             let ws = w.as_cuda_slice::<T>()?.slice(w0..w1);
-            let func = PTX.func(&dev, kernel)?;
+            let func = dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)?;
             // SAFETY: every element of `out` is written by the kernel.
             let out = unsafe { dev.alloc::<T>(2 * rows * cols)? };
             let mut b = func.builder();
@@ -350,7 +350,7 @@ impl candle_core::InplaceOp3 for KvWriteRows {
         by_float_dtype!(src.dtype(), "kv_write_rows", |T, kernel| {
             let s = src.as_cuda_slice::<T>()?.slice(s0..s1);
             let mut c = cache.as_cuda_slice_mut::<T>()?.slice_mut(c0..c1);
-            let func = PTX.func(&dev, kernel)?;
+            let func = dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)?;
             let mut b = func.builder();
             b.arg(&s);
             b.arg(&rows);

@@ -2,19 +2,14 @@
 //! f32/bf16 kernel pick, and the CPU refusal.
 
 use candle_core::cuda_backend::cudarc::driver::CudaView;
-use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaFunc, CudaStorage};
+use candle_core::cuda_backend::{CudaDType, CudaStorage};
 use candle_core::{Layout, Result};
 
-/// One embedded PTX file, loaded once per device under `name`.
+/// One embedded PTX file, loaded once per device under `name`
+/// (`dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)`).
 pub(crate) struct Ptx {
     pub name: &'static str,
     pub source: &'static str,
-}
-
-impl Ptx {
-    pub fn func(&self, dev: &CudaDevice, kernel: &str) -> Result<CudaFunc> {
-        dev.get_or_load_custom_func(kernel, self.name, self.source)
-    }
 }
 
 /// `(start, end)` of a contiguous layout; kernels index their operands densely.

@@ -52,7 +52,10 @@ impl candle_core::CustomOp2 for FusedSample {
             candle_core::bail!("sample_rows: {cols} columns exceed {SAMPLE_MAX_COLS}")
         }
         if pl.shape().dims2()? != (rows, 4) {
-            candle_core::bail!("sample_rows: params must be [{rows}, 4], got {:?}", pl.shape())
+            candle_core::bail!(
+                "sample_rows: params must be [{rows}, 4], got {:?}",
+                pl.shape()
+            )
         }
         if s.dtype() != DType::F32 || ps.dtype() != DType::F32 {
             candle_core::bail!("sample_rows: logits and params must be f32")
@@ -60,7 +63,7 @@ impl candle_core::CustomOp2 for FusedSample {
         let dev = s.device().clone();
         let x = op::view::<f32>(s, l, "sample_rows logits")?;
         let p = op::view::<f32>(ps, pl, "sample_rows params")?;
-        let func = PTX.func(&dev, "sample_rows_f32")?;
+        let func = dev.get_or_load_custom_func("sample_rows_f32", PTX.name, PTX.source)?;
         // SAFETY: the kernel writes one id per row.
         let out = unsafe { dev.alloc::<u32>(rows)? };
         let cfg = LaunchConfig {

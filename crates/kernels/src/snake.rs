@@ -55,7 +55,7 @@ impl candle_core::CustomOp3 for FusedSnake {
             candle_core::bail!("snake: alpha has {} values for {c} channels", al.len())
         }
         let dev = x.device().clone();
-        let func = PTX.func(&dev, "snake_f32")?;
+        let func = dev.get_or_load_custom_func("snake_f32", PTX.name, PTX.source)?;
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<f32>(n)? };
         let (c, t, n64) = (c as u32, t as u32, n as u64);

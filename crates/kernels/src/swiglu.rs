@@ -42,7 +42,7 @@ impl candle_core::CustomOp1 for FusedSwiglu {
         let (inter32, n64) = (inter as u32, n as u64);
         let out = by_float_dtype!(s.dtype(), "swiglu", |T, kernel| {
             let src = op::view::<T>(s, l, "swiglu input")?;
-            let func = PTX.func(&dev, kernel)?;
+            let func = dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)?;
             // SAFETY: every element is written by the kernel.
             let out = unsafe { dev.alloc::<T>(n)? };
             let mut b = func.builder();

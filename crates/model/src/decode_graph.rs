@@ -344,7 +344,7 @@ mod cuda {
                     _ => cuda_err("end capture", "no graph was produced"),
                 })
             }
-            (Err(e), _) => Err(e.into()),
+            (Err(e), _) => Err(e),
         }
     }
 }
