@@ -273,6 +273,17 @@ pub fn sample_rows_on_device(
     greedy.where_cond(&am, &sampled)?.to_vec1::<u32>()
 }
 
+/// How rows that fit the device are sampled on a GPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeviceSampler {
+    /// [`sample_rows_on_device`]: a chain of candle ops.
+    #[default]
+    Ops,
+    /// One fused kernel launch per call (`higgs_kernels::sample_rows`, rows up to 2,048
+    /// entries; wider ones take the `Ops` path). Needs the `cuda` feature, else `Ops`.
+    Fused,
+}
+
 /// Samples one id per row of `logits` (`[R, V]`) with per-row parameters and uniforms: the host
 /// path on the CPU, one device call (and one host copy of the ids) elsewhere. Rows are
 /// independent, so a sequence's ids do not depend on which other rows share the call.
@@ -280,6 +291,16 @@ pub fn sample_rows(
     logits: &Tensor,
     params: &[SamplingParams],
     uniforms: &[f32],
+) -> candle_core::Result<Vec<u32>> {
+    sample_rows_with(logits, params, uniforms, DeviceSampler::default())
+}
+
+/// [`sample_rows`] with the device sampler chosen.
+pub fn sample_rows_with(
+    logits: &Tensor,
+    params: &[SamplingParams],
+    uniforms: &[f32],
+    device: DeviceSampler,
 ) -> candle_core::Result<Vec<u32>> {
     let (r, _) = logits.dims2()?;
     if params.len() != r || uniforms.len() != r {
@@ -311,9 +332,47 @@ pub fn sample_rows(
             return Ok(ids);
         }
         Ok((0..r).map(one).collect())
+    } else if device == DeviceSampler::Fused && r > 0 && fused_fits(logits)? {
+        sample_rows_fused(logits, params, uniforms)
     } else {
         sample_rows_on_device(logits, params, uniforms)
     }
+}
+
+#[cfg(feature = "cuda")]
+fn fused_fits(logits: &Tensor) -> candle_core::Result<bool> {
+    Ok(logits.device().is_cuda() && logits.dim(1)? <= higgs_kernels::SAMPLE_MAX_COLS)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn fused_fits(_: &Tensor) -> candle_core::Result<bool> {
+    Ok(false)
+}
+
+/// The fused kernel: one `[R, 4]` parameter upload, one launch, one copy of the ids.
+#[cfg(feature = "cuda")]
+fn sample_rows_fused(
+    logits: &Tensor,
+    params: &[SamplingParams],
+    uniforms: &[f32],
+) -> candle_core::Result<Vec<u32>> {
+    let (r, _) = logits.dims2()?;
+    let mut p = Vec::with_capacity(r * 4);
+    for (sp, &u) in params.iter().zip(uniforms) {
+        p.extend([sp.temperature, sp.top_k().unwrap_or(0) as f32, sp.top_p, u]);
+    }
+    let p = Tensor::from_vec(p, (r, 4), logits.device())?;
+    let x = logits.to_dtype(DType::F32)?.contiguous()?;
+    higgs_kernels::sample_rows(&x, &p)?.to_vec1::<u32>()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn sample_rows_fused(
+    logits: &Tensor,
+    params: &[SamplingParams],
+    uniforms: &[f32],
+) -> candle_core::Result<Vec<u32>> {
+    sample_rows_on_device(logits, params, uniforms)
 }
 
 /// Widest row the device path sorts. candle's CUDA `arg_sort` keeps a whole row, padded to a power

@@ -39,6 +39,8 @@ pub struct EngineConfig {
     /// Wait for the device after each forward so the phase timers attribute GPU time to the
     /// forward (profiling; costs a little throughput).
     pub profile_sync: bool,
+    /// How audio rows are sampled on a GPU (candle ops, or the fused kernel).
+    pub device_sampler: crate::sampling::DeviceSampler,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +57,7 @@ impl Default for EngineConfig {
             warmup: true,
             codec_thread: None,
             profile_sync: false,
+            device_sampler: crate::sampling::DeviceSampler::Ops,
         }
     }
 }

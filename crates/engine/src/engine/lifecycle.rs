@@ -14,11 +14,11 @@ impl Engine<'_> {
 
     pub(super) fn cancel(&mut self, id: u64) {
         if let Some(p) = self.preparing.remove(&id) {
-            self.end(Ending::Queued(p), Outcome::Cancelled);
+            self.end(Ending::Queued(Box::new(p)), Outcome::Cancelled);
         }
         if let Some(i) = self.waiting.iter().position(|q| q.p.id == id) {
             if let Some(q) = self.waiting.remove(i) {
-                self.end(Ending::Queued(q.p), Outcome::Cancelled);
+                self.end(Ending::Queued(Box::new(q.p)), Outcome::Cancelled);
             }
         }
         if let Some(i) = self.active.iter().position(|a| a.id == id) {
@@ -43,7 +43,7 @@ impl Engine<'_> {
         };
         if self.prep.send(job).is_err() {
             let e = GenerationError::Internal("the preparation pool is gone".into());
-            self.end(Ending::Queued(p), Outcome::Failed(e));
+            self.end(Ending::Queued(Box::new(p)), Outcome::Failed(e));
             return;
         }
         self.preparing.insert(p.id, p);
@@ -60,7 +60,7 @@ impl Engine<'_> {
                 p,
                 prepared: *prepared,
             }),
-            Err(e) => self.end(Ending::Queued(p), Outcome::Failed(e)),
+            Err(e) => self.end(Ending::Queued(Box::new(p)), Outcome::Failed(e)),
         }
     }
 
@@ -81,7 +81,7 @@ impl Engine<'_> {
             .collect();
         for (id, o) in ids {
             if let Some(p) = self.preparing.remove(&id) {
-                self.end(Ending::Queued(p), o);
+                self.end(Ending::Queued(Box::new(p)), o);
             }
         }
         let mut i = 0;
@@ -89,7 +89,7 @@ impl Engine<'_> {
             match gone(&self.waiting[i].p) {
                 Some(o) => {
                     if let Some(q) = self.waiting.remove(i) {
-                        self.end(Ending::Queued(q.p), o);
+                        self.end(Ending::Queued(Box::new(q.p)), o);
                     }
                 }
                 None => i += 1,
@@ -212,7 +212,7 @@ impl Engine<'_> {
 
 /// A request being ended: still without a slot, or running.
 pub(super) enum Ending {
-    Queued(Pending),
+    Queued(Box<Pending>),
     Running(Box<Active>),
 }
 

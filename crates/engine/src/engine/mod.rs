@@ -30,7 +30,7 @@ use crate::prompt::{expand_prompt, mask_eos, special_ids, PromptSpec};
 use crate::request::{
     ClipInput, Event, GenerateRequest, GenerationError, Prompting, StopReason, SubmitError, Usage,
 };
-use crate::sampling::{sample_rows, SamplingParams, SeqRng};
+use crate::sampling::{sample_rows_with, SamplingParams, SeqRng};
 use crate::state::{GenState, NextInput, StepEvent};
 use crate::voices::ResolvedVoices;
 
@@ -372,7 +372,8 @@ impl<'p> Engine<'p> {
             };
             nc
         ];
-        sample_rows(&logits, &params, &vec![0.5; nc]).map_err(|e| format!("sampler: {e}"))?;
+        sample_rows_with(&logits, &params, &vec![0.5; nc], self.cfg.device_sampler)
+            .map_err(|e| format!("sampler: {e}"))?;
         if let Some(t) = out.text_logits {
             t.argmax(candle_core::D::Minus1)
                 .and_then(|a| a.to_vec1::<u32>())

@@ -44,7 +44,8 @@ impl Engine<'_> {
                 us.push(a.rng.uniform());
             }
         }
-        let ids = sample_rows(&flat, &params, &us).map_err(internal)?;
+        let ids =
+            sample_rows_with(&flat, &params, &us, self.cfg.device_sampler).map_err(internal)?;
         let mut cols: Vec<Vec<u32>> = ids.chunks(nc).map(<[u32]>::to_vec).collect();
         let mut ras: Vec<(usize, usize)> = Vec::new();
         let mut ras_us = Vec::new();
@@ -67,7 +68,8 @@ impl Engine<'_> {
                 };
                 ras.len()
             ];
-            let ids = sample_rows(&sel, &raw, &ras_us).map_err(internal)?;
+            let ids =
+                sample_rows_with(&sel, &raw, &ras_us, self.cfg.device_sampler).map_err(internal)?;
             for (&(w, k), id) in ras.iter().zip(ids) {
                 cols[w][k] = id;
             }
@@ -115,7 +117,8 @@ impl Engine<'_> {
             params.push(a.req.params.sampling);
             us.push(a.rng.uniform());
         }
-        let ids = sample_rows(&sel, &params, &us).map_err(internal)?;
+        let ids =
+            sample_rows_with(&sel, &params, &us, self.cfg.device_sampler).map_err(internal)?;
         for (&(j, _), id) in with.iter().zip(ids) {
             res[j] = Some(id);
         }
