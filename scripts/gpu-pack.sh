@@ -35,12 +35,12 @@ case "${1:-}" in
   suite)
     cargo build --release --features cuda -p higgs-serve
     xz -T0 -6 -c target/release/higgs-serve > .gpu/higgs-serve.xz
-    pack_tests candle-core/cuda higgs-engine:sampling_device
+    pack_tests cuda higgs-engine:sampling_device
     pack_tests cuda higgs-model:decode_graph higgs-codec:parity
     pack_fixtures codec ;;
   parity)
     pack_tests cuda higgs-model:parity
-    pack_tests candle-core/cuda,higgs-model/cuda,higgs-codec/cuda higgs-engine:generation_parity
+    pack_tests cuda,higgs-codec/cuda higgs-engine:generation_parity
     pack_fixtures llm text-tokenizer prompts ;;
   *) echo "usage: scripts/gpu-pack.sh suite|parity" >&2; exit 2 ;;
 esac

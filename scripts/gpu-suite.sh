@@ -49,7 +49,10 @@ fi
 M="--model /tmp/full/model --codec /tmp/full/codec --device cuda --dtype bf16"
 echo "== 2. engine levels (250 frames, default sampling) and the decode step"
 timeout 130 $B bench $M --concurrency 1,32,256 --frames 250 --json "$RAW/engine.json" 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-300
-HIGGS_BATCHED_KV_WRITE=0 timeout 90 $B bench $M --concurrency 32,256 --frames 250 --json "$RAW/engine_kvwrite_off.json" 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-300
+# A/B of the fused sampling kernel (off by default until this suite shows it is no worse).
+HIGGS_DEVICE_SAMPLER=fused timeout 120 $B bench $M --concurrency 1,32,256 --frames 250 --json "$RAW/engine_fused.json" 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-300
+# synth drives a one-slot engine: one real run on the GPU.
+timeout 90 $B synth $M --text "The GPU suite checks synth end to end." --force-audio --max-new-tokens 150 --seed 1 --out /tmp/synth.wav > "$RAW/synth.log" 2>&1; echo "synth rc=$?"; tail -1 "$RAW/synth.log"
 # The HTTP soak's own shape in-process (no ignore_eos: streams end by EOS or at 250 frames).
 timeout 90 $B bench $M --eos --concurrency 16,64,256 --frames 250 --json "$RAW/engine_eos.json" 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-300
 timeout 60 $B dev bench-step --model /tmp/full/model --device cuda --dtype bf16 --batch 1,256 --context 256 --steps 20 --json > "$RAW/step.jsonl" 2>/dev/null; cat "$RAW/step.jsonl" | cut -c1-200
@@ -68,7 +71,7 @@ raw, out, base = sys.argv[1:4]
 def load(n):
     try: return json.load(open(os.path.join(raw, n)))
     except Exception: return None
-eng, off, eos, http = load("engine.json"), load("engine_kvwrite_off.json"), load("engine_eos.json"), load("http.json")
+eng, fused, eos, http = load("engine.json"), load("engine_fused.json"), load("engine_eos.json"), load("http.json")
 lv = lambda d, c: next((l for l in (d or {}).get("levels", []) if l["concurrency"] == c), {})
 steps = [json.loads(l) for l in open(os.path.join(raw, "step.jsonl")) if l.strip().startswith("{")]
 step = lambda b: next((s.get("step_ms") for s in steps if s.get("batch") == b), None)
@@ -91,8 +94,10 @@ summary = {
   "engine_c32_audio_s_per_s": lv(eng, 32).get("audio_s_per_s"),
   "engine_c256_audio_s_per_s": lv(eng, 256).get("audio_s_per_s"),
   "engine_c256_ttfa_p50_ms": lv(eng, 256).get("ttfa_p50_ms"),
-  "engine_kvwrite_off_c32_ttfa_p50_ms": lv(off, 32).get("ttfa_p50_ms"),
-  "engine_kvwrite_off_c256_audio_s_per_s": lv(off, 256).get("audio_s_per_s"),
+  "engine_fused_c1_frames_per_s": lv(fused, 1).get("per_stream_frames_per_s_mean"),
+  "engine_fused_c32_ttfa_p50_ms": lv(fused, 32).get("ttfa_p50_ms"),
+  "engine_fused_c256_audio_s_per_s": lv(fused, 256).get("audio_s_per_s"),
+  "synth_ok": int("wrote " in open(os.path.join(raw, "synth.log")).read()) if os.path.exists(os.path.join(raw, "synth.log")) else 0,
   "engine_eos_c64_audio_s_per_s": lv(eos, 64).get("audio_s_per_s"),
   "engine_eos_c256_audio_s_per_s": lv(eos, 256).get("audio_s_per_s"),
   "http_c1_ttfa_p50_ms": lv(http, 1).get("ttfa_p50_ms"),
@@ -102,7 +107,7 @@ summary = {
   "http_c256_audio_s_per_s": lv(http, 256).get("audio_s_per_s"),
   "step_b1_ms": step(1), "step_b256_ms": step(256),
 }
-doc = {"summary": summary, "engine": eng, "engine_kvwrite_off": off, "engine_eos": eos, "http": http, "step": steps,
+doc = {"summary": summary, "engine": eng, "engine_fused": fused, "engine_eos": eos, "http": http, "step": steps,
        "gpu": open(os.path.join(raw, "nvidia-smi.txt")).read().strip()}
 json.dump(doc, open(out, "w"), indent=1)
 print(json.dumps(summary, indent=1))
@@ -120,4 +125,8 @@ if os.path.exists(base):
         print(("REGRESSION " if worse else "ok         ") + f"{k}: {v:.4g} (baseline {b[k]:.4g})")
 else:
     print("no baseline.json yet: copy this run's JSON to docs/bench/gpu-suite/baseline.json")
+# In-run A/B: the fused sampler against the default (ops) on the same GPU, same run.
+for k in ("c1_frames_per_s", "c32_ttfa_p50_ms", "c256_audio_s_per_s"):
+    a, f = summary.get("engine_" + k), summary.get("engine_fused_" + k)
+    if a and f: print(f"fused/ops {k}: {f:.4g} / {a:.4g} = {f / a:.3f}")
 PY
