@@ -30,7 +30,7 @@ fn context(voices: &std::path::Path) -> JobContext {
             .unwrap(),
         codec: higgs_codec::Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
         tokenizer: higgs_text::TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
-        voices: Some(VoiceLibrary::open(voices).unwrap()),
+        voices: Some(std::sync::Arc::new(VoiceLibrary::open(voices).unwrap())),
     };
     let cfg = EngineConfig {
         max_running: 4,

@@ -44,12 +44,13 @@ fn setup_warming(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Se
             .unwrap();
         }
     }
+    let parts_voices = Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap()));
     let parts = EngineParts {
         model: higgs_model::HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu)
             .unwrap(),
         codec: higgs_codec::Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
         tokenizer: higgs_text::TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
-        voices: Some(VoiceLibrary::open(voices.path()).unwrap()),
+        voices: parts_voices.clone(),
     };
     let cfg = EngineConfig {
         max_running: 4,
@@ -61,7 +62,7 @@ fn setup_warming(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Se
     let state = AppState {
         service: Service {
             engine,
-            voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
+            voices: parts_voices,
             config: Arc::new(ServiceConfig::default()),
             device: "cpu".into(),
             uploader: None,

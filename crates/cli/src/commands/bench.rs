@@ -374,7 +374,7 @@ fn http_request(
     // Mixed lengths (half, whole, one and a half of --frames), a library voice for every third
     // request of each kind, and every eighth request cancelled by the client after its first audio.
     let max_new_tokens = frames * [2, 4, 6][(i / 3) % 3] / 4 + 9;
-    let voice = if (i / 9) % 3 == 0 {
+    let voice = if (i / 9).is_multiple_of(3) {
         voice.unwrap_or("alloy")
     } else {
         "alloy"

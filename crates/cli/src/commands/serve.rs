@@ -127,14 +127,12 @@ impl EngineArgs {
             "model and codec loaded in {:.1}s on {dev:?} ({dtype:?})",
             t0.elapsed().as_secs_f64()
         );
-        // Opened (and checked) once here. The doors share this instance; the engine takes its own
-        // by value (`EngineParts::voices`) until it accepts a shared one.
+        // Opened (and checked) once here; the engine and the doors share this instance.
         let open_voices = |d: &std::path::Path| {
             VoiceLibrary::open(d)
                 .with_context(|| format!("opening the voice directory {}", d.display()))
         };
         let voices = self.voices.as_deref().map(open_voices).transpose()?;
-        let engine_voices = voices.as_ref().map(|v| open_voices(v.dir())).transpose()?;
         let voices = voices.map(Arc::new);
         let env: std::collections::HashMap<String, String> = std::env::vars().collect();
         let uploader = match higgs_storage::S3Config::from_env_map(&env)
@@ -182,7 +180,7 @@ impl EngineArgs {
                 model: m,
                 codec: c,
                 tokenizer,
-                voices: engine_voices,
+                voices: voices.clone(),
             },
         )?;
         let service = Service {

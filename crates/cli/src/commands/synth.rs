@@ -98,7 +98,7 @@ pub fn run(a: SynthArgs) -> Result<()> {
         ..
     } = a.load.load()?;
     let library = match &a.voices {
-        Some(d) => Some(VoiceLibrary::open(d)?),
+        Some(d) => Some(std::sync::Arc::new(VoiceLibrary::open(d)?)),
         None => None,
     };
     let scene = match a.scene.as_deref() {

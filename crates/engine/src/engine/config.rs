@@ -92,7 +92,8 @@ pub struct EngineParts {
     /// On a GPU, best loaded on its own device (stream) so its decodes overlap the model's steps.
     pub codec: higgs_codec::Codec,
     pub tokenizer: TextTokenizer,
-    pub voices: Option<VoiceLibrary>,
+    /// Shared with the doors (one instance: one reference-code memo, one view of uploads).
+    pub voices: Option<std::sync::Arc<VoiceLibrary>>,
 }
 
 /// Counters for health endpoints, metrics and tests.

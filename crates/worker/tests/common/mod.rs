@@ -30,7 +30,9 @@ pub fn setup(max_inline: usize) -> Setup {
             .unwrap(),
         codec: higgs_codec::Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
         tokenizer: higgs_text::TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
-        voices: Some(VoiceLibrary::open(voices.path()).unwrap()),
+        voices: Some(std::sync::Arc::new(
+            VoiceLibrary::open(voices.path()).unwrap(),
+        )),
     };
     let cfg = EngineConfig {
         max_running: 8,
