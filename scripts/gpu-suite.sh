@@ -53,8 +53,9 @@ timeout 130 $B bench $M --concurrency 1,32,256 --frames 250 --json "$RAW/engine.
 HIGGS_DEVICE_SAMPLER=fused timeout 120 $B bench $M --concurrency 1,32,256 --frames 250 --json "$RAW/engine_fused.json" 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-300
 # synth drives a one-slot engine: one real run on the GPU.
 timeout 90 $B synth $M --text "The GPU suite checks synth end to end." --force-audio --max-new-tokens 150 --seed 1 --out /tmp/synth.wav > "$RAW/synth.log" 2>&1; echo "synth rc=$?"; tail -1 "$RAW/synth.log"
-# The HTTP soak's own shape in-process (no ignore_eos: streams end by EOS or at 250 frames).
-timeout 90 $B bench $M --eos --concurrency 16,64,256 --frames 250 --json "$RAW/engine_eos.json" 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-300
+# The HTTP soak's own workload in-process (bench --mix: ends by EOS, mixed lengths, a library
+# voice for a third, client cancellations), the engine figure the HTTP door is compared with.
+timeout 150 $B bench $M --mix --voices voices --voice belinda --concurrency 1,16,64,256 --frames 250 --json "$RAW/engine_mix.json" 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-300
 timeout 60 $B dev bench-step --model /tmp/full/model --device cuda --dtype bf16 --batch 1,256 --context 256 --steps 20 --json > "$RAW/step.jsonl" 2>/dev/null; cat "$RAW/step.jsonl" | cut -c1-200
 echo "== 3. HTTP soak (no ignore_eos; streams end by EOS or length)"
 PORT=18731
@@ -71,7 +72,7 @@ raw, out, base = sys.argv[1:4]
 def load(n):
     try: return json.load(open(os.path.join(raw, n)))
     except Exception: return None
-eng, fused, eos, http = load("engine.json"), load("engine_fused.json"), load("engine_eos.json"), load("http.json")
+eng, fused, mix, http = load("engine.json"), load("engine_fused.json"), load("engine_mix.json"), load("http.json")
 lv = lambda d, c: next((l for l in (d or {}).get("levels", []) if l["concurrency"] == c), {})
 steps = [json.loads(l) for l in open(os.path.join(raw, "step.jsonl")) if l.strip().startswith("{")]
 step = lambda b: next((s.get("step_ms") for s in steps if s.get("batch") == b), None)
@@ -98,8 +99,9 @@ summary = {
   "engine_fused_c32_ttfa_p50_ms": lv(fused, 32).get("ttfa_p50_ms"),
   "engine_fused_c256_audio_s_per_s": lv(fused, 256).get("audio_s_per_s"),
   "synth_ok": int("wrote " in open(os.path.join(raw, "synth.log")).read()) if os.path.exists(os.path.join(raw, "synth.log")) else 0,
-  "engine_eos_c64_audio_s_per_s": lv(eos, 64).get("audio_s_per_s"),
-  "engine_eos_c256_audio_s_per_s": lv(eos, 256).get("audio_s_per_s"),
+  "engine_mix_c16_audio_s_per_s": lv(mix, 16).get("audio_s_per_s"),
+  "engine_mix_c64_audio_s_per_s": lv(mix, 64).get("audio_s_per_s"),
+  "engine_mix_c256_audio_s_per_s": lv(mix, 256).get("audio_s_per_s"),
   "http_c1_ttfa_p50_ms": lv(http, 1).get("ttfa_p50_ms"),
   "http_c16_audio_s_per_s": lv(http, 16).get("audio_s_per_s"),
   "http_c64_audio_s_per_s": lv(http, 64).get("audio_s_per_s"),
@@ -107,7 +109,7 @@ summary = {
   "http_c256_audio_s_per_s": lv(http, 256).get("audio_s_per_s"),
   "step_b1_ms": step(1), "step_b256_ms": step(256),
 }
-doc = {"summary": summary, "engine": eng, "engine_fused": fused, "engine_eos": eos, "http": http, "step": steps,
+doc = {"summary": summary, "engine": eng, "engine_fused": fused, "engine_mix": mix, "http": http, "step": steps,
        "gpu": open(os.path.join(raw, "nvidia-smi.txt")).read().strip()}
 json.dump(doc, open(out, "w"), indent=1)
 print(json.dumps(summary, indent=1))
@@ -125,6 +127,10 @@ if os.path.exists(base):
         print(("REGRESSION " if worse else "ok         ") + f"{k}: {v:.4g} (baseline {b[k]:.4g})")
 else:
     print("no baseline.json yet: copy this run's JSON to docs/bench/gpu-suite/baseline.json")
+# The HTTP door against the engine alone on the same workload (target: within 10 %).
+for c in (1, 16, 64, 256):
+    h, e = lv(http, c).get("audio_s_per_s"), lv(mix, c).get("audio_s_per_s")
+    if h and e: print(f"http/engine (same workload) c={c}: {h:.4g} / {e:.4g} = {h / e:.3f}")
 # In-run A/B: the fused sampler against the default (ops) on the same GPU, same run.
 for k in ("c1_frames_per_s", "c32_ttfa_p50_ms", "c256_audio_s_per_s"):
     a, f = summary.get("engine_" + k), summary.get("engine_fused_" + k)

@@ -297,3 +297,46 @@ fn http_soak_of_a_demo_server_has_no_failed_streams() {
     );
     assert!(level["audio_s_total"].as_f64().unwrap() > 0.0, "{level}");
 }
+
+/// `bench --mix` runs the soak's workload in-process (reference pipeline, library voice, EOS,
+/// mixed lengths, a client cancellation): every request ends, none fails.
+#[test]
+fn in_process_mix_bench_runs_the_soak_workload() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_checkpoint(tmp.path());
+    let json = tmp.path().join("mix.json");
+    let out = bin()
+        .args(["bench", "--model"])
+        .arg(tmp.path().join("model"))
+        .arg("--codec")
+        .arg(tmp.path().join("codec"))
+        .arg("--voices")
+        .arg(higgs_testkit::workspace_root().join("voices"))
+        .args(["--device", "cpu", "--mix", "--voice", "belinda"])
+        .args([
+            "--concurrency",
+            "3",
+            "--requests",
+            "8",
+            "--frames",
+            "20",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let level = &doc["levels"][0];
+    assert_eq!(level["requests"], 8, "{level}");
+    assert_eq!(level["failed"], 0, "{level}");
+    assert_eq!(
+        level["cancelled_by_client"], 1,
+        "request 7 hangs up early: {level}"
+    );
+    assert!(level["audio_s_total"].as_f64().unwrap() > 0.0, "{level}");
+}

@@ -54,13 +54,22 @@ pub struct BenchArgs {
     text: String,
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
-    /// --url mode: library voice used by a third of the requests (others: `alloy`, no reference).
+    /// --url and --mix: library voice used by a third of the requests (others: no reference).
     #[arg(long)]
     voice: Option<String>,
     /// In-process mode: let requests end by EOS (no `ignore_eos`), as HTTP clients' requests do;
     /// `--frames` is then the `max_new_tokens` budget, not the exact length.
     #[arg(long)]
     eos: bool,
+    /// In-process mode: the `--url` soak's workload without HTTP — requests end by EOS, lengths
+    /// mixed (½, 1, 1½ × --frames), the reference text pipeline (as `/v1/audio/speech`), the
+    /// library voice `--voice` on every third request, every eighth cancelled after its first
+    /// audio. Implies `--eos`.
+    #[arg(long)]
+    mix: bool,
+    /// In-process mode: voice library directory (for `--mix --voice NAME`).
+    #[arg(long)]
+    voices: Option<PathBuf>,
     #[command(flatten)]
     stream: super::common::StreamArgs,
     /// Write the results as JSON to this file.
@@ -82,6 +91,12 @@ struct LevelResult {
     ttfa_p95_ms: f64,
     forward_calls: u64,
     mean_batch: f64,
+    /// Requests that failed (a model that ended its audio before the first frame, `no_audio`,
+    /// is counted apart).
+    failed: usize,
+    no_audio: usize,
+    /// `--mix`: requests the client hung up on after their first audio.
+    cancelled_by_client: usize,
     rss_mb: f64,
     /// Engine thread time per phase over the level (seconds; see `EngineStats`).
     phase_forward_s: f64,
@@ -168,7 +183,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let load_s = t_load.elapsed().as_secs_f64();
     let mut cfg = EngineConfig {
         max_running: max_c,
-        max_seq_len: a.frames + 256,
+        // --mix: room for a voice reference in the prompt (as the soak's server, 1024).
+        max_seq_len: if a.mix {
+            (a.frames * 3 / 2 + 9 + 640).max(1024)
+        } else {
+            a.frames + 256
+        },
         max_queue: a.requests.unwrap_or(max_c).max(max_c) * 2,
         ..Default::default()
     };
@@ -179,7 +199,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             model,
             codec,
             tokenizer,
-            voices: None,
+            voices: match &a.voices {
+                Some(d) => Some(std::sync::Arc::new(
+                    higgs_engine::voices::VoiceLibrary::open(d)
+                        .with_context(|| format!("opening the voice directory {}", d.display()))?,
+                )),
+                None => None,
+            },
         },
     )?;
     let t_warm = Instant::now();
@@ -189,12 +215,28 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let warmup_s = t_warm.elapsed().as_secs_f64();
     eprintln!("loaded in {load_s:.2}s on {device}; engine ready after a {warmup_s:.2}s warm-up");
     let make = |i: usize| GenerateRequest {
-        prompting: Prompting::Messages {
-            messages: vec![
-                Message::text(Role::System, "Generate audio following instruction."),
-                Message::text(Role::User, a.text.clone()),
-            ],
-            clips: vec![],
+        prompting: if a.mix {
+            let m = mix_item(a.frames, i);
+            Prompting::Script {
+                transcript: a.text.clone(),
+                voices: match (&a.voice, m.voice) {
+                    (Some(v), true) => vec![higgs_text::VoiceSpec::Reference(v.clone())],
+                    _ => Vec::new(),
+                },
+                uploads: Vec::new(),
+                scene_prompt: None,
+                ref_audio_in_system_message: false,
+                chunking: Default::default(),
+                chunk_buffer_size: None,
+            }
+        } else {
+            Prompting::Messages {
+                messages: vec![
+                    Message::text(Role::System, "Generate audio following instruction."),
+                    Message::text(Role::User, a.text.clone()),
+                ],
+                clips: vec![],
+            }
         },
         params: GenerationParams {
             sampling: SamplingParams {
@@ -207,9 +249,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 max_repeat: 2,
             },
             // AUDIO_INIT + frames + the 7-frame delay tail and the BOS/EOS columns.
-            max_new_tokens: a.frames + 9,
+            max_new_tokens: if a.mix {
+                mix_item(a.frames, i).max_new_tokens
+            } else {
+                a.frames + 9
+            },
             seed: Some(i as u64),
-            ignore_eos: !a.eos,
+            ignore_eos: !a.eos && !a.mix,
         },
         force_audio: true,
         timeout: None,
@@ -237,9 +283,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let mut stream = engine.submit(make(i))?;
             let sem = sem.clone();
             let sample_rate = engine.sample_rate();
+            let cancel = a.mix && mix_item(a.frames, i).cancel;
             handles.push(std::thread::spawn(move || {
                 let start = Instant::now();
-                let (mut first, mut frames, mut ok) = (None, 0usize, false);
+                let (mut first, mut frames, mut ok, mut no_audio) = (None, 0usize, false, false);
                 let mut rms = RmsPerSecond::default();
                 while let Some(e) = stream.next_blocking() {
                     match e {
@@ -249,12 +296,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
                             first.get_or_insert(start.elapsed());
                             frames += f;
                             rms.push(&samples, sample_rate);
+                            if cancel {
+                                // The client hangs up after its first audio (counted as done).
+                                ok = true;
+                                break;
+                            }
                         }
                         Event::Finished { .. } => ok = true,
+                        Event::Failed(higgs_engine::GenerationError::NoAudio(_)) => no_audio = true,
                         Event::Failed(e) => eprintln!("request failed: {e}"),
                         _ => {}
                     }
                 }
+                drop(stream);
                 let (lock, cv) = &*sem;
                 if let Ok(mut g) = lock.lock() {
                     *g -= 1;
@@ -266,6 +320,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     first.unwrap_or(Duration::ZERO),
                     start.elapsed(),
                     rms.finish(),
+                    no_audio,
                 )
             }));
         }
@@ -305,6 +360,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             ttfa_p95_ms: percentile(&mut ttfa, 0.95),
             forward_calls: calls,
             mean_batch: seqs as f64 / calls.max(1) as f64,
+            failed: outs.iter().filter(|o| !o.0 && !o.5).count(),
+            no_audio: outs.iter().filter(|o| o.5).count(),
+            cancelled_by_client: if a.mix {
+                (0..n).filter(|&i| mix_item(a.frames, i).cancel).count()
+            } else {
+                0
+            },
             rss_mb: rss_mb(),
             phase_forward_s: after.forward_seconds - before.forward_seconds,
             phase_sample_s: after.sample_seconds - before.sample_seconds,
@@ -321,7 +383,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             r.ttfa_p50_ms,
             r.ttfa_p95_ms,
             r.mean_batch,
-            outs.iter().filter(|o| !o.0).count(),
+            r.failed,
             r.phase_forward_s,
             r.phase_sample_s,
             r.phase_codec_s,
@@ -361,6 +423,26 @@ struct HttpOutcome {
     failed: Option<String>,
 }
 
+/// Request `i` of a mixed level (`--url`, `--mix`): one workload for both, so the HTTP door can
+/// be compared with the engine alone.
+struct MixItem {
+    max_new_tokens: usize,
+    /// Uses the library voice.
+    voice: bool,
+    /// The client hangs up after the first audio.
+    cancel: bool,
+}
+
+/// Mixed lengths (half, whole, one and a half of `frames`), the library voice for every third
+/// request of each kind, every eighth request cancelled by the client after its first audio.
+fn mix_item(frames: usize, i: usize) -> MixItem {
+    MixItem {
+        max_new_tokens: frames * [2, 4, 6][(i / 3) % 3] / 4 + 9,
+        voice: (i / 9).is_multiple_of(3),
+        cancel: i % 8 == 7,
+    }
+}
+
 /// Sends request `i` of a `--url` level and reads its stream.
 fn http_request(
     url: &str,
@@ -371,15 +453,14 @@ fn http_request(
     i: usize,
 ) -> HttpOutcome {
     let kind = [HttpKind::SpeechPcm, HttpKind::SpeechMp3, HttpKind::ChatSse][i % 3];
-    // Mixed lengths (half, whole, one and a half of --frames), a library voice for every third
-    // request of each kind, and every eighth request cancelled by the client after its first audio.
-    let max_new_tokens = frames * [2, 4, 6][(i / 3) % 3] / 4 + 9;
-    let voice = if (i / 9).is_multiple_of(3) {
+    let m = mix_item(frames, i);
+    let voice = if m.voice {
         voice.unwrap_or("alloy")
     } else {
         "alloy"
     };
-    let cancel = i % 8 == 7;
+    let cancel = m.cancel;
+    let max_new_tokens = m.max_new_tokens;
     let (path, body) = match kind {
         HttpKind::ChatSse => (
             "/v1/chat/completions",
