@@ -12,6 +12,10 @@ pub enum ErrorKind {
     Unauthorized,
     NotFound,
     PayloadTooLarge,
+    /// The request body did not arrive in time (408).
+    RequestTimeout,
+    /// The resource exists or is being created by another request (409).
+    Conflict,
     /// The queue is full (429).
     Overloaded,
     /// Not ready / shutting down (503).
@@ -26,6 +30,8 @@ impl ErrorKind {
             Self::Unauthorized => 401,
             Self::NotFound => 404,
             Self::PayloadTooLarge => 413,
+            Self::RequestTimeout => 408,
+            Self::Conflict => 409,
             Self::InvalidRequest => 422,
             Self::Overloaded => 429,
             Self::Unavailable => 503,
@@ -41,6 +47,8 @@ impl ErrorKind {
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::Conflict => "conflict",
             Self::Overloaded => "overloaded",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal_error",

@@ -12,6 +12,7 @@
 
 mod audio;
 mod error;
+pub mod net;
 mod openapi;
 mod request_id;
 mod routes;
@@ -24,6 +25,7 @@ use axum::Router;
 use higgs_service::Service;
 
 pub use error::{status_of, HttpError};
+pub use net::{guard_bodies, serve_with, NetConfig};
 pub use request_id::REQUEST_ID_HEADER;
 
 /// HTTP-only settings (from the CLI); the rest lives in [`higgs_service::ServiceConfig`].
@@ -33,6 +35,8 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Connection and body-read limits.
+    pub net: NetConfig,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +44,7 @@ impl Default for ServerConfig {
         Self {
             api_key: None,
             max_body_bytes: 40 * 1024 * 1024,
+            net: NetConfig::default(),
         }
     }
 }
@@ -77,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(routes::health::not_found)
         .layer(DefaultBodyLimit::max(max_body));
+    let router = net::guard_bodies(router, max_body, state.config.net.body_read_timeout);
     request_id::with_request_ids(router).with_state(state)
 }
 
@@ -85,13 +91,13 @@ pub async fn serve(state: AppState, addr: std::net::SocketAddr) -> std::io::Resu
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let engine = state.service.engine.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing running requests");
-            engine.shutdown();
-        })
-        .await
+    let net = state.config.net.clone();
+    serve_with(listener, app(state), &net, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing running requests");
+        engine.shutdown();
+    })
+    .await
 }
 
 /// Resolves on ctrl-c or SIGTERM.

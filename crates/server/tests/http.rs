@@ -70,6 +70,7 @@ fn setup_warming(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Se
         config: Arc::new(ServerConfig {
             api_key: api_key.map(String::from),
             max_body_bytes: max_body,
+            ..Default::default()
         }),
         metrics: None,
     };

@@ -34,6 +34,9 @@ pub struct RunpodArgs {
     /// Local test API: require `Authorization: Bearer KEY`.
     #[arg(long, env = "HIGGS_API_KEY")]
     api_key: Option<String>,
+    /// Connection limits of the local test API.
+    #[command(flatten)]
+    net: crate::commands::serve::NetArgs,
     /// Run one job (`{"input": {...}}`) and exit 0, or 1 when it failed (default: ./test_input.json
     /// when it exists and no platform is configured).
     #[arg(long = "test-input", alias = "test_input")]
@@ -140,6 +143,7 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
         config: std::sync::Arc::new(higgs_server::ServerConfig {
             api_key: None,
             max_body_bytes: a.engine.max_body_bytes,
+            net: higgs_server::NetConfig::default(),
         }),
         metrics,
     });
@@ -206,8 +210,9 @@ async fn local_api(a: &RunpodArgs, ctx: JobContext) -> Result<()> {
         a.concurrency,
         a.api_key.clone().filter(|k| !k.is_empty()),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(higgs_server::shutdown_signal())
-        .await?;
+    // The local API reads whole JSON bodies too: the same body guard as the HTTP server.
+    let net = a.net.config()?;
+    let app = higgs_server::guard_bodies(app, a.engine.max_body_bytes, net.body_read_timeout);
+    higgs_server::serve_with(listener, app, &net, higgs_server::shutdown_signal()).await?;
     Ok(())
 }

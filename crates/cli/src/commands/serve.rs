@@ -27,6 +27,40 @@ pub struct ServeArgs {
     /// When the weights are not found, do not try to download them.
     #[arg(long, env = "HIGGS_NO_DOWNLOAD")]
     no_download: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// Connection limits of an HTTP door (`serve`, and `runpod --rp-serve-api`); docs/security.md.
+#[derive(Args, Clone, Debug)]
+pub struct NetArgs {
+    /// Seconds a connection may take to send a complete request head, counted from when it opens
+    /// or from its previous response (so also the keep-alive idle timeout); then it is closed.
+    #[arg(long, env = "HIGGS_HEADER_READ_TIMEOUT_SECS", default_value_t = 15)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may take to arrive whole; then 408 and the connection is closed.
+    #[arg(long, env = "HIGGS_BODY_READ_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_read_timeout_secs: u64,
+    /// Connections served at once; more wait in the accept backlog until one closes.
+    #[arg(long, env = "HIGGS_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+impl NetArgs {
+    pub fn config(&self) -> Result<higgs_server::NetConfig> {
+        if self.header_read_timeout_secs == 0
+            || self.body_read_timeout_secs == 0
+            || self.max_connections == 0
+        {
+            bail!("--header-read-timeout-secs, --body-read-timeout-secs and --max-connections must be at least 1");
+        }
+        Ok(higgs_server::NetConfig {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_secs),
+            max_connections: self.max_connections,
+            ..Default::default()
+        })
+    }
 }
 
 /// Model, engine and limit flags shared by `serve` and `runpod`.
@@ -299,6 +333,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         config: Arc::new(ServerConfig {
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             max_body_bytes: a.engine.max_body_bytes,
+            net: a.net.config()?,
         }),
         metrics,
     };
