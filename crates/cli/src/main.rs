@@ -2,6 +2,7 @@
 //! into typed configs for the library crates; nothing below this crate reads the environment.
 
 mod commands;
+mod demo;
 mod device;
 mod options;
 

@@ -197,7 +197,7 @@ fn codec_encode_decode_round_trip() {
 }
 
 #[test]
-fn serve_without_weights_tries_to_download_then_says_what_to_run() {
+fn serve_without_weights_asks_first_and_downloads_only_when_told() {
     let tmp = tempfile::tempdir().unwrap();
     // A closed port stands in for an unreachable hub.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -205,31 +205,115 @@ fn serve_without_weights_tries_to_download_then_says_what_to_run() {
         .local_addr()
         .unwrap()
         .port();
-    let out = bin()
-        .args(["serve", "--port", "0", "--download-dir"])
-        .arg(tmp.path().join("dl"))
-        .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
-        .env("HF_HOME", tmp.path().join("hf"))
-        .env_remove("MODEL_PATH")
-        .env_remove("AUDIO_TOKENIZER_PATH")
-        .output()
-        .unwrap();
+    let serve = |extra: &[&str]| {
+        bin()
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--download-dir",
+            ])
+            .arg(tmp.path().join("dl"))
+            .args(extra)
+            .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env("HF_HOME", tmp.path().join("hf"))
+            .env_remove("MODEL_PATH")
+            .env_remove("AUDIO_TOKENIZER_PATH")
+            .env_remove("HIGGS_DOWNLOAD")
+            .env_remove("HIGGS_NO_DOWNLOAD")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // No terminal to ask on: nothing is downloaded, the error says what to run.
+    let out = serve(&[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not found"), "{err}");
+    assert!(err.contains("higgs-serve download --out"), "{err}");
+    assert!(err.contains("--download"), "{err}");
+    assert!(err.contains("serve --demo"), "{err}");
+    assert!(!err.contains("downloading the weights into"), "{err}");
+    assert!(!tmp.path().join("dl").exists(), "nothing may be written");
+    // --download: it tries, and says how to fix the failure.
+    let out = serve(&["--download"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("downloading the weights into"), "{err}");
     assert!(
         err.contains("downloading them failed") && err.contains("higgs-serve download --out"),
         "{err}"
     );
+    let out = serve(&["--no-download"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("serve --demo"), "{err}");
+}
+
+#[test]
+fn a_busy_port_fails_at_once_and_names_the_address() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    // --demo would load a model: the port must be refused before that, with the address named.
     let out = bin()
-        .args(["serve", "--no-download"])
-        .env("HF_HOME", tmp.path().join("hf"))
-        .env_remove("MODEL_PATH")
-        .env_remove("AUDIO_TOKENIZER_PATH")
+        .args(["serve", "--demo", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("another process"), "{err}");
+    assert!(!err.contains("DEMO MODE"), "checked before loading: {err}");
+    let out = bin()
+        .args(["serve", "--demo", "--host", "localhost:1", "--port", "1"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("serve --demo"), "{err}");
+    assert!(err.contains("not an IP address or a name"), "{err}");
+}
+
+#[test]
+fn demo_checkpoint_is_cached_and_nothing_is_left_in_tmp() {
+    let cache = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run_one = || {
+        bin()
+            .args(["runpod", "--demo", "--device", "cpu", "--test-input"])
+            .arg(r#"{"input": {"transcript": "Hi.", "seed": 1}}"#)
+            .env("XDG_CACHE_HOME", cache.path())
+            .env("TMPDIR", tmp.path())
+            .env_remove("RUNPOD_WEBHOOK_GET_JOB")
+            .output()
+            .unwrap()
+    };
+    let out = run_one();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let demo = std::fs::read_dir(cache.path().join("higgs-serve"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(demo.len(), 1, "one cached demo checkpoint: {demo:?}");
+    let config = demo[0].join("model/config.json");
+    let written = std::fs::metadata(&config).unwrap().modified().unwrap();
+    let out = run_one();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().modified().unwrap(),
+        written,
+        "the second start reuses the checkpoint"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
 }
 
 /// The GPU suite's HTTP soak (`bench --url`) against a `--demo` server with the shared voices:

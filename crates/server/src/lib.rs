@@ -89,6 +89,11 @@ pub fn app(state: AppState) -> Router {
 /// Serves `app` on `addr` until ctrl-c / SIGTERM, then lets running requests finish.
 pub async fn serve(state: AppState, addr: std::net::SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(state, listener).await
+}
+
+/// [`serve`] on a listener the caller bound (e.g. before loading the weights).
+pub async fn serve_on(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let engine = state.service.engine.clone();
     let net = state.config.net.clone();

@@ -116,7 +116,12 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let built = match a.engine.build(a.download) {
+    let download = if a.download {
+        crate::commands::serve::Download::Always
+    } else {
+        crate::commands::serve::Download::Never
+    };
+    let built = match a.engine.build(download) {
         Ok(b) => b,
         Err(e) => {
             // Fail fast, and tell the platform why (it marks the worker unhealthy).

@@ -24,7 +24,10 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` (all routes but /health, /ping, /metrics).
     #[arg(long, env = "HIGGS_API_KEY")]
     api_key: Option<String>,
-    /// When the weights are not found, do not try to download them.
+    /// When the weights are not found, download them (~11 GB) without asking.
+    #[arg(long, env = "HIGGS_DOWNLOAD", conflicts_with = "no_download")]
+    download: bool,
+    /// When the weights are not found, never download them (also not when asked on a terminal).
     #[arg(long, env = "HIGGS_NO_DOWNLOAD")]
     no_download: bool,
     #[command(flatten)]
@@ -111,15 +114,26 @@ pub struct EngineArgs {
     pub max_input_chars: usize,
     #[arg(long, env = "HIGGS_MAX_BODY_BYTES", default_value_t = 40 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Default `max_new_tokens` when a request gives none.
-    #[arg(long, env = "HIGGS_DEFAULT_MAX_NEW_TOKENS", default_value_t = 2048)]
-    pub default_max_new_tokens: usize,
+    /// Default `max_new_tokens` when a request gives none [default: 2048; with --demo 75].
+    #[arg(long, env = "HIGGS_DEFAULT_MAX_NEW_TOKENS")]
+    pub default_max_new_tokens: Option<usize>,
     /// Largest `max_new_tokens` a request may ask for.
     #[arg(long, env = "HIGGS_MAX_NEW_TOKENS_LIMIT", default_value_t = 4096)]
     pub max_new_tokens_limit: usize,
     /// Name reported by /v1/models.
     #[arg(long, default_value = "higgs-audio-v2-generation-3B-base")]
     pub served_model_name: String,
+}
+
+/// What to do when the weights are not on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Download {
+    /// Fail with what to run.
+    Never,
+    /// Ask on a terminal (the download is ~11 GB); without one, as `Never`.
+    Ask,
+    /// Download without asking (`--download`; the RunPod worker onto its volume).
+    Always,
 }
 
 /// A loaded engine and the service over it (shared by `serve` and `runpod`).
@@ -130,9 +144,18 @@ pub struct Built {
 }
 
 impl EngineArgs {
-    /// Finds (or, when `allow_download`, downloads) the weights, loads them, starts the engine.
-    pub fn build(&self, allow_download: bool) -> Result<Built> {
-        let (model, codec) = self.model_dirs(allow_download)?;
+    /// Finds (or, as `download` says, downloads) the weights, loads them, starts the engine.
+    pub fn build(&self, download: Download) -> Result<Built> {
+        // Settings that can be wrong are checked before minutes of loading.
+        let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+        let s3 = higgs_storage::S3Config::from_env_map(&env).context(
+            "the S3 settings in the environment (BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, ...; docs/storage.md)",
+        )?;
+        let voices_dir = self
+            .voices
+            .clone()
+            .or_else(|| self.demo.then(crate::demo::bundled_voices).flatten());
+        let (model, codec) = self.model_dirs(download)?;
         let dev = device::select(self.device, 0)?;
         let dtype = device::dtype(self.dtype, &dev);
         device::configure_numerics(&dev, dtype);
@@ -166,12 +189,9 @@ impl EngineArgs {
             VoiceLibrary::open(d)
                 .with_context(|| format!("opening the voice directory {}", d.display()))
         };
-        let voices = self.voices.as_deref().map(open_voices).transpose()?;
+        let voices = voices_dir.as_deref().map(open_voices).transpose()?;
         let voices = voices.map(Arc::new);
-        let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-        let uploader = match higgs_storage::S3Config::from_env_map(&env)
-            .context("S3 configuration from the environment")?
-        {
+        let uploader = match s3 {
             Some(c) => {
                 tracing::info!("S3 uploads enabled for /generate");
                 Some(Arc::new(
@@ -223,7 +243,11 @@ impl EngineArgs {
             config: Arc::new(ServiceConfig {
                 limits: higgs_api::Limits {
                     max_input_chars: self.max_input_chars,
-                    default_max_new_tokens: self.default_max_new_tokens,
+                    default_max_new_tokens: self.default_max_new_tokens.unwrap_or(if self.demo {
+                        crate::demo::DEMO_MAX_NEW_TOKENS
+                    } else {
+                        2048
+                    }),
                     max_new_tokens: self.max_new_tokens_limit,
                     ..Default::default()
                 },
@@ -242,40 +266,13 @@ impl EngineArgs {
         })
     }
 
-    fn model_dirs(&self, allow_download: bool) -> Result<(PathBuf, PathBuf)> {
+    fn model_dirs(&self, download: Download) -> Result<(PathBuf, PathBuf)> {
         if self.demo {
-            let demo_dir =
-                std::env::temp_dir().join(format!("higgs-serve-demo-{}", std::process::id()));
-            let ck = higgs_model::random::RandomCheckpoint::new(
-                higgs_model::random::Preset::Tiny,
-                higgs_model::CheckpointLayout::Legacy,
-            );
-            ck.write(&demo_dir.join("model"))?;
-            higgs_model::random::write_tokenizer(&demo_dir.join("model"), None)?;
-            higgs_codec::write_random_checkpoint(
-                &demo_dir.join("codec"),
-                higgs_codec::Preset::Tiny,
-                higgs_codec::CheckpointLayout::Legacy,
-                0,
-            )?;
-            eprintln!(
-                "=============================================================================="
-            );
-            eprintln!(
-                " DEMO MODE: a tiny RANDOM checkpoint in {} — every endpoint is real,",
-                demo_dir.display()
-            );
-            eprintln!(
-                " but the audio is NOISE. Use --model/--codec with the real weights for speech."
-            );
-            eprintln!(
-                "=============================================================================="
-            );
-            return Ok((demo_dir.join("model"), demo_dir.join("codec")));
+            return crate::demo::checkpoint();
         }
         if let (Some(m), Some(c)) = (&self.model, &self.codec) {
             let present = |d: &PathBuf| d.join("config.json").is_file();
-            if present(m) && present(c) || !allow_download {
+            if present(m) && present(c) || download == Download::Never {
                 return Ok((m.clone(), c.clone()));
             }
             // Both named but not there: download into them when they are DIR/model + DIR/codec
@@ -285,6 +282,15 @@ impl EngineArgs {
                 m.file_name() == Some("model".as_ref()) && c.file_name() == Some("codec".as_ref());
             return match parent {
                 Some(dir) if layout_ok => {
+                    if !may_download(download, dir)? {
+                        bail!(
+                            "{} / {} do not hold the weights: run `higgs-serve download --out {}` (~11 GB), \
+                             or start with --download to fetch them without asking",
+                            m.display(),
+                            c.display(),
+                            dir.display()
+                        );
+                    }
                     download_into(dir)?;
                     Ok((m.clone(), c.clone()))
                 }
@@ -306,15 +312,28 @@ impl EngineArgs {
         }
         match higgs_hub::find_model_dirs(&search) {
             Ok(d) => {
-                tracing::info!("using model {} and codec {}", d.model.display(), d.codec.display());
+                tracing::info!(
+                    "using model {} and codec {}",
+                    d.model.display(),
+                    d.codec.display()
+                );
                 Ok((d.model, d.codec))
             }
-            Err(e) if !allow_download => bail!(
-                "{e}\n(or pass --model DIR --codec DIR; try the whole stack on random weights with `higgs-serve serve --demo`)"
-            ),
             Err(e) => {
-                let out = self.download_dir.clone().unwrap_or_else(default_download_dir);
-                eprintln!("{e}\ndownloading the weights into {} ...", out.display());
+                let out = self
+                    .download_dir
+                    .clone()
+                    .unwrap_or_else(default_download_dir);
+                eprintln!("{e}");
+                if !may_download(download, &out)? {
+                    bail!(
+                        "the weights are not on this machine: run `higgs-serve download --out {0}` (~11 GB) and pass \
+                         --model {0}/model --codec {0}/codec, or start with --download to fetch them without asking; \
+                         try the whole stack on random weights with `higgs-serve serve --demo`",
+                        out.display()
+                    );
+                }
+                eprintln!("downloading the weights into {} ...", out.display());
                 download_into(&out)?;
                 Ok((out.join("model"), out.join("codec")))
             }
@@ -323,30 +342,86 @@ impl EngineArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
+    let net = a.net.config()?;
+    // The port is taken before the weights load: a busy address fails in a second, not after
+    // minutes of loading.
+    let listener = listen(&a.host, a.port)?;
+    let download = match (a.download, a.no_download) {
+        (true, _) => Download::Always,
+        (_, true) => Download::Never,
+        _ => Download::Ask,
+    };
     let Built {
         service,
         metrics,
         join,
-    } = a.engine.build(!a.no_download)?;
+    } = a.engine.build(download)?;
     let state = AppState {
         service,
         config: Arc::new(ServerConfig {
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             max_body_bytes: a.engine.max_body_bytes,
-            net: a.net.config()?,
+            net,
         }),
         metrics,
     };
-    let addr: SocketAddr = format!("{}:{}", a.host, a.port)
-        .parse()
-        .with_context(|| format!("bad --host/--port {}:{}", a.host, a.port))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(higgs_server::serve(state, addr))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        higgs_server::serve_on(state, listener).await
+    })?;
     // Let running requests finish.
     let _ = join.join();
     Ok(())
+}
+
+/// Binds `host:port`, naming the address in every failure.
+pub fn listen(host: &str, port: u16) -> Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr: SocketAddr = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| {
+            format!("--host {host:?} is not an IP address or a name of this machine (e.g. 0.0.0.0, 127.0.0.1, :: or localhost)")
+        })?;
+    let l = std::net::TcpListener::bind(addr).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "another process is listening there: stop it or pick another --port"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "ports below 1024 need privileges: pick --port 1024 or above"
+            }
+            std::io::ErrorKind::AddrNotAvailable => "that address is not one of this machine's",
+            _ => "check --host and --port",
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {e}; {hint}")
+    })?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Whether to download into `dir` now: `Ask` asks on a terminal and says no without one.
+fn may_download(policy: Download, dir: &std::path::Path) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    match policy {
+        Download::Always => Ok(true),
+        Download::Never => Ok(false),
+        Download::Ask if !std::io::stdin().is_terminal() => Ok(false),
+        Download::Ask => {
+            eprint!(
+                "Download the model and audio tokenizer (~11 GB) into {}? [y/N] ",
+                dir.display()
+            );
+            std::io::stderr().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+        }
+    }
 }
 
 /// `higgs-serve download --out DIR` with the defaults and the hub environment.
