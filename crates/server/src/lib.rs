@@ -76,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         ));
     let router = Router::new()
         .merge(protected)
+        .merge(routes::ui::router())
         .route("/health", get(routes::health::health))
         .route("/ping", get(routes::health::ping))
         .route("/metrics", get(routes::health::metrics))
