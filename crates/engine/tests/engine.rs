@@ -441,3 +441,61 @@ fn sampled_text_steps_batched_equal_alone() {
     }
     assert!(text_tokens > 0, "the requests sampled text tokens");
 }
+
+#[test]
+fn a_burst_of_max_running_plus_max_queue_is_all_accepted() {
+    // Free slots count before the queue limit: 2 slots + 2 queue places take a burst of 4.
+    let e = engine(2, 2);
+    let burst: Vec<RequestStream> = (0..4)
+        .map(|i| {
+            e.submit(request(i))
+                .unwrap_or_else(|err| panic!("request {i} of the burst refused: {err}"))
+        })
+        .collect();
+    match e.submit(request(4)) {
+        Err(SubmitError::Overloaded { limit, .. }) => assert_eq!(limit, 2),
+        Err(other) => panic!("expected Overloaded, got {other}"),
+        Ok(_) => panic!("the 5th request of a 2 + 2 engine was accepted"),
+    }
+    for s in burst {
+        assert!(collect(s).finished);
+    }
+    // Every place is given back: the same burst is accepted again.
+    let again: Vec<RequestStream> = (0..4).map(|i| e.submit(request(i)).unwrap()).collect();
+    for s in again {
+        assert!(collect(s).finished);
+    }
+}
+
+#[test]
+fn cancelled_queued_requests_are_counted_as_cancelled() {
+    let e = engine(1, 4);
+    let mut running = e.submit(request(1)).unwrap();
+    assert!(matches!(
+        running.next_blocking(),
+        Some(Event::Started { .. })
+    ));
+    // Two requests wait behind it; one is cancelled, the other's client goes away.
+    let cancelled = e.submit(request(2)).unwrap();
+    let dropped = e.submit(request(3)).unwrap();
+    cancelled.cancel();
+    drop(dropped);
+    let r = collect(running);
+    assert!(r.finished);
+    let c = collect(cancelled);
+    assert!(!c.finished && c.error.is_none(), "{c:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // Stats are published after each loop turn: wait for the one with both ends in it.
+        let s = e.stats();
+        if s.requests_cancelled == 2 && s.requests_finished == 1 {
+            assert_eq!(s.requests_failed, 0, "{s:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queued cancellations not counted: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

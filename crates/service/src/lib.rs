@@ -6,10 +6,12 @@
 //! - [`Readiness`]: one notion of "ready", taken from the engine (warm-up done, not stopping);
 //! - [`run`]: submitting a request and collecting its events;
 //! - [`generate`]: the native `/generate` job (HTTP route and RunPod job alike);
+//! - [`errors`]: what a client may be told (internal details scrubbed, logged with the request id);
 //! - [`voices`]: listing, adding and deleting library voices, with their errors as [`ApiError`]s.
 //!
 //! Nothing here knows HTTP or RunPod: errors are [`ApiError`]s, which each door maps once.
 
+pub mod errors;
 pub mod generate;
 pub mod run;
 pub mod voices;

@@ -212,7 +212,7 @@ impl JobContext {
         };
         let uploader = match s3.map(|c| self.request_uploader(&c)).transpose() {
             Ok(u) => u,
-            Err(e) => return Outcome::from_api(&e),
+            Err(e) => return client_failure(e, job),
         };
         let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let opts = GenerateOptions {
@@ -236,7 +236,7 @@ impl JobContext {
                 }
                 Outcome::Output(v)
             }
-            Err(e) => Outcome::from_api(&e),
+            Err(e) => client_failure(e, job),
         }
     }
 
@@ -285,7 +285,7 @@ impl JobContext {
             .body(Body::from(bytes))
         {
             Ok(r) => r,
-            Err(e) => return Outcome::failed(ErrorKind::Internal, e.to_string()),
+            Err(e) => return internal_failure(job, &e),
         };
         // The job id is the request id; an id that is no header value gets a generated one.
         if let Ok(id) = header::HeaderValue::from_str(&job.id) {
@@ -312,7 +312,10 @@ impl JobContext {
                 match chunk {
                     Ok(c) => buf.push_str(&String::from_utf8_lossy(&c)),
                     Err(e) => {
-                        return Outcome::failed(ErrorKind::Internal, format!("stream broke: {e}"))
+                        return internal_failure(
+                            job,
+                            &format_args!("{route}: the event stream broke: {e}"),
+                        )
                     }
                 }
                 while let Some(end) = buf.find("\n\n") {
@@ -339,7 +342,7 @@ impl JobContext {
             match chunk {
                 Ok(c) => all.extend_from_slice(&c),
                 Err(e) => {
-                    return Outcome::failed(ErrorKind::Internal, format!("response broke: {e}"))
+                    return internal_failure(job, &format_args!("{route}: the response broke: {e}"))
                 }
             }
         }
@@ -363,9 +366,7 @@ impl JobContext {
         if content_type.starts_with("application/json") {
             return match serde_json::from_slice(&all) {
                 Ok(v) => Outcome::Output(v),
-                Err(e) => {
-                    Outcome::failed(ErrorKind::Internal, format!("bad JSON from {route}: {e}"))
-                }
+                Err(e) => internal_failure(job, &format_args!("bad JSON from {route}: {e}")),
             };
         }
         // Binary (audio): the convention of RunPod's vLLM-Omni worker.
@@ -390,6 +391,20 @@ impl JobContext {
                 self.max_inline_bytes as f64 / 1e6
             ))
     }
+}
+
+/// A failure as the platform (and so the client) may see it: internal details are logged with the
+/// job id and scrubbed, as the HTTP door does.
+fn client_failure(e: ApiError, job: &Job) -> Outcome {
+    Outcome::from_api(&higgs_service::errors::for_client(e, Some(&job.id)))
+}
+
+/// An internal failure of `job`: `detail` goes to the log only.
+fn internal_failure(job: &Job, detail: &dyn std::fmt::Display) -> Outcome {
+    Outcome::failed(
+        ErrorKind::Internal,
+        higgs_service::errors::internal_mid_stream(Some(&job.id), detail),
+    )
 }
 
 /// Turns encoded audio pieces into stream partials (each under the platform's 1 MB limit), in

@@ -56,6 +56,79 @@ pub enum ExitReason {
     EngineStopped,
 }
 
+/// Results of finished jobs, kept so a job the platform hands out again after its result was
+/// posted is answered with the same body and never run twice (an unseeded job would get a
+/// different result). Bounded by count and bytes; the oldest go first. Ids whose body was evicted
+/// are remembered (up to [`FinishedJobs::MAX_IDS`]) and answered with an `already_finished` error
+/// instead of a second run.
+#[derive(Default)]
+struct FinishedJobs {
+    inner: Mutex<FinishedInner>,
+}
+
+#[derive(Default)]
+struct FinishedInner {
+    bodies: HashMap<String, (Value, bool, usize)>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
+    evicted: std::collections::HashSet<String>,
+    evicted_order: std::collections::VecDeque<String>,
+}
+
+/// What a re-delivered job is answered with.
+enum Finished {
+    /// The posted body and its `isStream`.
+    Body(Value, bool),
+    /// Finished long ago; its body is no longer kept.
+    Evicted,
+}
+
+impl FinishedJobs {
+    const MAX_RESULTS: usize = 256;
+    const MAX_BYTES: usize = 64 * 1024 * 1024;
+    const MAX_IDS: usize = 65_536;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FinishedInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Option<Finished> {
+        let g = self.lock();
+        if let Some((body, is_stream, _)) = g.bodies.get(id) {
+            return Some(Finished::Body(body.clone(), *is_stream));
+        }
+        g.evicted.contains(id).then_some(Finished::Evicted)
+    }
+
+    fn insert(&self, id: &str, body: Value, is_stream: bool) {
+        let size = body.to_string().len();
+        let mut g = self.lock();
+        if g.bodies.contains_key(id) {
+            return;
+        }
+        g.bytes += size;
+        g.bodies.insert(id.to_string(), (body, is_stream, size));
+        g.order.push_back(id.to_string());
+        while g.order.len() > Self::MAX_RESULTS || (g.bytes > Self::MAX_BYTES && g.order.len() > 1)
+        {
+            let Some(old) = g.order.pop_front() else {
+                break;
+            };
+            if let Some((_, _, n)) = g.bodies.remove(&old) {
+                g.bytes -= n;
+            }
+            if g.evicted.insert(old.clone()) {
+                g.evicted_order.push_back(old);
+            }
+            while g.evicted_order.len() > Self::MAX_IDS {
+                if let Some(gone) = g.evicted_order.pop_front() {
+                    g.evicted.remove(&gone);
+                }
+            }
+        }
+    }
+}
+
 /// Jobs in progress: id → the channel that stops it.
 #[derive(Default)]
 struct Tracker {
@@ -117,6 +190,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> WorkerReport {
     let tracker = Arc::new(Tracker::default());
+    let finished_jobs = Arc::new(FinishedJobs::default());
     let (done_tx, done_rx) = watch::channel(false);
     let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<ExitReason>();
@@ -162,6 +236,27 @@ pub async fn run(
             Ok(Taken::Jobs(jobs)) => {
                 failures = 0;
                 for job in jobs {
+                    if let Some(f) = finished_jobs.get(&job.id) {
+                        // Handed out again after its result was posted: answer, never re-run.
+                        tracing::warn!(
+                            "job {} handed out again after it finished; answering with its result",
+                            job.id
+                        );
+                        let (body, is_stream) = match f {
+                            Finished::Body(b, s) => (b, s),
+                            Finished::Evicted => (Outcome::error("already_finished", "this job already finished on this worker and its result was posted; it is not run twice", 409).to_body(false), false),
+                        };
+                        let client = client.clone();
+                        tasks.spawn(async move {
+                            if let Err(e) = client.post_final(&job.id, &body, is_stream).await {
+                                tracing::error!(
+                                    "job {}: could not post its stored result again: {e}",
+                                    job.id
+                                );
+                            }
+                        });
+                        continue;
+                    }
                     let (stop_tx, stop_rx) = oneshot::channel();
                     if !tracker.insert(&job.id, stop_tx) {
                         tracing::warn!("job {} handed out again while running; ignored", job.id);
@@ -172,6 +267,7 @@ pub async fn run(
                         ctx.clone(),
                         client.clone(),
                         tracker.clone(),
+                        finished_jobs.clone(),
                         job,
                         stop_rx,
                         cfg.refresh_worker,
@@ -236,6 +332,7 @@ async fn run_job(
     ctx: JobContext,
     client: PlatformClient,
     tracker: Arc<Tracker>,
+    finished_jobs: Arc<FinishedJobs>,
     job: Job,
     stop: oneshot::Receiver<String>,
     refresh_worker: bool,
@@ -267,6 +364,8 @@ async fn run_job(
     let engine_dead = ctx.service.engine.is_stopped();
     let stop_pod = refresh_worker || engine_dead;
     let body = outcome.to_body(stop_pod);
+    // Stored before it is posted: a re-delivery racing the post is answered with this body.
+    finished_jobs.insert(&job.id, body.clone(), streamed > 0);
     match client.post_final(&job.id, &body, streamed > 0).await {
         Ok(()) => tracing::info!(
             "job {} {} in {:.2}s ({} streamed chunks)",

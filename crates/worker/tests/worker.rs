@@ -438,6 +438,9 @@ async fn health_check_passthrough_and_bad_input_jobs() {
     let failing =
         p.push_job(json!({"openai_route": "/v1/audio/speech", "openai_input": {"input": "Hi."}}));
     let bad_route = p.push_job(json!({"openai_route": "/v1/embeddings", "openai_input": {}}));
+    let broken_stream = p.push_job(
+        json!({"openai_route": "/v1/chat/completions", "openai_input": {"stream": true}}),
+    );
     let bad_voice = p.push_job(tts("Hello.", json!({"ref_audio": "belindaa"})));
     let bad_field = p.push_job(tts("Hello.", json!({"temprature": 0.5})));
     let not_object = p.push_job(json!("just a string"));
@@ -447,6 +450,7 @@ async fn health_check_passthrough_and_bad_input_jobs() {
         models.clone(),
         failing.clone(),
         bad_route.clone(),
+        broken_stream.clone(),
         bad_voice.clone(),
         bad_field.clone(),
         not_object.clone(),
@@ -473,6 +477,16 @@ async fn health_check_passthrough_and_bad_input_jobs() {
         .as_str()
         .unwrap()
         .contains("/v1/audio/speech"));
+    // A stream that broke with an internal detail: the job fails without the detail, naming the
+    // job id to find it in the log.
+    let e = error_of(&p, &broken_stream);
+    assert_eq!(e["error_type"], "internal_error", "{e}");
+    let m = e["error_message"].as_str().unwrap();
+    assert!(
+        !m.contains("forward") && !m.contains("CUDA") && !m.contains("deadbeef"),
+        "an internal detail reached the client: {m}"
+    );
+    assert!(m.contains(&broken_stream), "{m}");
     let e = error_of(&p, &bad_voice);
     assert_eq!(e["error_type"], "not_found");
     assert_eq!(e["voice_suggestions"], json!(["belinda"]));
@@ -542,4 +556,44 @@ async fn request_s3_config_uploads_the_audio() {
     assert_eq!(&bytes[..4], b"fLaC");
     let e = error_of(&p, &bad);
     assert_eq!(e["param"], "s3Config");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_handed_out_again_is_answered_from_its_result_not_rerun() {
+    let s = setup(15 << 20);
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
+    // Unseeded and sampled: a second run would give a different result.
+    let input = json!({"transcript": "Hello there.", "temperature": 1.0, "max_new_tokens": 24});
+    let id = p.push_job(input.clone());
+    let again = id.clone();
+    let pushed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pushed2 = pushed.clone();
+    run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        worker_cfg(4),
+        move |p| {
+            let Some(f) = p.final_result(&again) else {
+                return false;
+            };
+            // Once its result is in, the platform hands the same job out again.
+            if !pushed2.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                p.push_raw(json!({"id": again, "input": input}));
+            }
+            f.duplicates_same + f.duplicates_different >= 1
+        },
+    )
+    .await;
+    let f = p.final_result(&id).unwrap();
+    assert_eq!(f.duplicates_different, 0, "the job was run again: {f:?}");
+    assert_eq!(f.duplicates_same, 1, "{f:?}");
+    assert_eq!(output(&p, &id)["success"], true);
+    let stats = s.ctx.service.engine.stats();
+    assert_eq!(
+        stats.requests_finished, 1,
+        "the engine ran it twice: {stats:?}"
+    );
 }

@@ -36,8 +36,12 @@ pub struct EngineHandle {
 
 pub(super) struct Shared {
     pub(super) next_id: AtomicUsize,
-    pub(super) queued: AtomicUsize,
+    /// Requests submitted and not ended yet (preparing, waiting or running). Admission lets
+    /// `max_running + max_queue` of them in, so a burst first fills the free slots and only the
+    /// rest counts against the queue limit.
+    pub(super) outstanding: AtomicUsize,
     pub(super) max_queue: usize,
+    pub(super) max_running: usize,
     pub(super) stats: Mutex<EngineStats>,
     pub(super) stopped: AtomicBool,
     /// The engine loop runs (its warm-up, if any, is done).
@@ -75,14 +79,14 @@ impl EngineHandle {
         if self.shared.stopped.load(Ordering::SeqCst) {
             return Err(SubmitError::Stopped);
         }
-        // Admission: refuse at once when the waiting queue is full.
-        let q = self.shared.queued.fetch_add(1, Ordering::SeqCst);
-        if q >= self.shared.max_queue {
-            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+        // Admission: refuse at once when every slot is taken and the waiting queue is full.
+        let n = self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
+        if n >= self.shared.max_running + self.shared.max_queue {
+            self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
             metrics::counter!("higgs_requests_rejected_total", "reason" => "overloaded")
                 .increment(1);
             return Err(SubmitError::Overloaded {
-                queued: q,
+                queued: n.saturating_sub(self.shared.max_running),
                 limit: self.shared.max_queue,
             });
         }
@@ -101,7 +105,7 @@ impl EngineHandle {
             span,
         };
         if self.tx.send(Cmd::Submit(Box::new(p))).is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
             return Err(SubmitError::Stopped);
         }
         Ok(RequestStream {

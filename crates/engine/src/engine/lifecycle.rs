@@ -174,9 +174,10 @@ impl Engine<'_> {
             // Cancelled: nobody listens; FailedByAudio: the audio worker told the client.
             Outcome::Cancelled | Outcome::FailedByAudio | Outcome::Finished => None,
         };
+        // Its admission place (counted from submission to here) is free again.
+        self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
         match r {
             Ending::Queued(p) => {
-                self.shared.queued.fetch_sub(1, Ordering::SeqCst);
                 if let Some(ev) = to_client {
                     let _ = p.events.send(ev);
                 }

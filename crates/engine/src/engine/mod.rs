@@ -73,8 +73,9 @@ pub fn start(
     let cfg = parts.model.config();
     let shared = Arc::new(Shared {
         next_id: AtomicUsize::new(1),
-        queued: AtomicUsize::new(0),
+        outstanding: AtomicUsize::new(0),
         max_queue: config.max_queue,
+        max_running: config.max_running,
         stats: Mutex::new(EngineStats {
             slots: config.max_running,
             max_seq_len: config.max_seq_len,
@@ -446,7 +447,6 @@ impl<'p> Engine<'p> {
             let Some(q) = self.waiting.pop_front() else {
                 break;
             };
-            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
             let slot = self.free_slots.pop().unwrap_or_default();
             match self.start_request(q, slot) {
                 Ok(a) => {

@@ -56,7 +56,7 @@ pub async fn chat(
     let service = &state.service;
     let rate = service.sample_rate();
     let mut job = req.validate(&service.config.limits, rate)?;
-    job.request.request_id = request_id;
+    job.request.request_id = request_id.clone();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let model = req.model.clone();
     let (stream, early) = service.start(job.request).await?;
@@ -89,7 +89,9 @@ pub async fn chat(
     let st = futures_util::stream::unfold(init, move |(mut s, mut pending, mut done)| {
         let chunk = chunk.clone();
         let audio_id = audio_id.clone();
+        let rid = request_id.clone();
         async move {
+            let rid = rid.as_deref().unwrap_or("");
             loop {
                 if let Some(p) = pending.pop_front() {
                     let ev = axum::response::sse::Event::default().data(p);
@@ -129,14 +131,22 @@ pub async fn chat(
                         done = true;
                     }
                     Some(Event::Failed(e)) => {
-                        tracing::warn!(request = s.id, "generation failed mid-stream: {e}");
+                        tracing::warn!(
+                            request_id = rid,
+                            request = s.id,
+                            "generation failed mid-stream: {e}"
+                        );
                         pending.push_back(serde_json::json!({"error": {"message": e.client_message(), "type": e.error_type()}}).to_string());
                         pending.push_back("[DONE]".to_string());
                         done = true;
                     }
                     Some(Event::Started { .. }) => {}
                     None => {
-                        tracing::error!(request = s.id, "the engine stopped mid-stream");
+                        tracing::error!(
+                            request_id = rid,
+                            request = s.id,
+                            "the engine stopped mid-stream"
+                        );
                         pending.push_back(serde_json::json!({"error": {"message": "the server stopped while generating; retry", "type": "unavailable"}}).to_string());
                         pending.push_back("[DONE]".to_string());
                         done = true;

@@ -12,8 +12,16 @@ use crate::error::{status_of, AppJson};
 use crate::request_id::ReqId;
 use crate::AppState;
 
-fn failure(e: ApiError) -> Response {
-    (status_of(e.kind), axum::Json(GenerateResponse::failure(&e))).into_response()
+/// A failure in the `/generate` shape: internal details scrubbed (logged with the request id),
+/// `Retry-After` on 429 as the OpenAI routes have it.
+fn failure(e: ApiError, request_id: Option<&str>) -> Response {
+    let e = higgs_service::errors::for_client(e, request_id);
+    let mut r = (status_of(e.kind), axum::Json(GenerateResponse::failure(&e))).into_response();
+    if e.kind == higgs_api::ErrorKind::Overloaded {
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+    }
+    r
 }
 
 #[utoipa::path(post, path = "/generate", request_body = GenerateRequestWire,
@@ -29,14 +37,14 @@ pub async fn generate(
 ) -> Response {
     let AppJson(req) = match body {
         Ok(b) => b,
-        Err(e) => return failure(e.0),
+        Err(e) => return failure(e.0, request_id.as_deref()),
     };
     let opts = GenerateOptions {
-        request_id,
+        request_id: request_id.clone(),
         ..Default::default()
     };
     match run_generate(&state.service, &req, opts).await {
         Ok(resp) => axum::Json(resp).into_response(),
-        Err(e) => failure(e),
+        Err(e) => failure(e, request_id.as_deref()),
     }
 }

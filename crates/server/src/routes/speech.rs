@@ -22,12 +22,12 @@ pub async fn speech(
 ) -> Result<Response, HttpError> {
     let service = &state.service;
     let mut job = req.validate(&service.config.limits, &service.voice_names())?;
-    job.request.request_id = request_id;
+    job.request.request_id = request_id.clone();
     let rate = service.sample_rate();
     let (stream, _) = service.start(job.request).await?;
     match job.stream {
         StreamFormat::Audio => {
-            let body = audio::streaming_body(stream, job.format, rate)?;
+            let body = audio::streaming_body(stream, job.format, rate, request_id)?;
             Ok(([(header::CONTENT_TYPE, job.format.content_type())], body).into_response())
         }
         StreamFormat::Sse => {
@@ -39,9 +39,17 @@ pub async fn speech(
                 Some(enc),
                 std::collections::VecDeque::<String>::new(),
             );
-            let st = futures_util::stream::unfold(
-                init,
-                |(mut s, mut enc, mut pending)| async move {
+            let format = job.format;
+            let st = futures_util::stream::unfold(init, move |(mut s, mut enc, mut pending)| {
+                let rid = request_id.clone();
+                async move {
+                    use higgs_service::errors::internal_mid_stream;
+                    let rid = rid.as_deref();
+                    // Encoder failures are ours: logged with the request id, not sent.
+                    let enc_error = |err: &dyn std::fmt::Display| {
+                        let m = internal_mid_stream(rid, &format_args!("encoding {format}: {err}"));
+                        serde_json::json!({"type": "error", "error": {"message": m, "type": "internal_error"}}).to_string()
+                    };
                     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
                     let delta = |b: &[u8]| {
                         serde_json::json!({"type": "speech.audio.delta", "audio": b64(b)})
@@ -62,7 +70,7 @@ pub async fn speech(
                                     Ok(b) if !b.is_empty() => pending.push_back(delta(&b)),
                                     Ok(_) => {}
                                     Err(err) => {
-                                        pending.push_back(serde_json::json!({"type": "error", "error": {"message": err.to_string()}}).to_string());
+                                        pending.push_back(enc_error(&err));
                                         enc = None;
                                     }
                                 }
@@ -70,10 +78,12 @@ pub async fn speech(
                             Some(higgs_engine::Event::Finished { usage, .. }) => {
                                 if let Some(e) = enc.take() {
                                     match e.finish() {
-                                    Ok(tail) if !tail.is_empty() => pending.push_back(delta(&tail)),
-                                    Ok(_) => {}
-                                    Err(err) => pending.push_back(serde_json::json!({"type": "error", "error": {"message": err.to_string()}}).to_string()),
-                                }
+                                        Ok(tail) if !tail.is_empty() => {
+                                            pending.push_back(delta(&tail))
+                                        }
+                                        Ok(_) => {}
+                                        Err(err) => pending.push_back(enc_error(&err)),
+                                    }
                                 }
                                 pending.push_back(
                                 serde_json::json!({"type": "speech.audio.done", "usage": {
@@ -84,6 +94,7 @@ pub async fn speech(
                             }
                             Some(higgs_engine::Event::Failed(err)) => {
                                 tracing::warn!(
+                                    request_id = rid.unwrap_or(""),
                                     request = s.id,
                                     "generation failed mid-stream: {err}"
                                 );
@@ -92,14 +103,18 @@ pub async fn speech(
                             }
                             Some(_) => {}
                             None => {
-                                tracing::error!(request = s.id, "the engine stopped mid-stream");
+                                tracing::error!(
+                                    request_id = rid.unwrap_or(""),
+                                    request = s.id,
+                                    "the engine stopped mid-stream"
+                                );
                                 pending.push_back(serde_json::json!({"type": "error", "error": {"message": "the server stopped while generating; retry", "type": "unavailable"}}).to_string());
                                 enc = None;
                             }
                         }
                     }
-                },
-            );
+                }
+            });
             Ok(axum::response::sse::Sse::new(st)
                 .keep_alive(axum::response::sse::KeepAlive::default())
                 .into_response())

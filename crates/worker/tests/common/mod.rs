@@ -57,7 +57,8 @@ pub fn setup(max_inline: usize) -> Setup {
 }
 
 /// Stands in for the server's router (the worker does not depend on the server; the real one is
-/// tested in crates/cli/tests/worker_passthrough.rs): a model list and an OpenAI-shaped 400.
+/// tested in crates/cli/tests/worker_passthrough.rs): a model list, an OpenAI-shaped 400, and an
+/// SSE chat stream that breaks after one event with an internal detail.
 fn stand_in_openai() -> axum::Router {
     use axum::routing::{get, post};
     axum::Router::new()
@@ -75,6 +76,21 @@ fn stand_in_openai() -> axum::Router {
                 (
                     axum::http::StatusCode::BAD_REQUEST,
                     axum::Json(serde_json::json!({"error": {"message": "stand-in refusal", "type": "bad_request", "param": "speed", "code": 400}})),
+                )
+            }),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                let events = futures_util::stream::iter([
+                    Ok(axum::body::Bytes::from_static(b"data: {\"choices\": []}\n\n")),
+                    Err(std::io::Error::other(
+                        "model forward failed: CUDA_ERROR_ILLEGAL_ADDRESS at 0xdeadbeef",
+                    )),
+                ]);
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    axum::body::Body::from_stream(events),
                 )
             }),
         )
