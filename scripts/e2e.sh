@@ -25,6 +25,15 @@ done
 curl -sf "http://127.0.0.1:$PORT/ping" > /dev/null || { cat "$WORK/server.log"; echo "server did not start"; exit 1; }
 export HIGGS_E2E_URL="http://127.0.0.1:$PORT" HIGGS_E2E_KEY=e2e-key HIGGS_E2E_WORK="$WORK"
 "$PY" -m pytest -q tests/e2e
+# The web page at / in headless Chromium (DevTools protocol): loads, asks for the key on a 401, an
+# upload appears in the voice list, a request streams and plays; screenshot in target/test-artefacts/.
+WEB_START=$(date +%s)
+HIGGS_WEB_VOICE_WAV="$FIXTURES/../voices/en_man.wav" timeout 120 "$PY" -m pytest -q tests/e2e_web || {
+  tail -30 "$WORK/server.log"
+  echo "FAILED: the web page browser test (tests/e2e_web); screenshot and Chromium log: target/test-artefacts/web-page*"
+  exit 1
+}
+echo "web page browser test: $(( $(date +%s) - WEB_START )) s; screenshot target/test-artefacts/web-page.png"
 # schemathesis: no 5xx and responses conforming to the published schema, on every operation.
 .venv-e2e/bin/schemathesis run "http://127.0.0.1:$PORT/openapi.json" \
   --header "Authorization: Bearer e2e-key" --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \

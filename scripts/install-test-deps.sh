@@ -10,6 +10,8 @@ probe sox sox
 # in opusic-sys with cmake (statically linked, so nothing is needed at run time).
 probe cmake cmake
 probe curl curl
+# Headless browser for the web page test (tests/e2e_web, driven over the DevTools protocol).
+probe chromium chromium
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing test dependencies: ${need[*]}"
@@ -30,9 +32,10 @@ if [ "$(cat "$S3S_FS_ROOT/s3s-fs.version" 2>/dev/null)" != "$S3S_FS_VERSION" ] |
 fi
 
 # Python clients for the end-to-end tests (scripts/e2e.sh): the official openai and runpod packages,
-# pytest and schemathesis, pinned, in a project-local venv (.venv-e2e, git-ignored).
+# pytest, schemathesis and websocket-client (Chromium's DevTools protocol, tests/e2e_web), pinned, in a
+# project-local venv (.venv-e2e, git-ignored).
 E2E_VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-e2e"
-E2E_PKGS="openai==3.54.0 runpod==1.12.0 pytest==9.2.0 schemathesis==4.32.5"
+E2E_PKGS="openai==3.54.0 runpod==1.12.0 pytest==9.2.0 schemathesis==4.32.5 websocket-client==1.9.2"
 if [ "$(cat "$E2E_VENV/.pkgs" 2>/dev/null)" != "$E2E_PKGS" ]; then
   echo "installing test dependencies: $E2E_PKGS (venv $E2E_VENV)"
   python3 -m venv "$E2E_VENV"

@@ -17,7 +17,7 @@ const APP_CSS: &str = include_str!("../../static/app.css");
 /// Same-origin only: the page's own script and style, the API, and the blob: URLs of the audio
 /// it builds; no inline script, no frames.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+                   media-src 'self' blob:; connect-src 'self' blob:; object-src 'none'; base-uri 'none'; \
                    form-action 'self'; frame-ancestors 'none'";
 
 /// `GET /`, `GET /ui/app.js`, `GET /ui/app.css` (outside the API-key layer).
