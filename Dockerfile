@@ -118,11 +118,18 @@ RUN apt-get update \
         ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
+# The runtime user for hosts that allow a non-root container (`docker run --user higgs`); the same
+# uid, name and home as scripts/build-image.sh's image. The default stays root, see the end.
+RUN groupadd --gid 10001 higgs \
+ && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /home/higgs --create-home \
+        --shell /usr/sbin/nologin --comment higgs-serve higgs
+
 COPY --from=builder /out/higgs-serve /usr/local/bin/higgs-serve
 # Default voice library (NAME.wav + NAME.txt, profile.yaml; Apache-2.0, see voices/README.md). The
 # worker uses /runpod-volume/higgs_audio/voices when that folder exists, else /app/voices.
 # VOICE_PROMPTS_PATH is deliberately NOT set here: setting it would override that volume-first choice.
-COPY voices/ /app/voices/
+# Owned by the runtime user, so the cached voice codes (NAME.codes) can be written as either user.
+COPY --chown=10001:10001 voices/ /app/voices/
 
 # Fail the build if the binary links a library this image lacks (libcuda.so.1 is the host driver's).
 RUN missing="$(ldd /usr/local/bin/higgs-serve | grep 'not found' | grep -v 'libcuda\.so\.1' || true)"; \
@@ -133,8 +140,17 @@ LABEL org.opencontainers.image.title="higgs-serve" \
       org.opencontainers.image.description="Rust-native Higgs Audio v2 TTS: RunPod Serverless worker and OpenAI-compatible server" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# Runs as root: RunPod runs workers as root, and the network volume (/runpod-volume) is root-owned;
-# the worker writes there (download lock, cached voice codes).
+# The CUDA base image's settings, restated so that scripts/image/check-layout.py can hold the
+# daemonless image (scripts/build-image.sh) to the same values.
+ENV PATH=/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LD_LIBRARY_PATH=/usr/local/nvidia/lib:/usr/local/nvidia/lib64 \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# Runs as root by default: RunPod Serverless gives no per-endpoint user setting, its network volume
+# (/runpod-volume) is root-owned and the worker writes there (download lock, cached voice codes).
+# Everything in the image is readable by the runtime user higgs (10001), which works wherever the
+# volume is pre-populated or absent: `docker run --user higgs ...` (the smoke test runs it so).
 WORKDIR /app
 # `serve` and `runpod --rp-serve-api` listen here; the RunPod queue worker itself listens on nothing.
 EXPOSE 8000
