@@ -12,6 +12,11 @@ probe cmake cmake
 probe curl curl
 # Headless browser for the web page test (tests/e2e_web, driven over the DevTools protocol).
 probe chromium chromium
+# The image smoke test (scripts/smoke-image.sh): mmdebstrap builds the image's Debian root, podman
+# starts the image; runc because crun refuses cgroup v1 "hybrid" hosts such as these VMs.
+probe mmdebstrap mmdebstrap
+probe podman podman
+probe runc runc
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing test dependencies: ${need[*]}"

@@ -16,3 +16,5 @@ du -sh target 2>/dev/null | awk '{print "target/ after cargo test: " $1}'
 df -h . | tail -n 1 | awk '{print "disk after cargo test: " $4 " free"}'
 # Real clients (openai, curl, schemathesis) against a real server process.
 bash scripts/e2e.sh
+# The RunPod image, built daemonless from the binary above and started with podman (~1 min when cached).
+bash scripts/smoke-image.sh
