@@ -29,14 +29,10 @@
 #                     (the index digest printed on the "Digest:" line). NVIDIA re-publishes tags
 #                     with security rebuilds, so a digest is the only immutable reference.
 #
-# Size budget of the final image (uncompressed; how each number was obtained is in
-# docs/deploy-runpod.md "Image size"):
-#   Ubuntu 24.04 + CUDA base (cudart, cuda-compat)   ~0.4 GB   estimate
-#   libcublas-13-0 (libcublas + libcublasLt)          569 MiB   dpkg Installed-Size, measured
-#   libcurand-13-0                                     127 MiB   dpkg Installed-Size, measured
-#   higgs-serve binary (stripped)                     ~33 MiB   measured (cap-80 build)
-#   default voices (voices/)                            7 MiB   measured
-#   total                                            ~1.1 GB   estimate (target: well under 2.5 GB)
+# Size: not built yet (no daemon here). scripts/build-image.sh builds the same layout daemonless (Debian 12
+# + the same CUDA library versions from NVIDIA's wheels, no cuda-compat); measured there: 0.525 GB
+# compressed, 0.837 GB unpacked. This image adds Ubuntu's base and cuda-compat-13-0 (307 MiB): about
+# 1.2 GB unpacked, estimate. Details: docs/deploy-runpod.md "Image size".
 
 ARG CUDA_DEVEL_IMAGE=nvidia/cuda:13.0.2-devel-ubuntu24.04
 ARG CUDA_BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
