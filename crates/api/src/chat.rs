@@ -7,7 +7,7 @@ use higgs_text::wire::{messages_from_wire, AudioSource, WireMessage};
 use higgs_text::AudioRef;
 use serde::Deserialize;
 
-use crate::{decode_base64, decode_reference_audio, ApiError, ErrorKind, Limits, SamplingExtras};
+use crate::{decode_base64, ApiError, ErrorKind, Limits, PendingAudio, SamplingExtras};
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct ChatAudioParam {
@@ -53,11 +53,23 @@ pub struct ChatJob {
     pub format: AudioFormat,
     pub stream: bool,
     pub include_usage: bool,
+    /// The `input_audio` parts, counted and size-checked but not decoded: decode them off the
+    /// async runtime and hand the samples to [`ChatJob::attach_audio`] before submitting.
+    pub audio: PendingAudio,
+}
+
+impl ChatJob {
+    /// Puts the decoded `input_audio` parts (in the order of [`Self::audio`]) into the request.
+    pub fn attach_audio(&mut self, decoded: Vec<Vec<f32>>) {
+        if let Prompting::Messages { clips, .. } = &mut self.request.prompting {
+            *clips = decoded.into_iter().map(ClipInput::Samples).collect();
+        }
+    }
 }
 
 impl ChatRequest {
-    /// `rate`: the codec sample rate reference audio is decoded to.
-    pub fn validate(&self, limits: &Limits, rate: u32) -> Result<ChatJob, ApiError> {
+    /// Validates everything but the audio itself (see [`ChatJob::audio`]).
+    pub fn validate(&self, limits: &Limits) -> Result<ChatJob, ApiError> {
         crate::reject_unknown(&self.unknown)?;
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "must be 1".into()));
@@ -86,23 +98,30 @@ impl ChatRequest {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let mut clips: Vec<ClipInput> = Vec::new();
+        let mut audio = PendingAudio::default();
         let mut err: Option<ApiError> = None;
         let mut chars = 0usize;
         let messages = messages_from_wire(&wire, |site, src| {
             let field = format!("messages[{}]", site.message);
             let r = match src {
-                AudioSource::Base64 { data, .. } => decode_base64(&field, data).and_then(|b| decode_reference_audio(&field, &b, rate, limits)),
+                // Counted and size-checked here; decoded later, on the service's blocking pool.
+                AudioSource::Base64 { data, .. } => {
+                    if audio.len() >= limits.max_reference_clips {
+                        Err(ApiError::new(
+                            ErrorKind::PayloadTooLarge,
+                            format!("more than {} audio parts; the limit is {} per request", limits.max_reference_clips, limits.max_reference_clips),
+                        ))
+                    } else {
+                        decode_base64(&field, data).and_then(|b| audio.push(&field, b, limits))
+                    }
+                }
                 AudioSource::Url(u) => Err(ApiError::new(
                     ErrorKind::InvalidRequest,
                     format!("`{field}`: audio URLs ({u:.60}) are not fetched by this server (SSRF protection); send the audio as base64 `input_audio`"),
                 )),
             };
             match r {
-                Ok(samples) => {
-                    clips.push(ClipInput::Samples(samples));
-                    Ok(AudioRef(clips.len() - 1))
-                }
+                Ok(index) => Ok(AudioRef(index)),
                 Err(e) => {
                     err.get_or_insert(e);
                     Err(higgs_text::TextError::InvalidMessage("bad audio".into()))
@@ -126,16 +145,6 @@ impl ChatRequest {
                 ),
             ));
         }
-        if clips.len() > limits.max_reference_clips {
-            return Err(ApiError::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "{} audio parts; the limit is {}",
-                    clips.len(),
-                    limits.max_reference_clips
-                ),
-            ));
-        }
         let mut sampling = self.sampling.clone();
         sampling.max_new_tokens = sampling
             .max_new_tokens
@@ -149,7 +158,10 @@ impl ChatRequest {
         };
         Ok(ChatJob {
             request: GenerateRequest {
-                prompting: Prompting::Messages { messages, clips },
+                prompting: Prompting::Messages {
+                    messages,
+                    clips: Vec::new(),
+                },
                 params,
                 force_audio: true,
                 timeout: None,
@@ -162,6 +174,7 @@ impl ChatRequest {
                 .as_ref()
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
+            audio,
         })
     }
 }

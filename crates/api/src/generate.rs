@@ -6,7 +6,7 @@ use higgs_engine::{GenerateRequest, Prompting, UploadedVoice};
 use higgs_text::{ChunkConfig, ChunkMethod, VoiceSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::{decode_base64, decode_reference_audio, ApiError, Limits, SamplingExtras};
+use crate::{decode_base64, ApiError, Limits, PendingAudio, SamplingExtras};
 
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct GenerateRequestWire {
@@ -44,6 +44,20 @@ pub struct GenerateJob {
     pub voice_clone: bool,
     pub s3_bucket: Option<String>,
     pub s3_key: Option<String>,
+    /// A base64 `ref_audio`, size-checked but not decoded: decode it off the async runtime and
+    /// hand the samples to [`GenerateJob::attach_audio`] before submitting.
+    pub audio: PendingAudio,
+}
+
+impl GenerateJob {
+    /// Puts the decoded reference (in the order of [`Self::audio`]) into the request's uploads.
+    pub fn attach_audio(&mut self, decoded: Vec<Vec<f32>>) {
+        if let Prompting::Script { uploads, .. } = &mut self.request.prompting {
+            for (u, samples) in uploads.iter_mut().zip(decoded) {
+                u.samples = samples;
+            }
+        }
+    }
 }
 
 fn looks_like_base64_audio(s: &str) -> bool {
@@ -51,7 +65,8 @@ fn looks_like_base64_audio(s: &str) -> bool {
 }
 
 impl GenerateRequestWire {
-    pub fn validate(&self, limits: &Limits, rate: u32) -> Result<GenerateJob, ApiError> {
+    /// Validates everything but the reference audio itself (see [`GenerateJob::audio`]).
+    pub fn validate(&self, limits: &Limits) -> Result<GenerateJob, ApiError> {
         crate::reject_unknown(&self.unknown)?;
         limits.check_text("transcript", &self.transcript)?;
         let method: ChunkMethod = match self.chunk_method.as_deref() {
@@ -66,6 +81,7 @@ impl GenerateRequestWire {
             max_num_turns: self.chunk_max_num_turns.unwrap_or(1),
         };
         let mut uploads = Vec::new();
+        let mut audio = PendingAudio::default();
         let mut in_system = self.ref_audio_in_system_message.unwrap_or(false);
         let voices = match self
             .ref_audio
@@ -76,7 +92,7 @@ impl GenerateRequestWire {
             None => Vec::new(),
             Some(r) if looks_like_base64_audio(r) => {
                 let bytes = decode_base64("ref_audio", r)?;
-                let samples = decode_reference_audio("ref_audio", &bytes, rate, limits)?;
+                audio.push("ref_audio", bytes, limits)?;
                 let transcript = self.ref_text.clone().unwrap_or_default();
                 if transcript.trim().is_empty() {
                     // No transcript: the reference conditions the voice from the system message.
@@ -85,7 +101,7 @@ impl GenerateRequestWire {
                 uploads.push(UploadedVoice {
                     name: "uploaded_reference".into(),
                     transcript,
-                    samples,
+                    samples: Vec::new(),
                 });
                 vec![VoiceSpec::Reference("uploaded_reference".into())]
             }
@@ -125,14 +141,17 @@ impl GenerateRequestWire {
             voice_clone,
             s3_bucket: self.s3_bucket.clone(),
             s3_key: self.s3_key.clone(),
+            audio,
         })
     }
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GenerationParameters {
+    #[serde(serialize_with = "as_decimal")]
     pub temperature: f32,
     pub top_k: Option<usize>,
+    #[serde(serialize_with = "as_decimal")]
     pub top_p: f32,
     pub max_new_tokens: usize,
     pub ras_win_len: usize,
@@ -142,6 +161,13 @@ pub struct GenerationParameters {
     /// Seconds from request to complete audio.
     pub generation_time: f64,
     pub chunks_processed: usize,
+}
+
+/// An `f32` as the decimal the user wrote (0.3, not 0.30000001192092896): its shortest
+/// round-tripping text read back as an `f64`, so also `serde_json::to_value` (the RunPod worker's
+/// output) keeps it.
+fn as_decimal<S: serde::Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(x.to_string().parse::<f64>().unwrap_or(f64::from(*x)))
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -191,5 +217,33 @@ impl GenerateResponse {
             voice_suggestions: e.suggestions.clone(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod decimal_tests {
+    use super::*;
+
+    #[test]
+    fn sampling_values_keep_the_decimal_the_user_sent() {
+        let p = GenerationParameters {
+            temperature: 0.3,
+            top_k: Some(50),
+            top_p: 0.95,
+            max_new_tokens: 10,
+            ras_win_len: 7,
+            ras_win_max_num_repeat: 2,
+            seed: None,
+            chunk_method: "none".into(),
+            generation_time: 0.5,
+            chunks_processed: 1,
+        };
+        // to_value is what the worker does before posting its output.
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["temperature"].to_string(), "0.3");
+        assert_eq!(v["top_p"].to_string(), "0.95");
+        let text = serde_json::to_string(&p).unwrap();
+        assert!(text.contains(r#""temperature":0.3,"#), "{text}");
     }
 }

@@ -10,10 +10,12 @@ pub mod chat;
 pub mod error;
 pub mod generate;
 pub mod limits;
+pub mod reference;
 pub mod speech;
 
 pub use error::{ApiError, ErrorBody, ErrorKind};
 pub use limits::Limits;
+pub use reference::PendingAudio;
 
 /// Names of OpenAI's built-in voices. Unless the voice library has a voice of that name, they mean
 /// "no reference voice: let the model choose" (so stock OpenAI clients work unchanged).
@@ -104,28 +106,6 @@ pub fn decode_base64(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&s))
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&s))
         .map_err(|e| ApiError::invalid(field, format!("is not valid base64: {e}")))
-}
-
-/// Decodes uploaded reference audio (any supported container) to mono samples at `rate`.
-pub fn decode_reference_audio(
-    field: &str,
-    bytes: &[u8],
-    rate: u32,
-    limits: &Limits,
-) -> Result<Vec<f32>, ApiError> {
-    let l = higgs_audio_io::DecodeLimits {
-        max_bytes: limits.max_reference_bytes,
-        max_duration_secs: limits.max_reference_seconds,
-        ..Default::default()
-    };
-    higgs_audio_io::load_bytes(bytes, rate, &l).map_err(|e| {
-        let kind = if matches!(e, higgs_audio_io::AudioError::TooLarge { .. }) {
-            ErrorKind::PayloadTooLarge
-        } else {
-            ErrorKind::InvalidRequest
-        };
-        ApiError::new(kind, format!("`{field}`: {e}"))
-    })
 }
 
 /// Refuses fields a request type does not know (collected by a flattened map).

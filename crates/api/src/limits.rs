@@ -11,6 +11,9 @@ pub struct Limits {
     pub max_reference_seconds: f64,
     /// Reference clips per request.
     pub max_reference_clips: usize,
+    /// Seconds of reference audio per request, all clips together (checked from the headers
+    /// before decoding, then bounding the decode itself).
+    pub max_reference_total_seconds: f64,
 }
 
 impl Default for Limits {
@@ -22,6 +25,7 @@ impl Default for Limits {
             max_reference_bytes: 25 * 1024 * 1024,
             max_reference_seconds: 120.0,
             max_reference_clips: 8,
+            max_reference_total_seconds: 300.0,
         }
     }
 }

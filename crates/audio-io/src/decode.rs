@@ -89,6 +89,77 @@ pub fn decode_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedAudio>
     decode_source(Box::new(source), &Hint::new(), head, limits)
 }
 
+/// What a file's header declares, read without decoding any audio.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioHeader {
+    /// Short name of the container (e.g. "wave", "flac", "ogg").
+    pub container: &'static str,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<usize>,
+    /// Length the header declares (frames / rate), when it declares one (mp3 without a Xing/Info
+    /// frame, streamed ogg and the like do not: their length is only bounded while decoding).
+    pub declared_seconds: Option<f64>,
+}
+
+/// Reads the container header of an in-memory file (symphonia's probe and track parameters, no
+/// packet decoded) and checks it against `limits` (bytes, rate, channels, declared duration): the
+/// cheap check to run on every part of a request before any of them is decoded.
+pub fn probe_bytes(bytes: &[u8], limits: &DecodeLimits) -> Result<AudioHeader> {
+    check_size(bytes.len() as u64, limits)?;
+    let head = sniff_container(&bytes[..bytes.len().min(16)]);
+    let source = Cursor::new(bytes.to_vec());
+    let run = || -> Result<AudioHeader> {
+        let mss = MediaSourceStream::new(Box::new(source), MediaSourceStreamOptions::default());
+        let format = symphonia::default::get_probe()
+            .probe(
+                &Hint::new(),
+                mss,
+                FormatOptions::default(),
+                MetadataOptions::default(),
+            )
+            .map_err(|e| open_error(e, head))?;
+        let container = format.format_info().short_name;
+        let track = format
+            .default_track(TrackType::Audio)
+            .or_else(|| format.first_track_known_codec(TrackType::Audio))
+            .ok_or(AudioError::NoAudioTrack)?;
+        let (sample_rate, channels) = match &track.codec_params {
+            Some(CodecParameters::Audio(p)) => {
+                (p.sample_rate, p.channels.as_ref().map(|c| c.count()))
+            }
+            _ => return Err(AudioError::NoAudioTrack),
+        };
+        if let Some(rate) = sample_rate {
+            check_stream_rate(rate, limits)?;
+        }
+        if let Some(ch) = channels {
+            check_channels(ch, limits)?;
+        }
+        let declared_seconds = match (track.num_frames, sample_rate) {
+            (Some(frames), Some(rate)) => Some(frames as f64 / f64::from(rate)),
+            _ => None,
+        };
+        if let Some(seconds) = declared_seconds.filter(|s| *s > limits.max_duration_secs) {
+            return Err(AudioError::TooLong {
+                seconds,
+                limit: limits.max_duration_secs,
+            });
+        }
+        Ok(AudioHeader {
+            container,
+            sample_rate,
+            channels,
+            declared_seconds,
+        })
+    };
+    // As in decoding: a demuxer panic on a malformed header is corrupt input, not a crash.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+        Err(AudioError::Corrupt {
+            detail: "the container header is malformed".to_owned(),
+        })
+    })
+}
+
 /// Decodes a file to mono at its source rate. The extension is only a hint; content decides.
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<DecodedAudio> {
     let io_err = |source| AudioError::Io {

@@ -8,7 +8,8 @@
 //! `librosa.load(path, sr=None, mono=True)`: integer PCM is divided by 2^(bits-1) and channels are
 //! averaged. [`load_bytes`] / [`load_file`] add the resampling step (`librosa.load(path, sr=24000)`).
 //! [`DecodeLimits`] bounds bytes, duration, sample rate and channels; the duration is checked from
-//! the header before decoding and again while decoding. Every bad input is an [`AudioError`] that
+//! the header before decoding and again while decoding. [`probe_bytes`] reads only the header
+//! (container, rate, channels, declared length), for checks before anything is decoded. Every bad input is an [`AudioError`] that
 //! says what was wrong and how to fix it; malformed data never panics (symphonia panics are caught
 //! and reported as corrupt input; see `tests/no_panic.rs`).
 //!
@@ -43,7 +44,8 @@ mod opus_in;
 pub mod resample;
 
 pub use decode::{
-    decode_bytes, decode_file, duration_seconds, load_bytes, load_file, DecodeLimits, DecodedAudio,
+    decode_bytes, decode_file, duration_seconds, load_bytes, load_file, probe_bytes, AudioHeader,
+    DecodeLimits, DecodedAudio,
 };
 pub use encode::{encode, StreamEncoder};
 pub use error::{AudioError, Result};

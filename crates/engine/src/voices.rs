@@ -40,6 +40,8 @@ pub enum VoiceError {
     EmptyTranscript { name: String },
     #[error("voice {name:?} already exists; delete it first or pick another name")]
     Exists { name: String },
+    #[error("voice {name:?} is being created by another upload right now; pick another name or retry after it finished")]
+    Busy { name: String },
     #[error("voice directory {path}: {reason}")]
     Dir { path: PathBuf, reason: String },
     #[error("voice {name:?}: cannot read its audio: {source}")]
@@ -88,6 +90,23 @@ pub struct VoiceLibrary {
     limits: DecodeLimits,
     /// In-memory cache: name -> (audio sha256, codes).
     memo: Mutex<HashMap<String, (String, Codes)>>,
+    /// Names an upload is being written under right now (one upload per name at a time).
+    creating: Mutex<std::collections::HashSet<String>>,
+}
+
+/// A name reserved for one upload; released on drop.
+struct Reservation<'a> {
+    set: &'a Mutex<std::collections::HashSet<String>>,
+    name: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
 }
 
 impl VoiceLibrary {
@@ -102,6 +121,7 @@ impl VoiceLibrary {
             dir: dir.to_path_buf(),
             limits: DecodeLimits::default(),
             memo: Mutex::new(HashMap::new()),
+            creating: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -287,6 +307,11 @@ impl VoiceLibrary {
 
     /// Adds a voice from an uploaded recording and its transcript. The audio is validated (it must
     /// decode within the limits) and stored as 16-bit WAV at the codec rate.
+    ///
+    /// Exactly one of concurrent uploads of a name wins: the name is reserved for one upload at a
+    /// time (the others get [`VoiceError::Busy`]), and the files are written to temporary files and
+    /// moved into place without replacing anything (a name taken meanwhile, also by another
+    /// process, is [`VoiceError::Exists`] and leaves the winner's files alone).
     pub fn add(
         &self,
         name: &str,
@@ -295,13 +320,14 @@ impl VoiceLibrary {
         sample_rate: u32,
     ) -> Result<(), VoiceError> {
         validate_voice_name(name)?;
-        if self.audio_path(name).is_some() {
-            return Err(VoiceError::Exists {
+        if transcript.trim().is_empty() {
+            return Err(VoiceError::EmptyTranscript {
                 name: name.to_string(),
             });
         }
-        if transcript.trim().is_empty() {
-            return Err(VoiceError::EmptyTranscript {
+        let _reserved = self.reserve(name)?;
+        if self.audio_path(name).is_some() {
+            return Err(VoiceError::Exists {
                 name: name.to_string(),
             });
         }
@@ -321,9 +347,50 @@ impl VoiceLibrary {
             name: name.to_string(),
             reason: e.to_string(),
         };
-        std::fs::write(self.dir.join(format!("{name}.txt")), transcript.trim()).map_err(io)?;
-        std::fs::write(self.dir.join(format!("{name}.wav")), wav).map_err(io)?;
+        let staged = |bytes: &[u8]| -> Result<tempfile::NamedTempFile, VoiceError> {
+            use std::io::Write;
+            let mut f = tempfile::Builder::new()
+                .prefix(".upload-")
+                .tempfile_in(&self.dir)
+                .map_err(io)?;
+            f.write_all(bytes).map_err(io)?;
+            f.as_file().sync_all().map_err(io)?;
+            Ok(f)
+        };
+        let txt = staged(transcript.trim().as_bytes())?;
+        let wav = staged(&wav)?;
+        let exists = |e: tempfile::PersistError| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                VoiceError::Exists {
+                    name: name.to_string(),
+                }
+            } else {
+                io(e.error)
+            }
+        };
+        // The transcript first, the recording last: a voice is listed once both are there, and
+        // whoever placed the transcript owns the name.
+        let txt_path = self.dir.join(format!("{name}.txt"));
+        txt.persist_noclobber(&txt_path).map_err(exists)?;
+        if let Err(e) = wav.persist_noclobber(self.dir.join(format!("{name}.wav"))) {
+            let _ = std::fs::remove_file(&txt_path);
+            return Err(exists(e));
+        }
         Ok(())
+    }
+
+    /// Reserves `name` for one upload of this process.
+    fn reserve(&self, name: &str) -> Result<Reservation<'_>, VoiceError> {
+        let mut set = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(name.to_string()) {
+            return Err(VoiceError::Busy {
+                name: name.to_string(),
+            });
+        }
+        Ok(Reservation {
+            set: &self.creating,
+            name: name.to_string(),
+        })
     }
 
     /// Deletes a voice (recording, transcript and cached codes).
@@ -402,6 +469,71 @@ impl VoiceLookup for ResolvedVoices {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// One second of a 440 Hz tone as a 24 kHz WAV file.
+    fn tone_wav(amplitude: f32) -> Vec<u8> {
+        let s: Vec<f32> = (0..24_000)
+            .map(|i| amplitude * (i as f32 * 440.0 * std::f32::consts::TAU / 24_000.0).sin())
+            .collect();
+        higgs_audio_io::encode(higgs_audio_io::AudioFormat::Wav, &s, 24_000).unwrap()
+    }
+
+    #[test]
+    fn exactly_one_of_concurrent_uploads_of_a_name_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = std::sync::Arc::new(VoiceLibrary::open(dir.path()).unwrap());
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let lib = lib.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let audio = tone_wav(0.1 + 0.1 * i as f32);
+                    barrier.wait();
+                    (i, lib.add("same", &audio, &format!("upload {i}"), 24_000))
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<usize> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        for (_, r) in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, VoiceError::Busy { .. } | VoiceError::Exists { .. }),
+                    "{e}"
+                );
+            }
+        }
+        // The stored files are the winner's, both of them.
+        let w = winners[0];
+        assert_eq!(lib.transcript("same").unwrap(), format!("upload {w}"));
+        let stored =
+            higgs_audio_io::load_file(&dir.path().join("same.wav"), 24_000, &Default::default())
+                .unwrap();
+        let want = higgs_audio_io::load_bytes(
+            &tone_wav(0.1 + 0.1 * w as f32),
+            24_000,
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(stored.len(), want.len());
+        assert!(stored.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-3));
+        // No temporary file is left behind, and the name is free for nobody else now.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(matches!(
+            lib.add("same", &tone_wav(0.5), "again", 24_000),
+            Err(VoiceError::Exists { .. })
+        ));
+    }
 
     #[test]
     fn names_cannot_escape_the_directory() {

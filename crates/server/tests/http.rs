@@ -373,7 +373,17 @@ async fn auth_body_limit_and_overload() {
         "{}",
         String::from_utf8_lossy(&b)
     );
+    // No queue: the 4 slots taken, the next request is refused (free slots count first, so an
+    // empty engine would take 4 more).
     let full = setup(0, None, 40 << 20);
+    let wire: higgs_api::generate::GenerateRequestWire = serde_json::from_value(
+        serde_json::json!({"transcript": "A long one to hold a slot.", "max_new_tokens": 400}),
+    )
+    .unwrap();
+    let hold = wire.validate(&higgs_api::Limits::default()).unwrap().request;
+    let _held: Vec<_> = (0..4)
+        .map(|_| full.state.service.engine.submit(hold.clone()).unwrap())
+        .collect();
     let (st, _, b) = call(
         &full.state,
         "POST",

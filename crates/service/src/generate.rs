@@ -39,7 +39,9 @@ pub async fn run_generate(
 ) -> Result<GenerateResponse, ApiError> {
     let t0 = std::time::Instant::now();
     let rate = service.sample_rate();
-    let mut job = req.validate(&service.config.limits, rate)?;
+    let mut job = req.validate(&service.config.limits)?;
+    let decoded = service.decode_audio(std::mem::take(&mut job.audio)).await?;
+    job.attach_audio(decoded);
     job.request.request_id = opts.request_id.clone();
     let params = job.request.params.clone();
     let chunk_method = match &job.request.prompting {

@@ -35,6 +35,66 @@ pub struct ServiceConfig {
     pub model_name: String,
     /// Per-request deadline (queue time included); `None` = no limit.
     pub request_timeout: Option<Duration>,
+    /// Where uploaded audio is decoded: a bounded number at once, off the async runtime.
+    pub decode_pool: DecodePool,
+}
+
+/// Decodes of uploaded audio (references, voice uploads) run on tokio's blocking threads, at most
+/// `permits` at once; the others wait for a permit (asynchronously), so a burst of expensive
+/// uploads neither stalls the async runtime (health, other requests) nor multiplies memory.
+#[derive(Debug, Clone)]
+pub struct DecodePool {
+    permits: Arc<tokio::sync::Semaphore>,
+    size: usize,
+}
+
+impl DecodePool {
+    /// Default number of decodes at once.
+    pub const DEFAULT_SIZE: usize = 2;
+
+    /// A pool running at most `size` decodes at once (at least 1).
+    pub fn new(size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(size)),
+            size,
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Runs the blocking `f` on the pool.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let unavailable = || {
+            ApiError::new(
+                higgs_api::ErrorKind::Unavailable,
+                "the server is shutting down; retry on another instance",
+            )
+        };
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| unavailable())?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| {
+            ApiError::new(
+                higgs_api::ErrorKind::Internal,
+                format!("audio decode task: {e}"),
+            )
+        })?
+    }
+}
+
+impl Default for DecodePool {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_SIZE)
+    }
 }
 
 impl Default for ServiceConfig {
@@ -43,6 +103,7 @@ impl Default for ServiceConfig {
             limits: Limits::default(),
             model_name: "higgs-audio-v2-generation-3B-base".into(),
             request_timeout: None,
+            decode_pool: DecodePool::default(),
         }
     }
 }
@@ -113,6 +174,23 @@ impl Service {
     /// Every library voice name, sorted (empty without a library).
     pub fn voice_names(&self) -> Vec<String> {
         self.voices.as_ref().map(|v| v.names()).unwrap_or_default()
+    }
+
+    /// Decodes a request's reference audio on the decode pool (headers and the per-request
+    /// budget are checked before any clip is decoded; see [`higgs_api::PendingAudio::decode`]).
+    pub async fn decode_audio(
+        &self,
+        audio: higgs_api::PendingAudio,
+    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        if audio.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rate = self.sample_rate();
+        let limits = self.config.limits.clone();
+        self.config
+            .decode_pool
+            .run(move || audio.decode(rate, &limits))
+            .await
     }
 
     /// A generation failure as an [`ApiError`], with the library voices as suggestions.

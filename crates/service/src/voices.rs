@@ -38,13 +38,14 @@ impl Service {
             ));
         }
         let rate = self.sample_rate();
-        // Boxed: the error carries the decoder's error and is large.
-        tokio::task::spawn_blocking(move || {
-            lib.add(&name, &audio, &transcript, rate).map_err(Box::new)
-        })
-        .await
-        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?
-        .map_err(|e| self.voice_error(*e))
+        // On the decode pool; the library error is mapped outside (it needs `self`), boxed: the
+        // error carries the decoder's error and is large.
+        let r = self
+            .config
+            .decode_pool
+            .run(move || Ok(lib.add(&name, &audio, &transcript, rate).map_err(Box::new)))
+            .await?;
+        r.map_err(|e| self.voice_error(*e))
     }
 
     pub fn delete_voice(&self, name: &str) -> Result<(), ApiError> {
@@ -58,9 +59,8 @@ impl Service {
         let kind = match e {
             VoiceError::InvalidName { .. } => ErrorKind::BadRequest,
             VoiceError::Unknown { .. } => ErrorKind::NotFound,
-            VoiceError::Exists { .. } | VoiceError::EmptyTranscript { .. } => {
-                ErrorKind::InvalidRequest
-            }
+            VoiceError::Exists { .. } | VoiceError::Busy { .. } => ErrorKind::Conflict,
+            VoiceError::EmptyTranscript { .. } => ErrorKind::InvalidRequest,
             VoiceError::Audio { .. }
             | VoiceError::Codec { .. }
             | VoiceError::NoTranscript { .. } => ErrorKind::InvalidRequest,

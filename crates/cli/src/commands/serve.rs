@@ -120,6 +120,12 @@ pub struct EngineArgs {
     /// Largest `max_new_tokens` a request may ask for.
     #[arg(long, env = "HIGGS_MAX_NEW_TOKENS_LIMIT", default_value_t = 4096)]
     pub max_new_tokens_limit: usize,
+    /// Seconds of reference audio per request, all clips together (docs/security.md).
+    #[arg(long, env = "HIGGS_MAX_REFERENCE_TOTAL_SECS", default_value_t = 300.0)]
+    pub max_reference_total_secs: f64,
+    /// Uploaded audio decoded at once (references, voice uploads), off the async runtime.
+    #[arg(long, env = "HIGGS_DECODE_CONCURRENCY", default_value_t = higgs_service::DecodePool::DEFAULT_SIZE)]
+    pub decode_concurrency: usize,
     /// Name reported by /v1/models.
     #[arg(long, default_value = "higgs-audio-v2-generation-3B-base")]
     pub served_model_name: String,
@@ -249,8 +255,10 @@ impl EngineArgs {
                         2048
                     }),
                     max_new_tokens: self.max_new_tokens_limit,
+                    max_reference_total_seconds: self.max_reference_total_secs,
                     ..Default::default()
                 },
+                decode_pool: higgs_service::DecodePool::new(self.decode_concurrency),
                 request_timeout: self
                     .request_timeout_secs
                     .map(std::time::Duration::from_secs),

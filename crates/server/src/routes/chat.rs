@@ -55,7 +55,9 @@ pub async fn chat(
 ) -> Result<Response, HttpError> {
     let service = &state.service;
     let rate = service.sample_rate();
-    let mut job = req.validate(&service.config.limits, rate)?;
+    let mut job = req.validate(&service.config.limits)?;
+    let decoded = service.decode_audio(std::mem::take(&mut job.audio)).await?;
+    job.attach_audio(decoded);
     job.request.request_id = request_id.clone();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let model = req.model.clone();
