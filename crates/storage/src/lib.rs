@@ -31,12 +31,14 @@
 //! installed by `scripts/install-test-deps.sh`.
 
 pub mod config;
+pub mod egress;
 pub mod endpoint;
 mod error;
 mod upload;
 pub mod validate;
 
 pub use config::{ConfigError, RequestS3Config, S3Config, DEFAULT_REGION, MAX_PRESIGN_EXPIRY};
+pub use egress::{EgressError, EgressPolicy};
 pub use endpoint::{parse_endpoint_url, EndpointError, ParsedEndpoint};
 pub use error::UploadError;
 pub use upload::{RetryPolicy, Uploaded, Uploader};

@@ -107,8 +107,32 @@ impl Uploader {
         Self::build(config, retry, client)
     }
 
-    /// An uploader for another configuration (a request's `s3Config`) sharing this one's HTTP
-    /// client and retry policy.
+    /// An uploader for an endpoint that came from a request (a RunPod job's `s3Config`): the
+    /// endpoint must pass `policy` (public http(s) only, unless allowed), and the client resolves
+    /// names through the policy's guarded resolver, connecting only to checked addresses, never
+    /// following redirects. See [`crate::egress`].
+    pub fn for_request(
+        config: S3Config,
+        retry: RetryPolicy,
+        policy: &std::sync::Arc<crate::EgressPolicy>,
+    ) -> Result<Self, UploadError> {
+        config.validate()?;
+        let endpoint = config.service_endpoint()?;
+        policy
+            .check_url(&endpoint)
+            .map_err(|e| UploadError::Client(format!("endpointUrl refused: {e}")))?;
+        let builder = reqwest::Client::builder()
+            .connect_timeout(retry.connect_timeout)
+            .user_agent(concat!("higgs-storage/", env!("CARGO_PKG_VERSION")));
+        let client = policy
+            .client(builder)
+            .map_err(|e| UploadError::Client(describe_reqwest(&e)))?;
+        Self::build(config, retry, client)
+    }
+
+    /// An uploader for another configuration sharing this one's HTTP client and retry policy
+    /// (operator-configured endpoints only: a request's endpoint goes through
+    /// [`Uploader::for_request`]).
     pub fn for_config(&self, config: S3Config) -> Result<Self, UploadError> {
         Self::build(config, self.retry.clone(), self.client.clone())
     }

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use higgs_api::generate::GenerateRequestWire;
 use higgs_api::{ApiError, ErrorKind};
 use higgs_service::{run_generate, GenerateOptions, Service};
-use higgs_storage::{RequestS3Config, S3Config, Uploader};
+use higgs_storage::{EgressPolicy, RequestS3Config, S3Config, Uploader};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -119,6 +119,8 @@ pub struct JobContext {
     pub service: Service,
     openai: axum::Router,
     pub max_inline_bytes: usize,
+    /// Where endpoints from jobs (`s3Config.endpointUrl`, the local API's `webhook`) may point.
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl JobContext {
@@ -129,7 +131,14 @@ impl JobContext {
             service,
             openai,
             max_inline_bytes,
+            egress: Arc::new(EgressPolicy::public_only()),
         }
+    }
+
+    /// Endpoints from jobs may also reach the hosts `policy` allows (public ones always).
+    pub fn with_egress(mut self, policy: EgressPolicy) -> Self {
+        self.egress = Arc::new(policy);
+        self
     }
 
     /// Runs `job`; partial outputs (streamed chunks) go to `partials` in order. Dropping the future
@@ -244,11 +253,16 @@ impl JobContext {
         let base = self.service.uploader.as_ref().map(|u| u.config());
         let cfg = S3Config::from_request(c, base)
             .map_err(|e| ApiError::invalid("s3Config", e.to_string()))?;
-        let up = match &self.service.uploader {
-            Some(u) => u.for_config(cfg),
-            None => Uploader::new(cfg),
-        }
-        .map_err(|e| ApiError::invalid("s3Config", e.to_string()))?;
+        // The endpoint came with the job: checked against the egress policy, resolved by the
+        // guarded resolver, never redirected (SSRF).
+        let retry = self
+            .service
+            .uploader
+            .as_ref()
+            .map(|u| u.retry_policy().clone())
+            .unwrap_or_default();
+        let up = Uploader::for_request(cfg, retry, &self.egress)
+            .map_err(|e| ApiError::invalid("s3Config", e.to_string()))?;
         Ok(Arc::new(up))
     }
 

@@ -199,6 +199,24 @@ fn parse_body(body: &[u8]) -> Result<RunBody, String> {
     }
 }
 
+/// Refuses a `webhook` the egress policy does not allow (non-http(s), loopback, private,
+/// link-local: SSRF), before the job runs.
+fn check_webhook(api: &LocalApi, b: RunBody) -> Result<RunBody, String> {
+    if let Some(w) = &b.webhook {
+        let url = reqwest::Url::parse(w).map_err(|e| {
+            format!(
+                "webhook {:?} is not a URL: {e}",
+                w.chars().take(200).collect::<String>()
+            )
+        })?;
+        api.ctx
+            .egress
+            .check_url(&url)
+            .map_err(|e| format!("webhook refused: {e}"))?;
+    }
+    Ok(b)
+}
+
 /// Registers a job and starts it (it waits for a slot IN_QUEUE).
 fn submit(api: &LocalApi, b: RunBody) -> (String, watch::Receiver<bool>) {
     api.sweep();
@@ -282,7 +300,14 @@ async fn execute(
     };
     if let Some((url, body)) = webhook {
         // The platform POSTs the job's result to the webhook (expects 200; 2 more tries 10 s apart).
-        let client = reqwest::Client::new();
+        // Names resolve through the egress guard; redirects are not followed.
+        let client = match api.ctx.egress.client(reqwest::Client::builder()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("webhook client for {id}: {e}");
+                return;
+            }
+        };
         for attempt in 0..3 {
             match client
                 .post(&url)
@@ -305,7 +330,7 @@ async fn execute(
 }
 
 async fn run(State(api): State<LocalApi>, body: axum::body::Bytes) -> Response {
-    let b = match parse_body(&body) {
+    let b = match parse_body(&body).and_then(|b| check_webhook(&api, b)) {
         Ok(b) => b,
         Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
@@ -323,7 +348,7 @@ async fn runsync(
     Query(q): Query<WaitQuery>,
     body: axum::body::Bytes,
 ) -> Response {
-    let b = match parse_body(&body) {
+    let b = match parse_body(&body).and_then(|b| check_webhook(&api, b)) {
         Ok(b) => b,
         Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };

@@ -253,3 +253,56 @@ async fn cancel_retry_purge_and_errors() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
+    // A listener standing for an internal service: it counts what reaches it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut c, _)) = listener.accept().await {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = vec![0u8; 1 << 16];
+            let _ = c.read(&mut buf).await;
+            let _ = c
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let s = common::setup(15 << 20);
+    let app = higgs_worker::local_api::router(s.ctx.clone(), 2, Some("k".into()));
+    for hook in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        "http://169.254.169.254/latest".to_string(),
+        "file:///etc/passwd".to_string(),
+    ] {
+        let mut body = input("Hello.", json!({}));
+        body["webhook"] = json!(hook);
+        let (st, v) = call(&app, "POST", "/run", Some(body)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{hook}: {v}");
+    }
+    // Allowed by the operator: the result is posted there.
+    let open = s
+        .ctx
+        .clone()
+        .with_egress(higgs_storage::EgressPolicy::allowing([format!("127.0.0.1:{port}")]).unwrap());
+    let app = higgs_worker::local_api::router(open, 2, Some("k".into()));
+    let mut body = input("Hello.", json!({}));
+    body["webhook"] = json!(format!("http://127.0.0.1:{port}/hook"));
+    let (st, v) = call(&app, "POST", "/run", Some(body)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let done = wait_final(&app, "", v["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    for _ in 0..200 {
+        if hits.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -535,10 +535,20 @@ async fn platform_refusing_a_result_still_ends_the_job() {
 async fn request_s3_config_uploads_the_audio() {
     let Some(server) = s3::start() else { return };
     server.create_bucket("jobs").await;
-    let s = setup(15 << 20);
+    let mut s = setup(15 << 20);
     let p = FakePlatform::start(KEY, Duration::from_millis(200))
         .await
         .unwrap();
+    let port = reqwest::Url::parse(&server.endpoint)
+        .unwrap()
+        .port()
+        .unwrap();
+    // The operator allows the local S3 server.
+    let host_port = format!("127.0.0.1:{port}");
+    s.ctx = s
+        .ctx
+        .clone()
+        .with_egress(higgs_storage::EgressPolicy::allowing([host_port.as_str()]).unwrap());
     let id = p.push_job(tts(
         "Upload me.",
         json!({"output_format": "flac", "s3Config": {"accessId": s3::ACCESS_KEY, "accessSecret": s3::SECRET_KEY, "bucketName": "jobs", "endpointUrl": server.endpoint}}),
@@ -595,5 +605,60 @@ async fn a_finished_job_handed_out_again_is_answered_from_its_result_not_rerun()
     assert_eq!(
         stats.requests_finished, 1,
         "the engine ran it twice: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_from_jobs_cannot_reach_loopback_private_or_link_local_addresses() {
+    // A listener that counts the connections it gets: none may arrive.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_c, _)) = listener.accept().await {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let s = setup(15 << 20);
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let refused: Vec<String> = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://2130706433:{port}"),
+        format!("http://0x7f.0.0.1:{port}"),
+        format!("http://[::1]:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}"),
+        format!("http://0.0.0.0:{port}"),
+        "http://169.254.169.254".to_string(),
+        "http://10.1.2.3:9000".to_string(),
+        "http://192.168.0.10:9000".to_string(),
+        "http://100.64.0.1:9000".to_string(),
+        "ftp://example.com".to_string(),
+    ]
+    .into_iter()
+    .map(|endpoint| {
+        p.push_job(tts(
+            "Nowhere.",
+            json!({"s3Config": {"accessId": "AKIDEXAMPLE", "accessSecret": "secret", "bucketName": "jobs", "endpointUrl": endpoint}}),
+        ))
+    })
+    .collect();
+    run_jobs(&s, &p, 8, &refused).await;
+    for id in &refused {
+        let e = error_of(&p, id);
+        assert_eq!(e["param"], "s3Config", "{id}: {e}");
+        let m = e["error_message"].as_str().unwrap();
+        assert!(
+            m.contains("--allow-private-endpoints") || m.contains("http://"),
+            "{id}: {m}"
+        );
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "an endpoint from a job reached the loopback listener"
     );
 }

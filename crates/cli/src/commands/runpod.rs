@@ -54,6 +54,11 @@ pub struct RunpodArgs {
     /// fail fast otherwise).
     #[arg(long, env = "HIGGS_DOWNLOAD_ON_START")]
     download: bool,
+    /// Hosts (HOST or HOST:PORT, comma-separated) that endpoints from jobs may reach although they
+    /// are loopback/private/link-local (`s3Config.endpointUrl`, the local API's `webhook`), e.g. a
+    /// MinIO on the private network; public http(s) endpoints are always allowed (docs/security.md).
+    #[arg(long, env = "HIGGS_ALLOW_PRIVATE_ENDPOINTS", value_delimiter = ',')]
+    allow_private_endpoints: Vec<String>,
 }
 
 /// The platform settings from the `RUNPOD_*` environment, if this runs on RunPod.
@@ -152,7 +157,9 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
         }),
         metrics,
     });
-    let ctx = JobContext::new(service, openai, a.max_inline_bytes);
+    let egress = higgs_storage::EgressPolicy::allowing(&a.allow_private_endpoints)
+        .context("--allow-private-endpoints / HIGGS_ALLOW_PRIVATE_ENDPOINTS")?;
+    let ctx = JobContext::new(service, openai, a.max_inline_bytes).with_egress(egress);
     let result = if let Some(t) = test_input {
         rt.block_on(one_shot(&ctx, &t))
     } else if a.rp_serve_api {

@@ -54,7 +54,7 @@ pub async fn list(State(state): State<AppState>) -> Result<axum::Json<VoiceList>
 
 #[utoipa::path(post, path = "/v1/audio/voices", request_body = CreateVoice,
     responses((status = 201, body = VoiceEntry), (status = 400, body = higgs_api::ErrorBody), (status = 401, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
-              (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
+              (status = 409, body = higgs_api::ErrorBody), (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
               (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -78,7 +78,7 @@ pub async fn create(
 
 #[utoipa::path(delete, path = "/v1/audio/voices/{name}", params(("name" = String, Path, description = "voice name")),
     responses((status = 200, description = "deleted"), (status = 400, body = higgs_api::ErrorBody), (status = 401, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
-              (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
+              (status = 409, body = higgs_api::ErrorBody), (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
               (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
