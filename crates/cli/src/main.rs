@@ -23,6 +23,16 @@ const VERSION: &str = concat!(
     about = "Rust-native inference and serving for Higgs Audio v2"
 )]
 struct Cli {
+    /// Log lines as text (colours only on a terminal) or as one JSON object per line (for log
+    /// shippers). The level comes from RUST_LOG (default info).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "HIGGS_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     /// Without a command: `runpod` when RUNPOD_WEBHOOK_GET_JOB is set (the RunPod worker), else help.
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,16 +59,38 @@ enum Command {
     Dev(commands::dev::DevCommand),
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The default filter: info, but the audio decoders' own complaints about a client's bad upload
+/// (symphonia logs them as errors) only when RUST_LOG asks for them; the request's error says it.
+const DEFAULT_LOG_FILTER: &str = "info,symphonia=off";
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The request span's fields (request_id, method, path) go into each line's `span`.
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     unset_empty_flag_env();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let command = match cli.command {
         Some(c) => c,
         // RunPod starts the image's command; with the platform's environment that is the worker.

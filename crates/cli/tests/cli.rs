@@ -424,3 +424,154 @@ fn in_process_mix_bench_runs_the_soak_workload() {
     );
     assert!(level["audio_s_total"].as_f64().unwrap() > 0.0, "{level}");
 }
+
+/// Starts `serve --demo` on a free port with stderr in `log`; returns the child and its URL once
+/// `/health` answers (None if it never did within 2 minutes).
+fn demo_server(log: &Path, extra: &[&str]) -> (std::process::Child, Option<String>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = bin()
+        .args(["serve", "--demo", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = (0..240).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        ureq::get(&format!("{url}/health")).call().is_ok()
+    });
+    (child, ready.then_some(url))
+}
+
+#[test]
+fn demo_server_logs_an_access_line_per_request_and_exports_described_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let voices = higgs_testkit::workspace_root().join("voices");
+    let (mut server, url) = demo_server(&log, &["--voices", voices.to_str().unwrap()]);
+    let result = url.map(|url| {
+        let speech = ureq::post(&format!("{url}/v1/audio/speech"))
+            .set("content-type", "application/json")
+            .send_string(
+                &serde_json::json!({"model": "tts-1", "input": "Hi there.", "voice": "belinda", "response_format": "wav"})
+                    .to_string(),
+            );
+        let missing = ureq::delete(&format!("{url}/v1/audio/voices/nobody-here")).call();
+        // The engine counts the request's end just after its last byte went out: poll briefly.
+        let mut metrics = String::new();
+        for _ in 0..50 {
+            metrics = ureq::get(&format!("{url}/metrics"))
+                .call()
+                .unwrap()
+                .into_string()
+                .unwrap();
+            if metrics.contains("higgs_requests_total{") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        (speech.map(|r| {
+            // Read the whole stream, as a client would: the line is written when it ends.
+            let status = r.status();
+            let mut audio = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut r.into_reader(), &mut audio);
+            status
+        }).map_err(|e| e.to_string()), missing.err().map(|e| e.to_string()), metrics)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let (speech, _missing, metrics) = result.expect("the demo server never became healthy");
+    assert_eq!(
+        speech,
+        Ok(200),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI colours in a non-terminal log:\n{log}"
+    );
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("higgs_server::access"))
+        .collect();
+    let speech_line = access
+        .iter()
+        .find(|l| l.contains("route=/v1/audio/speech"))
+        .unwrap_or_else(|| panic!("no access line for the speech request:\n{log}"));
+    for field in [
+        "request_id=",
+        "status=200",
+        "latency_ms=",
+        "audio_s=",
+        "voice=belinda",
+    ] {
+        assert!(
+            speech_line.contains(field),
+            "{field} missing: {speech_line}"
+        );
+    }
+    assert!(
+        !speech_line.contains("audio_s=0.00"),
+        "no audio counted: {speech_line}"
+    );
+    assert!(
+        access.iter().any(|l| l.contains("status=404")),
+        "the 404 has its line:\n{log}"
+    );
+    for family in [
+        "# HELP higgs_http_requests_total",
+        "# TYPE higgs_http_requests_total counter",
+        "# TYPE higgs_http_request_duration_seconds histogram",
+        "# HELP higgs_requests_total",
+        "# TYPE higgs_time_to_first_audio_seconds histogram",
+        "# TYPE higgs_real_time_factor histogram",
+    ] {
+        assert!(metrics.contains(family), "{family} missing:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"higgs_http_requests_total{route="/v1/audio/speech",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"higgs_http_request_duration_seconds_bucket{route="/v1/audio/speech",le="#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let (mut server, url) = demo_server(&log, &["--log-format", "json"]);
+    let ok = url.map(|url| {
+        ureq::get(&format!("{url}/v1/models"))
+            .set("x-request-id", "trace-me-123")
+            .call()
+            .is_ok()
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(ok, Some(true), "the demo server never became healthy");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let mut found = false;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["fields"]["route"] == "/v1/models" {
+            assert_eq!(v["fields"]["request_id"], "trace-me-123", "{v}");
+            assert_eq!(v["fields"]["status"], 200, "{v}");
+            found = true;
+        }
+    }
+    assert!(found, "no JSON access line for /v1/models:\n{log}");
+}

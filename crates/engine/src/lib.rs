@@ -15,6 +15,7 @@ pub mod prompt;
 pub mod request;
 pub mod sampling;
 pub mod state;
+pub mod telemetry;
 pub mod voices;
 
 pub use delay::Codes;

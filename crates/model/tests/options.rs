@@ -38,7 +38,11 @@ fn logits(dir: &std::path::Path, opts: &ModelOptions) -> Vec<candle_core::Tensor
             seq(&model, 0, 11, 0),
             seq(&model, 5, 2, 4),
         ],
-        vec![seq(&model, 0, 0, 1), seq(&model, 4, 0, 1), seq(&model, 5, 0, 1)],
+        vec![
+            seq(&model, 0, 0, 1),
+            seq(&model, 4, 0, 1),
+            seq(&model, 5, 0, 1),
+        ],
     ];
     let mut out = Vec::new();
     for batch in steps {

@@ -15,16 +15,22 @@ pub fn streaming_body(
     format: AudioFormat,
     sample_rate: u32,
     request_id: Option<String>,
+    note: crate::AccessNote,
 ) -> Result<Body, ApiError> {
     use higgs_service::errors::internal_mid_stream;
     let enc = higgs_service::run::stream_encoder(format, sample_rate)?;
     let st = stream::unfold((s, Some(enc)), move |(mut s, mut enc)| {
         let rid = request_id.clone();
+        let note = note.clone();
         async move {
             let rid = rid.as_deref();
             loop {
                 let e = enc.as_mut()?;
-                match s.next().await {
+                let ev = s.next().await;
+                if let Some(ev) = &ev {
+                    note.observe(ev, sample_rate);
+                }
+                match ev {
                     Some(Event::Audio { samples, .. }) => match e.push(&samples) {
                         Ok(b) if b.is_empty() => continue,
                         Ok(b) => {

@@ -2,7 +2,9 @@
 //!
 //! Routes: `POST /v1/audio/speech`, `POST /v1/chat/completions`, `POST /generate`,
 //! `GET|POST /v1/audio/voices`, `DELETE /v1/audio/voices/{name}`, `GET /v1/models`, `GET /health`,
-//! `GET /ping`, `GET /metrics`, `GET /openapi.json`. Every error is JSON
+//! `GET /ping`, `GET /metrics`, `GET /openapi.json`, and the playground page at `GET /` (assets
+//! under `/ui/`). Each request gets one access line (target `higgs_server::access`) and the
+//! `higgs_http_*` metrics when its response has been sent (`access_log.rs`). Every error is JSON
 //! (`{"error": {"message", "type", "param", "code"}}`) with the status of its kind
 //! ([`status_of`]). Every response carries `x-request-id` (the client's, or a new UUID), which
 //! also names the request's tracing span and is passed into the engine request.
@@ -10,6 +12,7 @@
 //! What the RunPod worker shares with this door (state, `/generate`, voices, readiness) lives in
 //! `higgs-service`; this crate only adds HTTP.
 
+mod access_log;
 mod audio;
 mod error;
 pub mod net;
@@ -24,6 +27,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use higgs_service::Service;
 
+pub use access_log::{describe_metrics, AccessNote};
 pub use error::{status_of, HttpError};
 pub use net::{guard_bodies, serve_with, NetConfig};
 pub use request_id::REQUEST_ID_HEADER;
@@ -84,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::health::not_found)
         .layer(DefaultBodyLimit::max(max_body));
     let router = net::guard_bodies(router, max_body, state.config.net.body_read_timeout);
+    let router = access_log::with_access_log(router);
     request_id::with_request_ids(router).with_state(state)
 }
 

@@ -134,9 +134,11 @@ pub fn guard_bodies<S: Clone + Send + Sync + 'static>(
     max_body_bytes: usize,
     body_read_timeout: Duration,
 ) -> Router<S> {
-    router.layer(axum::middleware::from_fn(move |req: Request, next: axum::middleware::Next| {
-        guard(req, next, max_body_bytes, body_read_timeout)
-    }))
+    router.layer(axum::middleware::from_fn(
+        move |req: Request, next: axum::middleware::Next| {
+            guard(req, next, max_body_bytes, body_read_timeout)
+        },
+    ))
 }
 
 async fn guard(
@@ -160,8 +162,10 @@ async fn guard(
         ))
         .into_response();
         // The body was not read: the connection cannot be reused.
-        r.headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
         return r;
     }
     let bodyless = declared == Some(0)
@@ -179,7 +183,10 @@ async fn guard(
             next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
                 .await
         }
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             HttpError(ApiError::new(
                 ErrorKind::PayloadTooLarge,
                 "the request body is too large (see --max-body-bytes)",
@@ -193,8 +200,10 @@ async fn guard(
                 "the request body ended before it was complete; send it again",
             ))
             .into_response();
-            r.headers_mut()
-                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
             r
         }
         Err(_) => {
@@ -206,8 +215,10 @@ async fn guard(
                 ),
             ))
             .into_response();
-            r.headers_mut()
-                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
             r
         }
     }

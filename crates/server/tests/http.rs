@@ -380,7 +380,10 @@ async fn auth_body_limit_and_overload() {
         serde_json::json!({"transcript": "A long one to hold a slot.", "max_new_tokens": 400}),
     )
     .unwrap();
-    let hold = wire.validate(&higgs_api::Limits::default()).unwrap().request;
+    let hold = wire
+        .validate(&higgs_api::Limits::default())
+        .unwrap()
+        .request;
     let _held: Vec<_> = (0..4)
         .map(|_| full.state.service.engine.submit(hold.clone()).unwrap())
         .collect();

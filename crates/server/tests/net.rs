@@ -154,7 +154,10 @@ async fn a_stalled_body_and_an_endless_chunked_body_are_cut_off() {
     };
     assert!(closed, "an endless chunked body was read for {BOUND:?}");
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
     task.abort();
 }
 

@@ -206,11 +206,7 @@ impl EngineArgs {
             }
             None => None,
         };
-        // A second recorder cannot be installed (e.g. tests building twice): run without one.
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .map_err(|e| tracing::warn!("no metrics recorder: {e}"))
-            .ok();
+        let metrics = install_metrics();
         let max_running = match self.kv_cache_gb {
             Some(gb) if gb > 0.0 => {
                 let n = EngineConfig::slots_for_memory(
@@ -383,6 +379,31 @@ pub fn run(a: ServeArgs) -> Result<()> {
     // Let running requests finish.
     let _ = join.join();
     Ok(())
+}
+
+/// The Prometheus recorder with histogram buckets (not the exporter's default summaries, which
+/// cannot be aggregated across replicas) and every family's `# HELP`. A second recorder cannot be
+/// installed (e.g. tests building twice): then run without one.
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    const SECONDS: &[f64] = &[
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    ];
+    const RTF: &[f64] = &[0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0];
+    const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("higgs_real_time_factor".into()), RTF))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("higgs_batch_size".into()), BATCH));
+    let handle = builder
+        .map_err(|e| tracing::warn!("metrics buckets: {e}"))
+        .ok()?
+        .install_recorder()
+        .map_err(|e| tracing::warn!("no metrics recorder: {e}"))
+        .ok()?;
+    higgs_engine::telemetry::describe_metrics();
+    higgs_server::describe_metrics();
+    Some(handle)
 }
 
 /// Binds `host:port`, naming the address in every failure.

@@ -51,6 +51,7 @@ fn finish_reason(r: Option<StopReason>) -> &'static str {
 pub async fn chat(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
+    note: crate::AccessNote,
     AppJson(req): AppJson<ChatRequest>,
 ) -> Result<Response, HttpError> {
     let service = &state.service;
@@ -61,9 +62,11 @@ pub async fn chat(
     job.request.request_id = request_id.clone();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let model = req.model.clone();
+    note.note_request(&job.request);
     let (stream, early) = service.start(job.request).await?;
     if !job.stream {
         let c = service.collect(stream, early).await?;
+        note.add_audio_seconds(c.samples.len() as f64 / f64::from(rate.max(1)));
         let data = base64::engine::general_purpose::STANDARD
             .encode(higgs_service::run::encode(job.format, &c.samples, rate)?);
         let body = serde_json::json!({
@@ -92,6 +95,7 @@ pub async fn chat(
         let chunk = chunk.clone();
         let audio_id = audio_id.clone();
         let rid = request_id.clone();
+        let note = note.clone();
         async move {
             let rid = rid.as_deref().unwrap_or("");
             loop {
@@ -102,7 +106,11 @@ pub async fn chat(
                 if done {
                     return None;
                 }
-                match s.next().await {
+                let ev = s.next().await;
+                if let Some(ev) = &ev {
+                    note.observe(ev, rate);
+                }
+                match ev {
                     Some(Event::Audio { samples, .. }) => {
                         let data = base64::engine::general_purpose::STANDARD
                             .encode(higgs_audio_io::encode::pcm_s16le(&samples));

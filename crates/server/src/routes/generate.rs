@@ -33,6 +33,7 @@ fn failure(e: ApiError, request_id: Option<&str>) -> Response {
 pub async fn generate(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
+    note: crate::AccessNote,
     body: Result<AppJson<GenerateRequestWire>, crate::HttpError>,
 ) -> Response {
     let AppJson(req) = match body {
@@ -43,8 +44,12 @@ pub async fn generate(
         request_id: request_id.clone(),
         ..Default::default()
     };
+    note.note_ref_audio(req.ref_audio.as_deref(), &state.service.voice_names());
     match run_generate(&state.service, &req, opts).await {
-        Ok(resp) => axum::Json(resp).into_response(),
+        Ok(resp) => {
+            note.add_audio_seconds(resp.duration_seconds.unwrap_or(0.0));
+            axum::Json(resp).into_response()
+        }
         Err(e) => failure(e, request_id.as_deref()),
     }
 }

@@ -8,7 +8,7 @@ use higgs_api::speech::{SpeechRequest, StreamFormat};
 
 use crate::error::AppJson;
 use crate::request_id::ReqId;
-use crate::{audio, AppState, HttpError};
+use crate::{audio, AccessNote, AppState, HttpError};
 
 #[utoipa::path(post, path = "/v1/audio/speech", request_body = SpeechRequest,
     responses((status = 200, description = "audio bytes (chunked) or SSE events", content_type = "application/octet-stream"),
@@ -18,16 +18,18 @@ use crate::{audio, AppState, HttpError};
 pub async fn speech(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
+    note: AccessNote,
     AppJson(req): AppJson<SpeechRequest>,
 ) -> Result<Response, HttpError> {
     let service = &state.service;
     let mut job = req.validate(&service.config.limits, &service.voice_names())?;
     job.request.request_id = request_id.clone();
     let rate = service.sample_rate();
+    note.note_request(&job.request);
     let (stream, _) = service.start(job.request).await?;
     match job.stream {
         StreamFormat::Audio => {
-            let body = audio::streaming_body(stream, job.format, rate, request_id)?;
+            let body = audio::streaming_body(stream, job.format, rate, request_id, note)?;
             Ok(([(header::CONTENT_TYPE, job.format.content_type())], body).into_response())
         }
         StreamFormat::Sse => {
@@ -42,6 +44,7 @@ pub async fn speech(
             let format = job.format;
             let st = futures_util::stream::unfold(init, move |(mut s, mut enc, mut pending)| {
                 let rid = request_id.clone();
+                let note = note.clone();
                 async move {
                     use higgs_service::errors::internal_mid_stream;
                     let rid = rid.as_deref();
@@ -64,7 +67,11 @@ pub async fn speech(
                             ));
                         }
                         let e = enc.as_mut()?;
-                        match s.next().await {
+                        let ev = s.next().await;
+                        if let Some(ev) = &ev {
+                            note.observe(ev, rate);
+                        }
+                        match ev {
                             Some(higgs_engine::Event::Audio { samples, .. }) => {
                                 match e.push(&samples) {
                                     Ok(b) if !b.is_empty() => pending.push_back(delta(&b)),
