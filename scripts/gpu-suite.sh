@@ -40,7 +40,7 @@ for t in $W/t_*; do
   if [ -n "$missing" ]; then echo "skip $name (fixtures not carried:$missing)" | tee -a "$RAW/cuda_tests.txt"; continue; fi
   echo "== $name" | tee -a "$RAW/cuda_tests.txt"
   HIGGS_TEST_DEVICE=cuda HIGGS_FIXTURES=$FIX timeout 150 "$t" --test-threads=1 2>&1 \
-    | grep -E "^test |test result|panicked" | tee -a "$RAW/cuda_tests.txt"
+    | grep -E "^test |test result|panicked|^called |^assertion|^  (left|right):|rror" | cut -c1-600 | tee -a "$RAW/cuda_tests.txt"
 done
 if [ "${GPU_SUITE_TESTS_ONLY:-0}" = 1 ]; then exit 0; fi
 if [ ! -f /tmp/full/model/config.json ]; then

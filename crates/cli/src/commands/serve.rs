@@ -123,6 +123,15 @@ pub struct EngineArgs {
     /// Seconds of reference audio per request, all clips together (docs/security.md).
     #[arg(long, env = "HIGGS_MAX_REFERENCE_TOTAL_SECS", default_value_t = 300.0)]
     pub max_reference_total_secs: f64,
+    /// Seconds of one reference clip (its header is read before it is decoded).
+    #[arg(long, env = "HIGGS_MAX_REFERENCE_SECS", default_value_t = 120.0)]
+    pub max_reference_secs: f64,
+    /// Reference clips per request.
+    #[arg(long, env = "HIGGS_MAX_REFERENCE_CLIPS", default_value_t = 8)]
+    pub max_reference_clips: usize,
+    /// Encoded bytes of one reference clip or voice upload.
+    #[arg(long, env = "HIGGS_MAX_REFERENCE_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_reference_bytes: u64,
     /// Uploaded audio decoded at once (references, voice uploads), off the async runtime.
     #[arg(long, env = "HIGGS_DECODE_CONCURRENCY", default_value_t = higgs_service::DecodePool::DEFAULT_SIZE)]
     pub decode_concurrency: usize,
@@ -252,7 +261,9 @@ impl EngineArgs {
                     }),
                     max_new_tokens: self.max_new_tokens_limit,
                     max_reference_total_seconds: self.max_reference_total_secs,
-                    ..Default::default()
+                    max_reference_seconds: self.max_reference_secs,
+                    max_reference_clips: self.max_reference_clips,
+                    max_reference_bytes: self.max_reference_bytes,
                 },
                 decode_pool: higgs_service::DecodePool::new(self.decode_concurrency),
                 request_timeout: self
