@@ -206,6 +206,8 @@ pub fn sample_rows_on_device(
 ) -> candle_core::Result<Vec<u32>> {
     let (r, v) = logits.dims2()?;
     let dev = logits.device();
+    // bf16 logits are sampled in f32, as on the host (the parameter tensors are f32).
+    let logits = &logits.to_dtype(DType::F32)?;
     if !fits_device_sort(v) {
         candle_core::bail!(
             "sample_rows_on_device: rows of {v} entries exceed the device sort's {DEVICE_SORT_MAX_COLS}; use sample_rows"
@@ -525,6 +527,33 @@ mod tests {
             .map(|i| sample_row(&data[i * v..(i + 1) * v], &params[i], us[i]))
             .collect();
         assert_eq!(dev, host);
+    }
+
+    /// bf16 logits (the model's dtype on a GPU) take the device path too, with the host's result
+    /// on the same rounded values (failed on CUDA with "dtype mismatch in div" before).
+    #[test]
+    fn device_path_takes_bf16_logits() {
+        let mut rng = SeqRng::new(Some(9));
+        let (r, v) = (6usize, 1026usize);
+        let data: Vec<f32> = (0..r * v).map(|_| (rng.uniform() - 0.5) * 8.0).collect();
+        let params: Vec<SamplingParams> = (0..r)
+            .map(|i| SamplingParams {
+                temperature: [1.0, 0.7][i % 2],
+                top_k: [Some(50), None][(i / 2) % 2],
+                top_p: 0.95,
+            })
+            .collect();
+        let us: Vec<f32> = (0..r).map(|_| rng.uniform()).collect();
+        let t = Tensor::from_vec(data, (r, v), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let got = sample_rows_on_device(&t, &params, &us).unwrap();
+        let rounded = t.to_dtype(DType::F32).unwrap().to_vec2::<f32>().unwrap();
+        let want: Vec<u32> = (0..r)
+            .map(|i| sample_row(&rounded[i], &params[i], us[i]))
+            .collect();
+        assert_eq!(got, want);
     }
 
     /// `warp` as first written (full sorts over every entry), the semantics the parity tests
