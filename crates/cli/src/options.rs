@@ -28,13 +28,8 @@ pub fn model_options() -> ModelOptions {
 }
 
 /// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`: the generic transposed convolution
-/// / Snake on CUDA too. `HIGGS_CUDA_TF32=1` lets f32 GEMMs on CUDA (the codec's convolutions run as
-/// GEMMs) use TF32 tensor cores, as PyTorch's cuDNN convolutions do by default; a process-wide
-/// candle setting, off unless asked for until the GPU suite shows it is worth it.
+/// / Snake on CUDA too.
 pub fn codec_options() -> CodecOptions {
-    if std::env::var("HIGGS_CUDA_TF32").is_ok_and(|v| v == "1") {
-        candle_core::cuda::set_gemm_reduced_precision_f32(true);
-    }
     CodecOptions {
         native_conv_transpose: !generic("HIGGS_CODEC_CONVT"),
         fused_snake: !generic("HIGGS_CODEC_SNAKE"),
