@@ -4,15 +4,23 @@
 use higgs_audio_io::AudioFormat;
 use higgs_engine::{ClipInput, GenerateRequest, Prompting};
 use higgs_text::wire::{messages_from_wire, AudioSource, WireMessage};
-use higgs_text::AudioRef;
+use higgs_text::{
+    prepare_generation_context, AudioRef, ContextOptions, ReferenceVoice, Role, VoiceProfiles,
+    VoiceSpec,
+};
 use serde::Deserialize;
 
+use crate::speech::{voice_specs, VoiceParam};
 use crate::{decode_base64, ApiError, ErrorKind, Limits, PendingAudio, SamplingExtras};
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct ChatAudioParam {
-    /// Accepted for compatibility; voice cloning is done with `input_audio` in the messages.
-    pub voice: Option<String>,
+    /// The voice, exactly as `voice` of `/v1/audio/speech`: a library voice (its reference
+    /// recording and transcript become a user/assistant turn pair after the system message), a
+    /// comma list for `[SPEAKERn]` dialogue, `profile:NAME`, or an OpenAI built-in name (= no
+    /// reference unless the library has a voice of that name). `input_audio` parts in the
+    /// messages are references too.
+    pub voice: Option<VoiceParam>,
     /// wav (default) | mp3 | flac | opus | pcm16 | pcm.
     pub format: Option<String>,
 }
@@ -56,20 +64,105 @@ pub struct ChatJob {
     /// The `input_audio` parts, counted and size-checked but not decoded: decode them off the
     /// async runtime and hand the samples to [`ChatJob::attach_audio`] before submitting.
     pub audio: PendingAudio,
+    /// `audio.voice` as reference specs (the same parsing as `/v1/audio/speech`); empty: no
+    /// library voice. Resolve them with [`ChatJob::attach_voices`].
+    pub voices: Vec<VoiceSpec>,
+    /// A library voice is used (`audio.voice` names one).
+    pub voice_clone: bool,
 }
 
 impl ChatJob {
     /// Puts the decoded `input_audio` parts (in the order of [`Self::audio`]) into the request.
+    /// Call it before [`Self::attach_voices`].
     pub fn attach_audio(&mut self, decoded: Vec<Vec<f32>>) {
         if let Prompting::Messages { clips, .. } = &mut self.request.prompting {
             *clips = decoded.into_iter().map(ClipInput::Samples).collect();
         }
     }
+
+    /// The library voices `audio.voice` names, each once, in order.
+    pub fn reference_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for v in &self.voices {
+            if let VoiceSpec::Reference(n) = v {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+        names
+    }
+
+    /// Puts the `audio.voice` context into the messages, built exactly as `/v1/audio/speech`
+    /// builds it (`prepare_generation_context` without a scene): per reference voice a user turn
+    /// with its transcript and an assistant turn with its recording (the library clip, encoded
+    /// and cached by the engine), inserted after the caller's leading system messages; profile
+    /// voices give the system message that describes them. `transcripts` holds the transcript
+    /// of every [`Self::reference_names`] entry; `profiles` the library's profiles.
+    pub fn attach_voices(
+        &mut self,
+        transcripts: &std::collections::BTreeMap<String, String>,
+        profiles: Option<&VoiceProfiles>,
+    ) -> Result<(), ApiError> {
+        if self.voices.is_empty() {
+            return Ok(());
+        }
+        let names = self.reference_names();
+        let Prompting::Messages { messages, clips } = &mut self.request.prompting else {
+            return Ok(());
+        };
+        let mut lookup = std::collections::BTreeMap::new();
+        for name in names {
+            let transcript = transcripts.get(&name).cloned().ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("voice {name:?} has no transcript"),
+                )
+            })?;
+            lookup.insert(
+                name.clone(),
+                ReferenceVoice {
+                    transcript,
+                    audio: AudioRef(clips.len()),
+                },
+            );
+            clips.push(ClipInput::Voice(name));
+        }
+        let options = ContextOptions {
+            scene_prompt: None,
+            voices: &self.voices,
+            ref_audio_in_system_message: false,
+            speaker_tags: &[],
+        };
+        let ctx = prepare_generation_context(&options, &lookup, profiles).map_err(|e| {
+            ApiError::invalid("audio.voice", format!("cannot be used: {e}")).with_suggestions(
+                profiles
+                    .map(|p| p.names().map(|n| format!("profile:{n}")).collect())
+                    .unwrap_or_default(),
+            )
+        })?;
+        let mut context = ctx.messages;
+        let leading_system = messages
+            .iter()
+            .take_while(|m| m.role == Role::System)
+            .count();
+        if leading_system > 0 && context.first().is_some_and(|m| m.role == Role::System) {
+            return Err(ApiError::invalid(
+                "audio.voice",
+                "names a `profile:` voice, whose description is the system message; send no system message of your own with it (or describe the voice in your system message and leave `audio.voice` out)".into(),
+            ));
+        }
+        let tail = messages.split_off(leading_system);
+        messages.append(&mut context);
+        messages.extend(tail);
+        Ok(())
+    }
 }
 
 impl ChatRequest {
     /// Validates everything but the audio itself (see [`ChatJob::audio`]).
-    pub fn validate(&self, limits: &Limits) -> Result<ChatJob, ApiError> {
+    /// `library`: the voice library's names (for `audio.voice`, as `/v1/audio/speech`).
+    pub fn validate(&self, limits: &Limits, library: &[String]) -> Result<ChatJob, ApiError> {
         crate::reject_unknown(&self.unknown)?;
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "must be 1".into()));
@@ -156,7 +249,16 @@ impl ChatRequest {
             Some("pcm16") => AudioFormat::Pcm,
             other => crate::speech::parse_format(other, AudioFormat::Wav)?,
         };
+        let voices = self
+            .audio
+            .as_ref()
+            .and_then(|a| a.voice.as_ref())
+            .map(|v| voice_specs(v.name(), library))
+            .unwrap_or_default();
+        let voice_clone = voices.iter().any(|v| matches!(v, VoiceSpec::Reference(_)));
         Ok(ChatJob {
+            voices,
+            voice_clone,
             request: GenerateRequest {
                 prompting: Prompting::Messages {
                     messages,

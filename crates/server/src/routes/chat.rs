@@ -43,6 +43,48 @@ fn finish_reason(r: Option<StopReason>) -> &'static str {
     }
 }
 
+/// The transcripts of the library voices `audio.voice` names (an unknown name is a 404 with the
+/// library's voices as suggestions, as on `/v1/audio/speech`) and, for `profile:` voices, the
+/// library's profiles. Small file reads, off the async runtime.
+async fn voice_context(
+    service: &higgs_service::Service,
+    job: &higgs_api::chat::ChatJob,
+) -> Result<
+    (
+        std::collections::BTreeMap<String, String>,
+        Option<higgs_text::VoiceProfiles>,
+    ),
+    HttpError,
+> {
+    let names = job.reference_names();
+    let want_profiles = job
+        .voices
+        .iter()
+        .any(|v| matches!(v, higgs_text::VoiceSpec::Profile(_)));
+    let lib = service.library()?.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut transcripts = std::collections::BTreeMap::new();
+        for n in names {
+            let t = lib.transcript(&n).map_err(Box::new)?;
+            transcripts.insert(n, t);
+        }
+        let profiles = if want_profiles {
+            lib.profiles().map_err(Box::new)?
+        } else {
+            None
+        };
+        Ok::<_, Box<higgs_engine::voices::VoiceError>>((transcripts, profiles))
+    })
+    .await
+    .map_err(|e| {
+        higgs_api::ApiError::new(
+            higgs_api::ErrorKind::Internal,
+            format!("voice lookup task: {e}"),
+        )
+    })?;
+    read.map_err(|e| service.voice_error(*e).into())
+}
+
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatRequest,
     responses((status = 200, description = "chat completion (JSON) or chunks (SSE)"),
               (status = 400, body = higgs_api::ErrorBody), (status = 401, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
@@ -56,9 +98,13 @@ pub async fn chat(
 ) -> Result<Response, HttpError> {
     let service = &state.service;
     let rate = service.sample_rate();
-    let mut job = req.validate(&service.config.limits)?;
+    let mut job = req.validate(&service.config.limits, &service.voice_names())?;
     let decoded = service.decode_audio(std::mem::take(&mut job.audio)).await?;
     job.attach_audio(decoded);
+    if !job.voices.is_empty() {
+        let (transcripts, profiles) = voice_context(service, &job).await?;
+        job.attach_voices(&transcripts, profiles.as_ref())?;
+    }
     job.request.request_id = request_id.clone();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let model = req.model.clone();
