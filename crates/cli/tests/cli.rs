@@ -534,6 +534,7 @@ fn demo_server_logs_an_access_line_per_request_and_exports_described_metrics() {
         "# HELP higgs_requests_total",
         "# TYPE higgs_time_to_first_audio_seconds histogram",
         "# TYPE higgs_real_time_factor histogram",
+        "# TYPE higgs_kv_cache_bytes gauge",
     ] {
         assert!(metrics.contains(family), "{family} missing:\n{metrics}");
     }
@@ -544,6 +545,17 @@ fn demo_server_logs_an_access_line_per_request_and_exports_described_metrics() {
     assert!(
         metrics
             .contains(r#"higgs_http_request_duration_seconds_bucket{route="/v1/audio/speech",le="#),
+        "{metrics}"
+    );
+    let kv: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("higgs_kv_cache_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no higgs_kv_cache_bytes sample:\n{metrics}"));
+    assert!(kv > 0.0, "{kv}");
+    // No GPU here: no GPU memory samples (the gauge is sampled only where there is one).
+    assert!(
+        !metrics.contains("\nhiggs_gpu_memory_used_bytes "),
         "{metrics}"
     );
 }

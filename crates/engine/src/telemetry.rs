@@ -24,6 +24,21 @@ pub fn describe_metrics() {
         "higgs_positions_total",
         "Token positions run through the model (prompts and decode steps)."
     );
+    describe_gauge!(
+        "higgs_gpu_memory_used_bytes",
+        Unit::Bytes,
+        "Memory in use on the engine's GPU (all processes: total minus free, as nvidia-smi reports)."
+    );
+    describe_gauge!(
+        "higgs_gpu_memory_total_bytes",
+        Unit::Bytes,
+        "Memory of the engine's GPU."
+    );
+    describe_gauge!(
+        "higgs_kv_cache_bytes",
+        Unit::Bytes,
+        "Memory allocated to the KV cache (all slots, all positions)."
+    );
     describe_gauge!("higgs_queue_depth", "Requests waiting for a slot.");
     describe_gauge!("higgs_running_sequences", "Sequences holding a KV slot.");
     describe_gauge!(
@@ -51,4 +66,52 @@ pub fn describe_metrics() {
         Unit::Seconds,
         "Wall time of one batched codec window decode."
     );
+}
+
+/// Free and total memory of `device`'s GPU in bytes; `None` off CUDA (or when the driver does not
+/// answer).
+pub fn gpu_memory(device: &candle_core::Device) -> Option<(usize, usize)> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(d) = device {
+        return d.cuda_stream().context().mem_get_info().ok();
+    }
+    let _ = device;
+    None
+}
+
+/// Sets `higgs_gpu_memory_{used,total}_bytes` from [`gpu_memory`]; returns whether `device` is a
+/// GPU that answered (callers sample it from their own thread, off the engine's step loop).
+pub fn record_gpu_memory(device: &candle_core::Device) -> bool {
+    let Some((free, total)) = gpu_memory(device) else {
+        return false;
+    };
+    metrics::gauge!("higgs_gpu_memory_used_bytes").set(total.saturating_sub(free) as f64);
+    metrics::gauge!("higgs_gpu_memory_total_bytes").set(total as f64);
+    true
+}
+
+/// Sets `higgs_kv_cache_bytes` for a cache of `slots` sequences of `positions` each.
+pub fn record_kv_cache(model: &higgs_model::HiggsAudioModel, slots: usize, positions: usize) {
+    let bytes =
+        higgs_model::KvCache::bytes_per_position(model.config(), model.dtype()) * slots * positions;
+    metrics::gauge!("higgs_kv_cache_bytes").set(bytes as f64);
+}
+
+/// Samples [`record_gpu_memory`] every `every` on a thread of its own, for the process's life;
+/// does nothing off CUDA.
+pub fn sample_gpu_memory(device: candle_core::Device, every: std::time::Duration) {
+    if !record_gpu_memory(&device) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("higgs-gpu-memory".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            if !record_gpu_memory(&device) {
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no GPU memory gauge: cannot start its thread: {e}");
+    }
 }

@@ -239,6 +239,13 @@ impl EngineArgs {
             ..Default::default()
         };
         self.stream.apply(&mut cfg)?;
+        if metrics.is_some() {
+            higgs_engine::telemetry::record_kv_cache(&m, cfg.max_running, cfg.max_seq_len);
+            higgs_engine::telemetry::sample_gpu_memory(
+                dev.clone(),
+                std::time::Duration::from_secs(5),
+            );
+        }
         let (engine, join) = start(
             cfg,
             EngineParts {
