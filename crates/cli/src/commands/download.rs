@@ -168,15 +168,47 @@ pub fn model_search_from_env() -> ModelSearch {
     }
 }
 
-/// One indicatif bar per file (bytes, rate, ETA); warnings go through the bar.
+/// One indicatif bar per file (bytes, rate, ETA) on a terminal; elsewhere (logs, CI, containers)
+/// a plain line every [`PLAIN_EVERY`] with bytes, percentage and rate, which a bar cannot give a
+/// log file. Warnings go through the bar.
 struct Bars {
     quiet: bool,
+    tty: bool,
     bar: Option<indicatif::ProgressBar>,
+    file: Option<FileProgress>,
+}
+
+/// What the plain lines and the summary of one file need.
+struct FileProgress {
+    name: String,
+    total: u64,
+    from: u64,
+    done: u64,
+    started: std::time::Instant,
+    last_line: std::time::Instant,
+}
+
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1u64 << 20) as f64
+}
+
+impl FileProgress {
+    /// MiB/s over what this run fetched (a resumed part's earlier bytes excluded).
+    fn rate(&self) -> f64 {
+        mib(self.done.saturating_sub(self.from)) / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
 }
 
 impl Bars {
     fn new(quiet: bool) -> Self {
-        Self { quiet, bar: None }
+        Self {
+            quiet,
+            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            bar: None,
+            file: None,
+        }
     }
 }
 
@@ -185,7 +217,20 @@ impl Progress for Bars {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+        let now = std::time::Instant::now();
+        self.file = Some(FileProgress {
+            name: file.to_string(),
+            total,
+            from: done,
+            done,
+            started: now,
+            last_line: now,
+        });
         if self.quiet {
+            return;
+        }
+        if !self.tty {
+            tracing::info!("{file}: fetching {:.1} MiB (from byte {done})", mib(total));
             return;
         }
         let bar = indicatif::ProgressBar::new(total);
@@ -206,19 +251,47 @@ impl Progress for Bars {
         if let Some(b) = &self.bar {
             b.inc(n);
         }
+        let (quiet, tty) = (self.quiet, self.tty);
+        if let Some(f) = &mut self.file {
+            f.done += n;
+            if !quiet && !tty && f.last_line.elapsed() >= PLAIN_EVERY {
+                f.last_line = std::time::Instant::now();
+                tracing::info!(
+                    "{}: {:.1}/{:.1} MiB ({:.0} %), {:.1} MiB/s",
+                    f.name,
+                    mib(f.done),
+                    mib(f.total),
+                    100.0 * f.done as f64 / f.total.max(1) as f64,
+                    f.rate()
+                );
+            }
+        }
     }
 
     fn finish(&mut self, file: &str, outcome: &Outcome) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+        let fetched = self
+            .file
+            .take()
+            .filter(|f| f.name == file && f.done > f.from)
+            .map(|f| {
+                format!(
+                    "; {:.1} MiB in {:.1} s, {:.1} MiB/s",
+                    mib(f.done - f.from),
+                    f.started.elapsed().as_secs_f64(),
+                    f.rate()
+                )
+            })
+            .unwrap_or_default();
         let what = match outcome {
             Outcome::AlreadyComplete => "already complete (verified)".to_string(),
             Outcome::Downloaded => "downloaded (verified)".to_string(),
             Outcome::Resumed { from } => format!("resumed from byte {from} (verified)"),
             Outcome::Replaced { reason } => format!("replaced a corrupt copy ({reason})"),
         };
-        tracing::info!("{file}: {what}");
+        tracing::info!("{file}: {what}{fetched}");
     }
 
     fn warn(&mut self, message: &str) {

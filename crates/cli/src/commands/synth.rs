@@ -163,13 +163,34 @@ pub fn run(a: SynthArgs) -> Result<()> {
             voices: library,
         },
     )?;
+    // The chunk plan of the text (the engine plans the same split), for the progress message.
+    let planned = match &req.prompting {
+        Prompting::Script {
+            transcript,
+            chunking,
+            ..
+        } => higgs_text::prepare_chunk_text(transcript, chunking).map_or(1, |c| c.len().max(1)),
+        Prompting::Messages { .. } => 1,
+    };
     let mut stream = engine.submit(req)?;
-    // Progress in audio frames (40 ms each): the engine reports audio as it is decoded.
-    let bar = indicatif::ProgressBar::new_spinner();
+    // Progress in audio frames (40 ms each): the engine reports audio as it is decoded. A
+    // spinner on a terminal; elsewhere (logs, CI) a plain line every few seconds.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = if tty {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
+    let plan = if planned > 1 {
+        format!(", text split into {planned} chunks")
+    } else {
+        String::new()
+    };
+    let mut last_line = Instant::now();
     let t0 = Instant::now();
     let mut audio: Vec<f32> = Vec::new();
     let mut frames = 0usize;
@@ -181,10 +202,15 @@ pub fn run(a: SynthArgs) -> Result<()> {
             } => {
                 audio.extend_from_slice(&samples);
                 frames += n;
-                bar.set_message(format!(
-                    "{frames} frames ({:.1} s of audio)",
+                let msg = format!(
+                    "{frames} frames ({:.1} s of audio){plan}",
                     frames as f64 * 0.04
-                ));
+                );
+                if !tty && last_line.elapsed() >= std::time::Duration::from_secs(5) {
+                    last_line = Instant::now();
+                    eprintln!("synth: {msg}, {:.1} s", t0.elapsed().as_secs_f64());
+                }
+                bar.set_message(msg);
                 bar.tick();
             }
             Event::Finished { usage, .. } => {
