@@ -41,6 +41,8 @@ pub struct SpeechRequest {
     pub speed: Option<f32>,
     /// audio (default: chunked body) | sse.
     pub stream_format: Option<String>,
+    /// Accepted, ignored (an end-user id as on OpenAI's other endpoints; not logged).
+    pub user: Option<String>,
     #[serde(flatten)]
     pub sampling: SamplingExtras,
     /// Unknown fields are refused (typo protection); serde cannot combine `deny_unknown_fields`
@@ -191,6 +193,22 @@ mod tests {
             j.voice_clone,
             "a library voice named like a built-in is used"
         );
+    }
+
+    /// Every field of OpenAI's `CreateSpeechRequest` (plus `user`) is accepted and what applies
+    /// is honoured.
+    #[test]
+    fn every_openai_field_is_accepted() {
+        let j = req(r#","instructions":" Calm and slow. ","response_format":"flac","speed":1.0,"stream_format":"sse","user":"u-1""#)
+            .unwrap()
+            .validate(&Limits::default(), &[])
+            .unwrap();
+        assert_eq!(j.format, AudioFormat::Flac);
+        assert_eq!(j.stream, StreamFormat::Sse);
+        let Prompting::Script { scene_prompt, .. } = &j.request.prompting else {
+            panic!("script prompting")
+        };
+        assert_eq!(scene_prompt.as_deref(), Some("Calm and slow."));
     }
 
     #[test]
