@@ -37,6 +37,90 @@ pub struct GenerateRequestWire {
     pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+/// A `/generate` body as the RunPod job schema allows it: the flat fields, or the job envelope
+/// `{"input": {...}}` (what `runpod.Endpoint.run` sends and the seed handler read).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum GenerateBody {
+    /// `{"input": {...}}`: the fields inside `input` (`{"input": {"health_check": true}}` is a
+    /// health check).
+    Envelope { input: GenerateRequestWire },
+    /// The fields at the top level (`{"health_check": true}` is a health check).
+    Flat(GenerateRequestWire),
+}
+
+/// What a `/generate` body asks for.
+#[derive(Debug, Clone)]
+pub enum GenerateInput {
+    /// `health_check: true` (at the top level or inside `input`): answer the health report.
+    HealthCheck,
+    Generate(Box<GenerateRequestWire>),
+}
+
+/// Keys a job envelope may carry next to `input` (RunPod's job id; the seed's top-level
+/// `health_check`).
+const ENVELOPE_KEYS: [&str; 3] = ["input", "id", "health_check"];
+
+/// `health_check` as a bool (absent or null = false).
+fn health_flag(v: Option<&serde_json::Value>) -> Result<bool, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::invalid(
+            "health_check",
+            format!("must be true or false, got {other}"),
+        )),
+    }
+}
+
+impl GenerateInput {
+    /// Reads a `/generate` body: the flat fields or the envelope `{"input": {...}}`, either of
+    /// which may be a health check (`health_check: true`). Errors name the field at fault.
+    pub fn from_json(body: serde_json::Value) -> Result<Self, ApiError> {
+        let serde_json::Value::Object(mut top) = body else {
+            return Err(ApiError::new(
+                crate::ErrorKind::BadRequest,
+                "the body must be a JSON object: the /generate fields (\"transcript\", ...) or the job envelope {\"input\": {...}}",
+            ));
+        };
+        let mut fields = match top.remove("input") {
+            None => top,
+            Some(serde_json::Value::Object(inner)) => {
+                if let Some(k) = top.keys().find(|k| !ENVELOPE_KEYS.contains(&k.as_str())) {
+                    return Err(ApiError::invalid(
+                        k,
+                        "is not a field of the job envelope: put the /generate fields inside `input` (s3Config and webhook are RunPod queue fields, served by `higgs-serve runpod`)".into(),
+                    ));
+                }
+                if health_flag(top.get("health_check"))? {
+                    return Ok(Self::HealthCheck);
+                }
+                inner
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "input",
+                    format!("must be a JSON object holding the /generate fields, got {other}"),
+                ))
+            }
+        };
+        if health_flag(fields.get("health_check"))? {
+            return Ok(Self::HealthCheck);
+        }
+        fields.remove("health_check");
+        serde_json::from_value(serde_json::Value::Object(fields))
+            .map(|r| Self::Generate(Box::new(r)))
+            .map_err(|e| {
+                ApiError::new(
+                    crate::ErrorKind::BadRequest,
+                    format!(
+                        "invalid /generate body: {e}; see the /generate schema (docs/server.md)"
+                    ),
+                )
+            })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GenerateJob {
     pub request: GenerateRequest,

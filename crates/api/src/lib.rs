@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod error;
 pub mod generate;
+pub mod health;
 pub mod limits;
 pub mod reference;
 pub mod speech;

@@ -31,7 +31,9 @@ use utoipa::OpenApi;
         higgs_api::ErrorBody,
         crate::routes::voices::VoiceList,
         crate::routes::voices::CreateVoice,
-        crate::routes::health::Health,
+        higgs_api::health::Health,
+        higgs_api::generate::GenerateBody,
+        crate::routes::generate::GenerateAnswer,
     ))
 )]
 pub struct ApiDoc;

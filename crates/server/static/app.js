@@ -145,10 +145,11 @@ async function loadHealth() {
     const res = await fetch("/health");
     const h = await res.json();
     if (h.sample_rate) state.sampleRate = h.sample_rate;
-    pill.dataset.state = h.status === "ok" ? "ok" : "loading";
-    pill.textContent = h.status === "ok" ? `Ready · ${h.model || "model"} on ${h.device || "?"}` : `Model ${h.status}…`;
-    pill.title = h.model_info || "";
-    if (h.status !== "ok" && h.status !== "stopping") setTimeout(loadHealth, 2000);
+    const ready = h.status === "healthy";
+    pill.dataset.state = ready ? "ok" : "loading";
+    pill.textContent = ready ? `Ready · ${h.model || "model"} on ${h.device || "?"}` : `Model ${h.status}…`;
+    pill.title = (h.model_info && h.model_info.description) || "";
+    if (!ready && h.status !== "stopping") setTimeout(loadHealth, 2000);
   } catch (_) {
     pill.dataset.state = "down";
     pill.textContent = "Server unreachable";

@@ -22,7 +22,7 @@ struct Setup {
 
 fn setup(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Setup {
     let s = setup_warming(max_queue, api_key, max_body);
-    // Health answers "ok" only once the engine has warmed up.
+    // Health answers "healthy" only once the engine has warmed up.
     assert!(s
         .state
         .service
@@ -464,6 +464,71 @@ async fn native_generate_success_and_failure() {
 }
 
 #[tokio::test]
+async fn generate_takes_the_runpod_job_envelope_like_the_flat_body() {
+    let s = default_setup();
+    let fields = serde_json::json!({"transcript": "Hello from the envelope.", "temperature": 0,
+        "ras_win_len": 0, "max_new_tokens": 20, "seed": 5});
+    let (st, _, flat) = call(&s.state, "POST", "/generate", Some(fields.clone())).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&flat));
+    let (st, _, env) = call(
+        &s.state,
+        "POST",
+        "/generate",
+        Some(serde_json::json!({"input": fields, "id": "job-1"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&env));
+    let (flat, env) = (json(&flat), json(&env));
+    assert_eq!(env["success"], true);
+    // Greedy with the same seed: the same audio either way.
+    assert_eq!(flat["audio_base64"], env["audio_base64"]);
+    assert_eq!(
+        env["metadata"]["generation_parameters"]["max_new_tokens"],
+        20
+    );
+    // `health_check: false` is a generation.
+    let mut no_check = fields.clone();
+    no_check["health_check"] = serde_json::json!(false);
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/generate",
+        Some(serde_json::json!({ "input": no_check })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json(&b)["success"], true);
+    // Envelope errors say what is wrong, in the /generate failure shape.
+    for (body, needle) in [
+        (
+            serde_json::json!({"input": "Hello"}),
+            "`input` must be a JSON object",
+        ),
+        (
+            serde_json::json!({"input": {"transcript": "x"}, "webhook": "https://example.com"}),
+            "`webhook` is not a field of the job envelope",
+        ),
+        (
+            serde_json::json!({"input": {"transcript": "x", "temprature": 1}}),
+            "temprature",
+        ),
+        (serde_json::json!({"input": {}}), "transcript"),
+        (
+            serde_json::json!({"health_check": "yes"}),
+            "`health_check` must be true or false",
+        ),
+        (serde_json::json!(["transcript"]), "must be a JSON object"),
+    ] {
+        let (st, _, b) = call(&s.state, "POST", "/generate", Some(body.clone())).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+        let j = json(&b);
+        assert_eq!(j["success"], false, "{j}");
+        assert_eq!(j["error_type"], "bad_request", "{j}");
+        assert!(j["error"].as_str().unwrap().contains(needle), "{body}: {j}");
+    }
+}
+
+#[tokio::test]
 async fn chat_completions_with_and_without_streaming() {
     let s = default_setup();
     let voice = std::fs::read(higgs_testkit::fixtures_root().join("../voices/en_man.wav")).unwrap();
@@ -575,7 +640,7 @@ async fn voices_crud_and_metadata_routes() {
     let (st, _, b) = call(&s.state, "GET", "/health", None).await;
     assert_eq!(st, StatusCode::OK);
     let h = json(&b);
-    assert_eq!(h["status"], "ok");
+    assert_eq!(h["status"], "healthy");
     assert_eq!(h["queue"]["slots"], 4);
     let (_, _, b) = call(&s.state, "GET", "/v1/models", None).await;
     assert_eq!(json(&b)["data"][0]["object"], "model");
@@ -628,7 +693,7 @@ async fn the_request_timeout_ends_a_long_generation() {
 async fn health_reports_the_engine_readiness_truthfully() {
     let s = setup_warming(16, None, 40 << 20);
     let engine = s.state.service.engine.clone();
-    // Whatever the timing: not ready before = 503 "loading"; ready before = 200 "ok".
+    // Whatever the timing: not ready before = 503 "loading"; ready before = 200 "healthy".
     loop {
         let before = engine.is_ready();
         let (st, _, b) = call(&s.state, "GET", "/health", None).await;
@@ -642,7 +707,8 @@ async fn health_reports_the_engine_readiness_truthfully() {
         }
         if before {
             assert_eq!(st, StatusCode::OK, "{h}");
-            assert_eq!(h["status"], "ok");
+            assert_eq!(h["status"], "healthy");
+            assert_eq!(h["model_info"]["models_loaded"], true);
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -652,8 +718,10 @@ async fn health_reports_the_engine_readiness_truthfully() {
     let h = json(&b);
     for k in [
         "status",
-        "model",
+        "timestamp",
         "model_info",
+        "voice_suggestions",
+        "model",
         "device",
         "sample_rate",
         "voices_available",
@@ -662,10 +730,54 @@ async fn health_reports_the_engine_readiness_truthfully() {
     ] {
         assert!(h.get(k).is_some(), "{k} in {h}");
     }
+    // The seed handler's fields, with their types.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((h["timestamp"].as_f64().unwrap() - now).abs() < 60.0, "{h}");
+    let info = &h["model_info"];
+    assert!(info["model_path"].is_string(), "{h}");
+    assert_eq!(info["device"], "cpu");
+    assert!(info["models_loaded"].is_boolean(), "{h}");
+    assert_eq!(info["voice_prompts_available"], 2);
+    let names: Vec<&str> = h["voice_suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            assert!(!v["description"].as_str().unwrap().is_empty(), "{v}");
+            v["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(names, ["belinda", "en_man"]);
+    // `/generate` health checks answer the same report, flat and in the job envelope.
+    for body in [
+        serde_json::json!({"health_check": true}),
+        serde_json::json!({"input": {"health_check": true}}),
+    ] {
+        let (st, _, b) = call(&s.state, "POST", "/generate", Some(body.clone())).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let g = json(&b);
+        assert_eq!(g["status"], "healthy", "{g}");
+        assert_eq!(g["model_info"], h["model_info"], "{g}");
+        assert_eq!(g["voices_available"], h["voices_available"]);
+        assert!(g.get("success").is_none(), "{g}");
+    }
     let (st, _, _) = call(&s.state, "GET", "/ping", None).await;
     assert_eq!(st, StatusCode::OK);
     engine.shutdown();
     let (st, _, b) = call(&s.state, "GET", "/health", None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(&b)["status"], "stopping");
+    assert_eq!(json(&b)["model_info"]["models_loaded"], false);
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/generate",
+        Some(serde_json::json!({"input": {"health_check": true}})),
+    )
+    .await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(json(&b)["status"], "stopping");
     let (st, _, _) = call(&s.state, "GET", "/ping", None).await;

@@ -4,6 +4,7 @@
 //! - [`Service`]: the engine handle, the one voice library, the uploader and the settings every
 //!   door needs;
 //! - [`Readiness`]: one notion of "ready", taken from the engine (warm-up done, not stopping);
+//! - [`health`]: the health report of every door;
 //! - [`run`]: submitting a request and collecting its events;
 //! - [`generate`]: the native `/generate` job (HTTP route and RunPod job alike);
 //! - [`errors`]: what a client may be told (internal details scrubbed, logged with the request id);
@@ -13,6 +14,7 @@
 
 pub mod errors;
 pub mod generate;
+pub mod health;
 pub mod run;
 pub mod voices;
 
@@ -33,6 +35,8 @@ pub struct ServiceConfig {
     pub limits: Limits,
     /// Name reported by `/v1/models`, health and responses.
     pub model_name: String,
+    /// Where the model was loaded from, for health reports (empty: the model name is shown).
+    pub model_path: String,
     /// Per-request deadline (queue time included); `None` = no limit.
     pub request_timeout: Option<Duration>,
     /// Where uploaded audio is decoded: a bounded number at once, off the async runtime.
@@ -102,6 +106,7 @@ impl Default for ServiceConfig {
         Self {
             limits: Limits::default(),
             model_name: "higgs-audio-v2-generation-3B-base".into(),
+            model_path: String::new(),
             request_timeout: None,
             decode_pool: DecodePool::default(),
         }

@@ -162,25 +162,13 @@ impl JobContext {
         self.enforce_inline_limit(outcome)
     }
 
+    /// The health report, the same as the HTTP server's `GET /health` (`higgs_service::health`).
     fn health(&self) -> Outcome {
-        let s = &self.service;
-        let stats = s.engine.stats();
-        Outcome::Output(json!({
-            "status": if s.is_ready() { "ok" } else { "unavailable" },
-            "model": s.config.model_name,
-            "model_info": s.engine.model_info(),
-            "device": s.device,
-            "sample_rate": s.engine.sample_rate(),
-            "voices": s.voice_names(),
-            "engine": {
-                "queued": stats.queued,
-                "running": stats.running,
-                "slots": stats.slots,
-                "finished": stats.requests_finished,
-                "failed": stats.requests_failed,
-                "cancelled": stats.requests_cancelled,
-            },
-        }))
+        let (_, h) = self.service.health();
+        match serde_json::to_value(&h) {
+            Ok(v) => Outcome::Output(v),
+            Err(e) => Outcome::failed(ErrorKind::Internal, format!("health report: {e}")),
+        }
     }
 
     async fn generate(
@@ -190,6 +178,8 @@ impl JobContext {
         partials: &mpsc::UnboundedSender<Value>,
     ) -> Outcome {
         let mut fields = input.clone();
+        // `health_check: false` is a generation like any other.
+        fields.remove("health_check");
         let stream = match fields.remove("stream") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => b,

@@ -458,8 +458,15 @@ async fn health_check_passthrough_and_bad_input_jobs() {
     ];
     run_jobs(&s, &p, 8, &all).await;
     let h = output(&p, &health);
-    assert_eq!(h["status"], "ok");
-    assert_eq!(h["voices"], json!(["belinda"]));
+    // The HTTP server's health report (higgs_service::health), seed handler fields first.
+    assert_eq!(h["status"], "healthy");
+    assert!(h["timestamp"].as_f64().unwrap() > 1.7e9, "{h}");
+    assert_eq!(h["model_info"]["models_loaded"], true);
+    assert_eq!(h["model_info"]["voice_prompts_available"], 1);
+    assert_eq!(h["voice_suggestions"][0]["name"], "belinda");
+    assert!(h["voice_suggestions"][0]["description"].is_string(), "{h}");
+    assert_eq!(h["voices_available"], json!(["belinda"]));
+    assert!(h["queue"]["slots"].as_u64().unwrap() > 0, "{h}");
     let m = output(&p, &models);
     assert_eq!(m["data"][0]["id"], "stand-in");
     assert_eq!(

@@ -277,6 +277,7 @@ impl EngineArgs {
                     .request_timeout_secs
                     .map(std::time::Duration::from_secs),
                 model_name: self.served_model_name.clone(),
+                model_path: model.display().to_string(),
             }),
             device: format!("{dev:?}"),
             uploader,

@@ -1,12 +1,16 @@
 //! `POST /generate`: the native API of the Python RunPod handler (same fields; failures are
 //! `success: false` with the error and suggestions, and the matching HTTP status). The job itself
-//! lives in [`higgs_service::generate`], shared with the RunPod worker.
+//! lives in [`higgs_service::generate`], shared with the RunPod worker. The body may be the flat
+//! fields or the RunPod job envelope `{"input": {...}}`; `health_check: true` answers the health
+//! report (the same as `GET /health`, with its status).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use higgs_api::generate::{GenerateRequestWire, GenerateResponse};
+use higgs_api::generate::{GenerateBody, GenerateInput, GenerateResponse};
+use higgs_api::health::Health;
 use higgs_api::ApiError;
 use higgs_service::{run_generate, GenerateOptions};
+use serde::Serialize;
 
 use crate::error::{status_of, AppJson};
 use crate::request_id::ReqId;
@@ -24,21 +28,41 @@ fn failure(e: ApiError, request_id: Option<&str>) -> Response {
     r
 }
 
-#[utoipa::path(post, path = "/generate", request_body = GenerateRequestWire,
-    responses((status = 200, body = GenerateResponse), (status = 400, body = GenerateResponse),
+/// What `/generate` answers: a generation's response, or the health report for a health check.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum GenerateAnswer {
+    Generated(GenerateResponse),
+    Health(Health),
+}
+
+#[utoipa::path(post, path = "/generate", request_body = GenerateBody,
+    responses((status = 200, body = GenerateAnswer, description = "the generated audio, or the health report of a ready server for `health_check: true`"),
+              (status = 400, body = GenerateResponse),
               (status = 401, body = higgs_api::ErrorBody), (status = 404, body = GenerateResponse),
               (status = 413, body = GenerateResponse), (status = 422, body = GenerateResponse),
               (status = 429, body = GenerateResponse), (status = 500, body = GenerateResponse),
-              (status = 503, body = GenerateResponse)))]
+              (status = 503, body = GenerateAnswer, description = "loading or shutting down (a health check answers the health report)")))]
 pub async fn generate(
     State(state): State<AppState>,
     ReqId(request_id): ReqId,
     note: crate::AccessNote,
-    body: Result<AppJson<GenerateRequestWire>, crate::HttpError>,
+    body: Result<AppJson<serde_json::Value>, crate::HttpError>,
 ) -> Response {
-    let AppJson(req) = match body {
-        Ok(b) => b,
-        Err(e) => return failure(e.0, request_id.as_deref()),
+    let input = body
+        .map_err(|e| e.0)
+        .and_then(|AppJson(v)| GenerateInput::from_json(v));
+    let req = match input {
+        Ok(GenerateInput::Generate(req)) => req,
+        Ok(GenerateInput::HealthCheck) => {
+            let (readiness, h) = state.service.health();
+            return (
+                crate::routes::health::health_status(readiness),
+                axum::Json(GenerateAnswer::Health(h)),
+            )
+                .into_response();
+        }
+        Err(e) => return failure(e, request_id.as_deref()),
     };
     let opts = GenerateOptions {
         request_id: request_id.clone(),
@@ -48,7 +72,7 @@ pub async fn generate(
     match run_generate(&state.service, &req, opts).await {
         Ok(resp) => {
             note.add_audio_seconds(resp.duration_seconds.unwrap_or(0.0));
-            axum::Json(resp).into_response()
+            axum::Json(GenerateAnswer::Generated(resp)).into_response()
         }
         Err(e) => failure(e, request_id.as_deref()),
     }

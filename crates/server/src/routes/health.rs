@@ -3,81 +3,24 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use higgs_api::health::Health;
 use higgs_api::{ApiError, ErrorKind};
 use higgs_service::Readiness;
-use serde::Serialize;
 
 use crate::{status_of, AppState, HttpError};
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// `ok`, `loading` or `stopping`.
-    pub status: String,
-    pub model: String,
-    pub model_info: String,
-    pub device: String,
-    pub sample_rate: usize,
-    pub voices_available: Vec<String>,
-    pub queue: QueueInfo,
-    pub memory: MemoryInfo,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct QueueInfo {
-    pub waiting: usize,
-    pub running: usize,
-    pub slots: usize,
-    pub kv_positions_used: usize,
-    pub kv_positions_total: usize,
-    pub requests_finished: u64,
-    pub requests_failed: u64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MemoryInfo {
-    /// Resident memory of the process, MiB.
-    pub rss_mb: f64,
-}
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-#[utoipa::path(get, path = "/health", responses((status = 200, body = Health), (status = 503, body = Health)))]
+/// The health report (`higgs_api::health::Health`, the same on every door): 200 once the engine
+/// has warmed up, 503 while it warms up or stops.
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, body = Health, description = "ready: `status` is `healthy`"),
+    (status = 503, body = Health, description = "not ready: `status` is `loading` (warming up) or `stopping`")))]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let service = &state.service;
-    let s = service.engine.stats();
-    let readiness = service.readiness();
-    let h = Health {
-        status: readiness.as_str().into(),
-        model: service.config.model_name.clone(),
-        model_info: service.engine.model_info().to_string(),
-        device: service.device.clone(),
-        sample_rate: service.engine.sample_rate(),
-        voices_available: service.voice_names(),
-        queue: QueueInfo {
-            waiting: s.queued,
-            running: s.running,
-            slots: s.slots,
-            kv_positions_used: s.kv_positions_used,
-            kv_positions_total: s.slots * s.max_seq_len,
-            requests_finished: s.requests_finished,
-            requests_failed: s.requests_failed,
-        },
-        memory: MemoryInfo { rss_mb: rss_mb() },
-    };
+    let (readiness, h) = state.service.health();
     (health_status(readiness), axum::Json(h)).into_response()
 }
 
 /// 200 when ready; 503 while the engine warms up or stops (the status of `ErrorKind::Unavailable`).
-fn health_status(r: Readiness) -> StatusCode {
+pub(crate) fn health_status(r: Readiness) -> StatusCode {
     if r.is_ready() {
         StatusCode::OK
     } else {
