@@ -39,8 +39,13 @@ pub struct SpeechRequest {
     pub response_format: Option<String>,
     /// Only 1.0 is supported (other values are refused, never ignored).
     pub speed: Option<f32>,
-    /// audio (default: chunked body) | sse.
+    /// audio (default: the audio bytes as the body) | sse.
     pub stream_format: Option<String>,
+    /// Higgs extra (with `stream_format: "audio"`): `true` sends the body chunked as the audio is
+    /// generated, `false` sends one whole file with its true sizes and `Content-Length` once the
+    /// audio is complete. Default: streamed for pcm, mp3 and opus (formats whose headers hold no
+    /// length), whole for wav and flac (whose headers do: streamed, their sizes are "unknown").
+    pub stream: Option<bool>,
     /// Accepted, ignored (an end-user id as on OpenAI's other endpoints; not logged).
     pub user: Option<String>,
     #[serde(flatten)]
@@ -52,10 +57,24 @@ pub struct SpeechRequest {
     pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+/// How the audio goes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamFormat {
+    /// The encoded bytes as a chunked body, sent as they are encoded (a streamed WAV carries
+    /// `0xFFFFFFFF` sizes, a streamed FLAC no length).
     Audio,
+    /// One whole file with true sizes in its header, sent with `Content-Length` once generated.
+    File,
+    /// `speech.audio.delta` / `speech.audio.done` server-sent events.
     Sse,
+}
+
+impl StreamFormat {
+    /// Whether `stream_format: "audio"` streams `format` unless the request says (`stream`):
+    /// yes for the formats whose headers hold no length.
+    pub fn streams_by_default(format: AudioFormat) -> bool {
+        !matches!(format, AudioFormat::Wav | AudioFormat::Flac)
+    }
 }
 
 /// A validated speech request.
@@ -128,7 +147,22 @@ impl SpeechRequest {
         }
         let format = parse_format(self.response_format.as_deref(), AudioFormat::Mp3)?;
         let stream = match self.stream_format.as_deref() {
-            None | Some("audio") => StreamFormat::Audio,
+            None | Some("audio") => {
+                if self
+                    .stream
+                    .unwrap_or_else(|| StreamFormat::streams_by_default(format))
+                {
+                    StreamFormat::Audio
+                } else {
+                    StreamFormat::File
+                }
+            }
+            Some("sse") if self.stream == Some(false) => {
+                return Err(ApiError::invalid(
+                    "stream",
+                    "= false contradicts `stream_format: \"sse\"` (events are always streamed); use `stream_format: \"audio\"` for one whole file".into(),
+                ))
+            }
             Some("sse") => StreamFormat::Sse,
             Some(o) => {
                 return Err(ApiError::invalid(
@@ -183,7 +217,7 @@ mod tests {
     fn defaults_and_builtin_voices() {
         let j = req("").unwrap().validate(&Limits::default(), &[]).unwrap();
         assert_eq!(j.format, AudioFormat::Mp3);
-        assert_eq!(j.stream, StreamFormat::Audio);
+        assert_eq!(j.stream, StreamFormat::Audio, "mp3 streams");
         assert!(!j.voice_clone);
         let j = req("")
             .unwrap()
@@ -209,6 +243,48 @@ mod tests {
             panic!("script prompting")
         };
         assert_eq!(scene_prompt.as_deref(), Some("Calm and slow."));
+    }
+
+    #[test]
+    fn wav_and_flac_are_whole_files_unless_streaming_is_asked_for() {
+        let mode = |extra: &str| {
+            req(extra)
+                .unwrap()
+                .validate(&Limits::default(), &[])
+                .map(|j| j.stream)
+        };
+        for f in ["wav", "flac"] {
+            assert_eq!(
+                mode(&format!(r#","response_format":"{f}""#)),
+                Ok(StreamFormat::File)
+            );
+            assert_eq!(
+                mode(&format!(
+                    r#","response_format":"{f}","stream_format":"audio""#
+                )),
+                Ok(StreamFormat::File)
+            );
+            assert_eq!(
+                mode(&format!(r#","response_format":"{f}","stream":true"#)),
+                Ok(StreamFormat::Audio)
+            );
+        }
+        for f in ["pcm", "mp3", "opus"] {
+            assert_eq!(
+                mode(&format!(r#","response_format":"{f}""#)),
+                Ok(StreamFormat::Audio)
+            );
+            assert_eq!(
+                mode(&format!(r#","response_format":"{f}","stream":false"#)),
+                Ok(StreamFormat::File)
+            );
+        }
+        assert_eq!(
+            mode(r#","response_format":"wav","stream_format":"sse","stream":true"#),
+            Ok(StreamFormat::Sse)
+        );
+        let e = mode(r#","stream_format":"sse","stream":false"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("stream"));
     }
 
     #[test]

@@ -196,3 +196,149 @@ async fn chat_audio_voice_is_the_speech_voice() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+fn speech(extra: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::json!({"model": "tts-1", "input": "Hello there, a short test.", "voice": "alloy",
+        "temperature": 0.0, "ras_win_len": 0, "max_new_tokens": 30});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+/// The chunks of a RIFF file after `RIFF....WAVE`: (id, declared size, offset of its payload).
+fn riff_chunks(b: &[u8]) -> Vec<(String, u32, usize)> {
+    let mut out = Vec::new();
+    let mut at = 12;
+    while at + 8 <= b.len() {
+        let id = String::from_utf8_lossy(&b[at..at + 4]).to_string();
+        let size = u32_at(b, at + 4);
+        out.push((id, size, at + 8));
+        at = at
+            .saturating_add(8)
+            .saturating_add(size as usize + (size as usize & 1));
+    }
+    out
+}
+
+#[tokio::test]
+async fn unstreamed_wav_and_flac_are_whole_files_with_true_sizes() {
+    let s = setup();
+    // Greedy decoding: the same request gives the same samples in every format. PCM (streamed,
+    // no header) is the reference sample count.
+    let pcm = post(
+        &s.state,
+        "/v1/audio/speech",
+        speech(serde_json::json!({"response_format": "pcm"})),
+    )
+    .await;
+    assert_eq!(pcm.status, StatusCode::OK);
+    assert!(
+        pcm.headers.get("content-length").is_none(),
+        "pcm streams (chunked)"
+    );
+    let samples = pcm.body.len() / 2;
+    assert!(samples > 0 && pcm.body.len().is_multiple_of(2));
+
+    let wav = post(
+        &s.state,
+        "/v1/audio/speech",
+        speech(serde_json::json!({"response_format": "wav"})),
+    )
+    .await;
+    assert_eq!(
+        wav.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&wav.body)
+    );
+    assert_eq!(wav.headers["content-type"], "audio/wav");
+    let b = &wav.body;
+    assert_eq!(
+        wav.headers["content-length"].to_str().unwrap(),
+        b.len().to_string()
+    );
+    // What Python's `wave` reads: RIFF size = file length - 8, `fmt ` 16-bit mono, the `data`
+    // size = samples * 2, so nframes = data size / (channels * sample width) = samples.
+    assert_eq!(&b[0..4], b"RIFF");
+    assert_eq!(&b[8..12], b"WAVE");
+    assert_eq!(u32_at(b, 4) as usize, b.len() - 8);
+    let chunks = riff_chunks(b);
+    let (_, fmt_size, fmt_at) = chunks.iter().find(|c| c.0 == "fmt ").unwrap().clone();
+    assert!(fmt_size >= 16);
+    let channels = u16::from_le_bytes([b[fmt_at + 2], b[fmt_at + 3]]);
+    let rate = u32_at(b, fmt_at + 4);
+    let bits = u16::from_le_bytes([b[fmt_at + 14], b[fmt_at + 15]]);
+    assert_eq!((channels, rate, bits), (1, 24000, 16));
+    let (_, data_size, data_at) = chunks.iter().find(|c| c.0 == "data").unwrap().clone();
+    assert_eq!(data_size as usize, samples * 2);
+    let nframes = data_size as usize / (usize::from(channels) * usize::from(bits / 8));
+    assert_eq!(nframes, samples);
+    assert_eq!(
+        data_at + data_size as usize,
+        b.len(),
+        "the data chunk ends the file"
+    );
+    assert_eq!(
+        &b[data_at..],
+        &pcm.body[..],
+        "the same samples as the pcm response"
+    );
+
+    // FLAC: STREAMINFO carries the total sample count (36 bits after rate/channels/bits).
+    let flac = post(
+        &s.state,
+        "/v1/audio/speech",
+        speech(serde_json::json!({"response_format": "flac"})),
+    )
+    .await;
+    assert_eq!(flac.status, StatusCode::OK);
+    let f = &flac.body;
+    assert_eq!(
+        flac.headers["content-length"].to_str().unwrap(),
+        f.len().to_string()
+    );
+    assert_eq!(&f[0..4], b"fLaC");
+    assert_eq!(f[4] & 0x7f, 0, "STREAMINFO is the first metadata block");
+    let si = &f[8..8 + 34];
+    let packed = u64::from_be_bytes(si[10..18].try_into().unwrap());
+    let total = (packed & ((1u64 << 36) - 1)) as usize;
+    let flac_rate = (packed >> 44) as u32;
+    assert_eq!(flac_rate, 24000);
+    assert_eq!(total, samples, "FLAC total samples");
+    assert!(
+        si[18..34].iter().any(|&x| x != 0),
+        "the MD5 of the audio is set"
+    );
+
+    // Asked to stream, WAV goes out chunked as generated with "unknown" sizes (as OpenAI
+    // streams it), and no Content-Length.
+    let st = post(
+        &s.state,
+        "/v1/audio/speech",
+        speech(serde_json::json!({"response_format": "wav", "stream": true})),
+    )
+    .await;
+    assert_eq!(st.status, StatusCode::OK);
+    assert!(st.headers.get("content-length").is_none());
+    assert_eq!(u32_at(&st.body, 4), u32::MAX);
+    assert_eq!(&st.body[44..], &pcm.body[..]);
+    // And any format can be asked for whole: mp3 then has its exact length.
+    let mp3 = post(
+        &s.state,
+        "/v1/audio/speech",
+        speech(serde_json::json!({"response_format": "mp3", "stream": false})),
+    )
+    .await;
+    assert_eq!(mp3.status, StatusCode::OK);
+    assert_eq!(
+        mp3.headers["content-length"].to_str().unwrap(),
+        mp3.body.len().to_string()
+    );
+    let decoded = higgs_audio_io::decode_bytes(&mp3.body, &Default::default()).unwrap();
+    assert!(decoded.duration_seconds() > 0.0);
+}

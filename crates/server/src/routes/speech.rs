@@ -11,7 +11,7 @@ use crate::request_id::ReqId;
 use crate::{audio, AccessNote, AppState, HttpError};
 
 #[utoipa::path(post, path = "/v1/audio/speech", request_body = SpeechRequest,
-    responses((status = 200, description = "audio bytes (chunked) or SSE events", content_type = "application/octet-stream"),
+    responses((status = 200, description = "audio bytes: one whole file with Content-Length (wav and flac by default, any format with `stream: false`) or a chunked body encoded as generated (pcm, mp3, opus by default, any format with `stream: true`); or SSE events", content_type = "application/octet-stream"),
               (status = 400, body = higgs_api::ErrorBody), (status = 401, body = higgs_api::ErrorBody), (status = 404, body = higgs_api::ErrorBody),
               (status = 413, body = higgs_api::ErrorBody), (status = 422, body = higgs_api::ErrorBody), (status = 429, body = higgs_api::ErrorBody),
               (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
@@ -26,8 +26,33 @@ pub async fn speech(
     job.request.request_id = request_id.clone();
     let rate = service.sample_rate();
     note.note_request(&job.request);
-    let (stream, _) = service.start(job.request).await?;
+    let (stream, early) = service.start(job.request).await?;
     match job.stream {
+        StreamFormat::File => {
+            // The whole clip first, then one file with its true sizes: a failure mid-generation
+            // is still a proper error status, and the length is known (`Content-Length`).
+            let c = service.collect(stream, early).await?;
+            note.add_audio_seconds(c.samples.len() as f64 / f64::from(rate.max(1)));
+            let format = job.format;
+            let bytes = tokio::task::spawn_blocking(move || {
+                higgs_service::run::encode(format, &c.samples, rate)
+            })
+            .await
+            .map_err(|e| {
+                higgs_api::ApiError::new(
+                    higgs_api::ErrorKind::Internal,
+                    format!("encoding task: {e}"),
+                )
+            })??;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, job.format.content_type().to_string()),
+                    (header::CONTENT_LENGTH, bytes.len().to_string()),
+                ],
+                bytes,
+            )
+                .into_response())
+        }
         StreamFormat::Audio => {
             let body = audio::streaming_body(stream, job.format, rate, request_id, note)?;
             Ok(([(header::CONTENT_TYPE, job.format.content_type())], body).into_response())
