@@ -134,13 +134,13 @@ impl ApiError {
         }
     }
 
-    /// Maps a generation failure; `voices` lists the library for unknown-voice suggestions.
+    /// Maps a generation failure; `voices` lists the library, whose names most similar to an
+    /// unknown voice become its suggestions.
     pub fn from_generation(e: higgs_engine::GenerationError, voices: &[String]) -> Self {
         use higgs_engine::GenerationError as G;
         match e {
-            G::UnknownVoice(m) => {
-                Self::new(ErrorKind::NotFound, m).with_suggestions(voices.to_vec())
-            }
+            G::UnknownVoice { name, message } => Self::new(ErrorKind::NotFound, message)
+                .with_suggestions(crate::suggest::similar_names(&name, voices)),
             G::InvalidRequest(m) => Self::new(ErrorKind::InvalidRequest, m),
             G::NoAudio(m) => Self::new(
                 ErrorKind::InvalidRequest,

@@ -13,6 +13,7 @@ pub mod health;
 pub mod limits;
 pub mod reference;
 pub mod speech;
+pub mod suggest;
 
 pub use error::{ApiError, ErrorBody, ErrorKind};
 pub use limits::Limits;

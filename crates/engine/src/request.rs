@@ -106,8 +106,9 @@ pub struct Timings {
 pub enum GenerationError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    #[error("unknown voice: {0}")]
-    UnknownVoice(String),
+    /// `name` is the voice asked for (for suggestions), `message` says why it cannot be used.
+    #[error("unknown voice: {message}")]
+    UnknownVoice { name: String, message: String },
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
     #[error("the model produced no audio: {0}")]
@@ -133,7 +134,7 @@ impl GenerationError {
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
-            Self::UnknownVoice(_) => "unknown_voice",
+            Self::UnknownVoice { .. } => "unknown_voice",
             Self::Timeout(_) => "timeout",
             Self::NoAudio(_) => "no_audio",
             Self::Internal(_) => "internal",

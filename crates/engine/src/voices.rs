@@ -69,6 +69,26 @@ pub struct VoiceInfo {
     pub audio_file: PathBuf,
 }
 
+/// What the library knows about one voice ([`VoiceLibrary::details`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiceDetails {
+    pub name: String,
+    /// Transcript of the recording.
+    pub transcript: String,
+    /// The recording's container (`wave`, `flac`, `ogg`, `mp3`, ...).
+    pub format: String,
+    /// Length of the recording in seconds.
+    pub duration_seconds: f64,
+    /// Sample rate of the recording as stored (the codec resamples it).
+    pub sample_rate: u32,
+    pub channels: usize,
+    /// Size of the recording file in bytes.
+    pub bytes: u64,
+    /// Whether reference codes of this very recording are cached (`NAME.codes` with a key for the
+    /// recording's current SHA-256, or in memory): a request with this voice skips the encode.
+    pub cached_codes: bool,
+}
+
 /// Validates a voice name (no path separators, dots, or anything outside `[A-Za-z0-9_-]`).
 pub fn validate_voice_name(name: &str) -> Result<(), VoiceError> {
     let ok = !name.is_empty()
@@ -183,6 +203,53 @@ impl VoiceLibrary {
         self.audio_path(name).ok_or_else(|| VoiceError::Unknown {
             name: name.to_string(),
             available: self.names(),
+        })
+    }
+
+    /// Transcript, length, rate and code-cache state of a voice (reads the recording's header;
+    /// decodes it only when the header declares no length).
+    pub fn details(&self, name: &str) -> Result<VoiceDetails, VoiceError> {
+        let transcript = self.transcript(name)?;
+        let audio = self.check(name)?;
+        let io = |e: std::io::Error| VoiceError::Io {
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
+        let bytes = std::fs::read(&audio).map_err(io)?;
+        let audio_err = |e| VoiceError::Audio {
+            name: name.to_string(),
+            source: e,
+        };
+        let header = higgs_audio_io::probe_bytes(&bytes, &self.limits).map_err(audio_err)?;
+        let (duration_seconds, sample_rate, channels) =
+            match (header.declared_seconds, header.sample_rate, header.channels) {
+                (Some(d), Some(r), Some(c)) => (d, r, c),
+                _ => {
+                    let a =
+                        higgs_audio_io::decode_bytes(&bytes, &self.limits).map_err(audio_err)?;
+                    (a.duration_seconds(), a.sample_rate, a.source_channels)
+                }
+            };
+        let sha = hex(&Sha256::digest(&bytes));
+        let in_memory = self
+            .memo
+            .lock()
+            .map(|m| m.get(name).is_some_and(|(s, _)| *s == sha))
+            .unwrap_or(false);
+        let on_disk = self.dir.join(format!("{name}.codes")).is_file()
+            && std::fs::read_to_string(self.dir.join(format!("{name}.codes.json")))
+                .ok()
+                .and_then(|k| serde_json::from_str::<serde_json::Value>(&k).ok())
+                .is_some_and(|k| k["audio_sha256"] == sha.as_str());
+        Ok(VoiceDetails {
+            name: name.to_string(),
+            transcript,
+            format: header.container.to_string(),
+            duration_seconds,
+            sample_rate,
+            channels,
+            bytes: bytes.len() as u64,
+            cached_codes: in_memory || on_disk,
         })
     }
 

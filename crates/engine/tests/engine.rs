@@ -260,7 +260,7 @@ fn cancellation_deadline_and_bad_voice_do_not_disturb_others() {
     ));
     let b = collect(bad);
     assert!(
-        matches!(b.error, Some(GenerationError::UnknownVoice(_))),
+        matches!(b.error, Some(GenerationError::UnknownVoice { .. })),
         "{b:?}"
     );
     let c = collect(cancelled);

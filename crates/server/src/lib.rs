@@ -23,7 +23,7 @@ mod routes;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use higgs_service::Service;
 
@@ -72,7 +72,10 @@ pub fn app(state: AppState) -> Router {
             "/v1/audio/voices",
             get(routes::voices::list).post(routes::voices::create),
         )
-        .route("/v1/audio/voices/{name}", delete(routes::voices::remove))
+        .route(
+            "/v1/audio/voices/{name}",
+            get(routes::voices::details).delete(routes::voices::remove),
+        )
         .route("/v1/models", get(routes::health::models))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

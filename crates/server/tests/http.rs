@@ -879,3 +879,84 @@ async fn request_ids_come_back_over_real_http_and_reach_the_engine() {
         .unwrap_or_else(|| panic!("no submit line with the request id in:\n{log}"));
     assert!(line.contains("engine_request="), "{line}");
 }
+
+#[tokio::test]
+async fn one_voice_has_details_and_unknown_names_get_the_most_similar_ones() {
+    let s = default_setup();
+    let shared = higgs_testkit::fixtures_root().join("../voices");
+    let (st, _, b) = call(&s.state, "GET", "/v1/audio/voices/belinda", None).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let d = json(&b);
+    let transcript = std::fs::read_to_string(shared.join("belinda.txt")).unwrap();
+    assert_eq!(d["name"], "belinda");
+    assert_eq!(d["transcript"], transcript.trim());
+    let wav = std::fs::read(shared.join("belinda.wav")).unwrap();
+    let decoded = higgs_audio_io::decode_bytes(&wav, &Default::default()).unwrap();
+    assert!((d["duration_seconds"].as_f64().unwrap() - decoded.duration_seconds()).abs() < 1e-3);
+    assert_eq!(d["sample_rate"], decoded.sample_rate);
+    assert_eq!(d["channels"], decoded.source_channels);
+    assert_eq!(d["bytes"], wav.len());
+    assert_eq!(d["format"], "wave");
+    // Nothing encoded yet; a request with the voice caches its codes.
+    assert_eq!(d["cached_codes"], false);
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/v1/audio/speech",
+        Some(speech(
+            serde_json::json!({"voice": "belinda", "max_new_tokens": 10, "response_format": "pcm"}),
+        )),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let (_, _, b) = call(&s.state, "GET", "/v1/audio/voices/belinda", None).await;
+    assert_eq!(json(&b)["cached_codes"], true);
+
+    // Unknown names: 404 with the library's names ranked by similarity, on every door.
+    let (st, _, b) = call(&s.state, "GET", "/v1/audio/voices/en_mann", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let e = json(&b);
+    assert_eq!(e["error"]["suggestions"][0], "en_man", "{e}");
+    let (st, _, b) = call(&s.state, "GET", "/v1/audio/voices/bad.name", None).await;
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/generate",
+        Some(serde_json::json!({"transcript": "x", "ref_audio": "belindaa"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(
+        json(&b)["voice_suggestions"],
+        serde_json::json!(["belinda", "en_man"])
+    );
+    let (st, _, b) = call(
+        &s.state,
+        "POST",
+        "/generate",
+        Some(serde_json::json!({"transcript": "x", "ref_audio": "en_ma"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(
+        json(&b)["voice_suggestions"],
+        serde_json::json!(["en_man", "belinda"])
+    );
+    let (st, _, b) = call(&s.state, "DELETE", "/v1/audio/voices/belindo", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(json(&b)["error"]["suggestions"][0], "belinda");
+
+    // Documented, with every status it answers.
+    let (_, _, b) = call(&s.state, "GET", "/openapi.json", None).await;
+    let o = json(&b);
+    let get = &o["paths"]["/v1/audio/voices/{name}"]["get"];
+    for code in ["200", "400", "404", "422"] {
+        assert!(get["responses"][code].is_object(), "{code}: {get}");
+    }
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use higgs_api::{ApiError, ErrorKind};
-use higgs_engine::voices::{VoiceError, VoiceInfo, VoiceLibrary};
+use higgs_engine::voices::{VoiceDetails, VoiceError, VoiceInfo, VoiceLibrary};
 
 use crate::Service;
 
@@ -48,13 +48,27 @@ impl Service {
         r.map_err(|e| self.voice_error(*e))
     }
 
+    /// One voice's transcript, length, rate and code-cache state (file reads off the async
+    /// runtime); an unknown name is a 404 with the most similar names.
+    pub async fn voice_details(&self, name: &str) -> Result<VoiceDetails, ApiError> {
+        let lib = self.library()?.clone();
+        let name = name.to_string();
+        let r = self
+            .config
+            .decode_pool
+            .run(move || Ok(lib.details(&name).map_err(Box::new)))
+            .await?;
+        r.map_err(|e| self.voice_error(*e))
+    }
+
     pub fn delete_voice(&self, name: &str) -> Result<(), ApiError> {
         self.library()?
             .delete(name)
             .map_err(|e| self.voice_error(e))
     }
 
-    /// A library error as an [`ApiError`]; unknown names carry the available voices.
+    /// A library error as an [`ApiError`]; an unknown name carries the library's most similar
+    /// names as suggestions.
     pub fn voice_error(&self, e: VoiceError) -> ApiError {
         let kind = match e {
             VoiceError::InvalidName { .. } => ErrorKind::BadRequest,
@@ -66,10 +80,11 @@ impl Service {
             | VoiceError::NoTranscript { .. } => ErrorKind::InvalidRequest,
             VoiceError::Dir { .. } | VoiceError::Io { .. } => ErrorKind::Internal,
         };
-        let suggestions = if kind == ErrorKind::NotFound {
-            self.voice_names()
-        } else {
-            Vec::new()
+        let suggestions = match &e {
+            VoiceError::Unknown { name, available } => {
+                higgs_api::suggest::similar_names(name, available)
+            }
+            _ => Vec::new(),
         };
         ApiError::new(kind, e.to_string()).with_suggestions(suggestions)
     }

@@ -92,8 +92,11 @@ pub(super) fn prepare_request(
             };
             let prepared = prepare_generation(&text_req, &resolved, profiles.as_ref()).map_err(
                 |e| match e {
-                    higgs_text::TextError::UnknownVoice { .. } => {
-                        GenerationError::UnknownVoice(e.to_string())
+                    higgs_text::TextError::UnknownVoice { ref name, .. } => {
+                        GenerationError::UnknownVoice {
+                            name: name.clone(),
+                            message: e.to_string(),
+                        }
                     }
                     other => GenerationError::InvalidRequest(other.to_string()),
                 },
@@ -150,14 +153,19 @@ pub(super) fn library_voice(
     codec: &SharedCodec<'_>,
     name: &str,
 ) -> Result<(String, Codes), GenerationError> {
-    let lib = parts.voices.as_ref().ok_or_else(|| {
-        GenerationError::UnknownVoice(format!("{name:?}: no voice library is configured"))
-    })?;
+    let lib = parts
+        .voices
+        .as_ref()
+        .ok_or_else(|| GenerationError::UnknownVoice {
+            name: name.to_string(),
+            message: format!("{name:?}: no voice library is configured"),
+        })?;
     let map = |e: crate::voices::VoiceError| match e {
         crate::voices::VoiceError::Unknown { .. }
-        | crate::voices::VoiceError::InvalidName { .. } => {
-            GenerationError::UnknownVoice(e.to_string())
-        }
+        | crate::voices::VoiceError::InvalidName { .. } => GenerationError::UnknownVoice {
+            name: name.to_string(),
+            message: e.to_string(),
+        },
         other => GenerationError::InvalidRequest(other.to_string()),
     };
     let transcript = lib.transcript(name).map_err(map)?;

@@ -1,4 +1,5 @@
-//! Voice library routes: list, upload (audio + transcript, validated and persisted), delete.
+//! Voice library routes: list, one voice's details, upload (audio + transcript, validated and
+//! persisted), delete.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -21,6 +22,24 @@ pub struct VoiceList {
     pub data: Vec<VoiceEntry>,
     /// Plain names (the Higgs vLLM server's response shape).
     pub voices: Vec<String>,
+}
+
+/// `GET /v1/audio/voices/{name}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VoiceDetailsBody {
+    pub name: String,
+    /// Exact words spoken in the recording.
+    pub transcript: String,
+    /// The recording's container (`wave`, `flac`, `ogg`, `mp3`).
+    pub format: String,
+    pub duration_seconds: f64,
+    /// Sample rate of the stored recording, Hz.
+    pub sample_rate: u32,
+    pub channels: usize,
+    /// Size of the recording file.
+    pub bytes: u64,
+    /// Whether the reference codes of this recording are cached (requests skip the encode).
+    pub cached_codes: bool,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -49,6 +68,29 @@ pub async fn list(State(state): State<AppState>) -> Result<axum::Json<VoiceList>
         object: "list".into(),
         voices: entries.iter().map(|e| e.name.clone()).collect(),
         data: entries,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/audio/voices/{name}", params(("name" = String, Path, description = "voice name")),
+    responses((status = 200, body = VoiceDetailsBody), (status = 400, body = higgs_api::ErrorBody, description = "not a valid voice name"),
+              (status = 401, body = higgs_api::ErrorBody),
+              (status = 404, body = higgs_api::ErrorBody, description = "no such voice (`suggestions`: the most similar names) or no voice directory"),
+              (status = 422, body = higgs_api::ErrorBody, description = "the recording cannot be read"),
+              (status = 429, body = higgs_api::ErrorBody), (status = 500, body = higgs_api::ErrorBody), (status = 503, body = higgs_api::ErrorBody)))]
+pub async fn details(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<VoiceDetailsBody>, HttpError> {
+    let d = state.service.voice_details(&name).await?;
+    Ok(axum::Json(VoiceDetailsBody {
+        name: d.name,
+        transcript: d.transcript,
+        format: d.format,
+        duration_seconds: d.duration_seconds,
+        sample_rate: d.sample_rate,
+        channels: d.channels,
+        bytes: d.bytes,
+        cached_codes: d.cached_codes,
     }))
 }
 
