@@ -141,7 +141,7 @@ impl SpeechRequest {
             if (speed - 1.0).abs() > 1e-6 {
                 return Err(ApiError::invalid(
                     "speed",
-                    format!("= {speed} is not supported: this server generates at the model's natural pace; send speed 1.0 or omit it"),
+                    format!("= {speed} is not supported: this server generates at the model's natural pace and bundles no pitch-preserving time stretch (see docs/server.md); send speed 1.0 or omit it, and change the tempo on your side if needed (e.g. ffmpeg -af atempo={speed})"),
                 ));
             }
         }
