@@ -518,6 +518,23 @@ async fn generate_takes_the_runpod_job_envelope_like_the_flat_body() {
             "`health_check` must be true or false",
         ),
         (serde_json::json!(["transcript"]), "must be a JSON object"),
+        // S3 key traversal is refused although this server has no S3 configured.
+        (
+            serde_json::json!({"transcript": "x", "s3_key": "../../etc/passwd"}),
+            "`s3_key` is refused",
+        ),
+        (
+            serde_json::json!({"input": {"transcript": "x", "s3_key": "/abs/x.wav"}}),
+            "starts with '/'",
+        ),
+        (
+            serde_json::json!({"transcript": "x", "s3_key": "a\\..\\b.wav"}),
+            "backslash",
+        ),
+        (
+            serde_json::json!({"transcript": "x", "s3_bucket": "../b", "s3_key": "x.wav"}),
+            "`s3_bucket` is refused",
+        ),
     ] {
         let (st, _, b) = call(&s.state, "POST", "/generate", Some(body.clone())).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");

@@ -40,6 +40,7 @@ pub async fn run_generate(
     let t0 = std::time::Instant::now();
     let rate = service.sample_rate();
     let mut job = req.validate(&service.config.limits)?;
+    check_s3_names(job.s3_bucket.as_deref(), job.s3_key.as_deref())?;
     let decoded = service.decode_audio(std::mem::take(&mut job.audio)).await?;
     job.attach_audio(decoded);
     job.request.request_id = opts.request_id.clone();
@@ -122,6 +123,22 @@ pub async fn run_generate(
     })
 }
 
+/// A request's `s3_bucket` / `s3_key`, checked with the uploader's own rules whether or not S3 is
+/// configured: a key with `..`/`.` segments, a leading `/` or a backslash (path traversal) is a
+/// 400 before anything is generated, never an inline answer with an `upload_error`. Empty values
+/// mean "not given" (as the seed handler's `if request.s3_key`).
+pub fn check_s3_names(bucket: Option<&str>, key: Option<&str>) -> Result<(), ApiError> {
+    if let Some(k) = key.filter(|k| !k.is_empty()) {
+        higgs_storage::ObjectKey::parse(k)
+            .map_err(|e| ApiError::invalid("s3_key", format!("is refused: {e}")))?;
+    }
+    if let Some(b) = bucket.filter(|b| !b.is_empty()) {
+        higgs_storage::BucketName::parse(b)
+            .map_err(|e| ApiError::invalid("s3_bucket", format!("is refused: {e}")))?;
+    }
+    Ok(())
+}
+
 /// [`Service::collect`], also encoding the audio as it arrives and sending each encoded piece.
 async fn collect_streaming(
     service: &Service,
@@ -149,4 +166,32 @@ async fn collect_streaming(
         .await?;
     send(enc.finish().map_err(enc_err)?);
     Ok(c)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::check_s3_names;
+    use higgs_api::ErrorKind;
+
+    #[test]
+    fn traversal_keys_and_bad_buckets_are_refused_by_name() {
+        for key in [
+            "../x.wav",
+            "a/../../etc/passwd",
+            "/abs/x.wav",
+            "a\\..\\b.wav",
+            "./x.wav",
+            "a//b.wav",
+        ] {
+            let e = check_s3_names(None, Some(key)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadRequest, "{key}");
+            assert_eq!(e.param.as_deref(), Some("s3_key"), "{key}");
+        }
+        let e = check_s3_names(Some("Bad_Bucket"), Some("ok/x.wav")).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("s3_bucket"));
+        assert!(check_s3_names(Some("my-bucket"), Some("tts/2026/x.wav")).is_ok());
+        assert!(check_s3_names(Some(""), Some("")).is_ok());
+        assert!(check_s3_names(None, None).is_ok());
+    }
 }

@@ -443,6 +443,7 @@ async fn health_check_passthrough_and_bad_input_jobs() {
     );
     let bad_voice = p.push_job(tts("Hello.", json!({"ref_audio": "belindaa"})));
     let bad_field = p.push_job(tts("Hello.", json!({"temprature": 0.5})));
+    let traversal = p.push_job(tts("Hello.", json!({"s3_key": "../../etc/passwd"})));
     let not_object = p.push_job(json!("just a string"));
     p.push_raw(json!({"id": "no-input"}));
     let all = vec![
@@ -453,6 +454,7 @@ async fn health_check_passthrough_and_bad_input_jobs() {
         broken_stream.clone(),
         bad_voice.clone(),
         bad_field.clone(),
+        traversal.clone(),
         not_object.clone(),
         "no-input".to_string(),
     ];
@@ -502,6 +504,10 @@ async fn health_check_passthrough_and_bad_input_jobs() {
         e["error_message"].as_str().unwrap().contains("temprature"),
         "{e}"
     );
+    // No S3 anywhere in this setup: the key is refused all the same, before generating.
+    let e = error_of(&p, &traversal);
+    assert_eq!(e["status"], 400, "{e}");
+    assert_eq!(e["param"], "s3_key", "{e}");
     let e = error_of(&p, &not_object);
     assert!(e["error_message"].as_str().unwrap().contains("JSON object"));
     let e = error_of(&p, "no-input");
