@@ -152,3 +152,55 @@ def test_curl_speech_and_native_generate():
     assert codec == "flac" and abs(dur - j["duration_seconds"]) < 0.01
     status, bad = post_json("/generate", {"transcript": "x", "ref_audio": "nobody"})
     assert status == 404 and bad["success"] is False and "belinda" in bad["voice_suggestions"]
+
+
+def plain_messages():
+    return [{"role": "user", "content": "Say this with the chosen voice."}]
+
+
+def test_chat_uses_audio_voice_like_speech():
+    def chat(voice):
+        return client().chat.completions.create(model="higgs", messages=plain_messages(), modalities=["text", "audio"],
+                                                audio={"voice": voice, "format": "wav"}, extra_body=EXTRA)
+    library, builtin = chat("belinda"), chat("alloy")
+    # The library voice's transcript and recording are in the prompt; a built-in name adds nothing.
+    assert library.usage.prompt_tokens > builtin.usage.prompt_tokens
+    assert library.choices[0].message.audio.data != builtin.choices[0].message.audio.data
+    with pytest.raises(openai.NotFoundError) as e:
+        chat("belindaa")
+    # Suggestions are ranked by similarity to the name asked for.
+    assert "belinda" in str(e.value)
+
+
+def test_standard_openai_fields_are_accepted_and_n_above_one_refused():
+    r = client().chat.completions.create(
+        model="higgs", messages=plain_messages(), modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"},
+        user="user-1", metadata={"team": "tts"}, store=False, frequency_penalty=0, presence_penalty=0, n=1,
+        logprobs=False, response_format={"type": "text"}, parallel_tool_calls=False, service_tier="auto",
+        extra_body=EXTRA)
+    assert r.choices[0].message.audio.data
+    speech = client().audio.speech.create(model="higgs", voice="alloy", input="Fields.", response_format="pcm",
+                                          speed=1.0, extra_body={**EXTRA, "user": "user-1"})
+    assert len(speech.read()) > 0
+    with pytest.raises(openai.BadRequestError) as e:
+        client().chat.completions.create(model="higgs", messages=plain_messages(), modalities=["text", "audio"],
+                                         audio={"voice": "alloy", "format": "wav"}, n=2, extra_body=EXTRA)
+    assert "n" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        client().audio.speech.create(model="higgs", voice="alloy", input="x", speed=1.5, extra_body=EXTRA)
+    assert "speed" in str(e.value)
+
+
+def test_non_streamed_wav_has_true_sizes():
+    raw = client().audio.speech.with_raw_response.create(model="higgs", voice="alloy", input="A whole file.",
+                                                         response_format="wav", extra_body=EXTRA)
+    data = raw.content
+    assert int(raw.headers["content-length"]) == len(data)
+    path = WORK / "sizes.wav"
+    path.write_bytes(data)
+    with wave.open(str(path)) as w:
+        frames = w.getnframes()
+        assert w.getframerate() == 24000 and w.getnchannels() == 1 and w.getsampwidth() == 2
+    # RIFF size = file - 8; the data chunk holds exactly the frames the header announces.
+    assert int.from_bytes(data[4:8], "little") == len(data) - 8
+    assert 0 < frames and frames * 2 + 44 == len(data)

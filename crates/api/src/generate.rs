@@ -241,7 +241,15 @@ pub struct GenerationParameters {
     pub ras_win_len: usize,
     pub ras_win_max_num_repeat: usize,
     pub seed: Option<u64>,
+    /// The chunking that ran: the request's, or `word` when the text did not fit the sequence
+    /// limit in one piece and was split automatically (`auto_chunked`).
     pub chunk_method: String,
+    /// Words per chunk of the `word` method.
+    pub chunk_max_word_num: Option<usize>,
+    /// The request asked for no chunking and its text was too long for one piece.
+    pub auto_chunked: bool,
+    /// Earlier chunks dropped from a later chunk's context so that it fit the sequence limit.
+    pub context_chunks_dropped: usize,
     /// Seconds from request to complete audio.
     pub generation_time: f64,
     pub chunks_processed: usize,
@@ -320,6 +328,9 @@ mod decimal_tests {
             ras_win_max_num_repeat: 2,
             seed: None,
             chunk_method: "none".into(),
+            chunk_max_word_num: None,
+            auto_chunked: false,
+            context_chunks_dropped: 0,
             generation_time: 0.5,
             chunks_processed: 1,
         };

@@ -33,7 +33,8 @@ fn make_checkpoint(dir: &Path) {
 
 /// "(... N frames ...)" from synth's summary line.
 fn frames_in(report: &str) -> usize {
-    let i = report.find(" frames").expect("frames in report");
+    // The summary is the last line; progress lines before it also count frames.
+    let i = report.rfind(" frames").expect("frames in report");
     report[..i]
         .rsplit(|c: char| !c.is_ascii_digit())
         .next()
@@ -143,6 +144,8 @@ fn synth_clones_voices_over_speaker_chunks_and_reports_bad_input() {
         ])
         .arg(&out));
     assert!(report.contains("2 chunk(s)"), "{report}");
+    // Off a terminal, progress is a plain line per chunk.
+    assert!(report.contains("synth: chunk 2/2"), "{report}");
     let (secs, _, _) = audio_info(&out);
     assert!((secs - frames_in(&report) as f64 * 0.04).abs() < 1e-9);
     assert!(
@@ -165,6 +168,38 @@ fn synth_clones_voices_over_speaker_chunks_and_reports_bad_input() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(expect), "{voice}: {err}");
     }
+}
+
+/// A text longer than --max-seq-len allows in one piece is split by the engine and synth says so.
+#[test]
+fn synth_splits_a_text_too_long_for_one_sequence() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_checkpoint(tmp.path());
+    let out = tmp.path().join("long.wav");
+    let mut c = bin();
+    synth_base(&mut c, tmp.path());
+    // synth's default scene prompt alone is ~120 positions.
+    let text = "the quick brown fox jumps over the lazy dog ".repeat(16);
+    let report = run(c
+        .args([
+            "--max-seq-len",
+            "256",
+            "--max-new-tokens",
+            "30",
+            "--seed",
+            "1",
+        ])
+        .args(["--text", &text, "--out"])
+        .arg(&out));
+    assert!(
+        report.contains("did not fit --max-seq-len in one piece"),
+        "{report}"
+    );
+    let (secs, _, _) = audio_info(&out);
+    assert!(
+        (secs - frames_in(&report) as f64 * 0.04).abs() < 1e-9,
+        "{report}"
+    );
 }
 
 #[test]

@@ -91,6 +91,12 @@ pub struct Usage {
     /// Final audio frames (25 per second).
     pub audio_frames: usize,
     pub chunks: usize,
+    /// Words per chunk when the engine split the text itself: the request asked for no chunking
+    /// and its prompt + `max_new_tokens` did not fit the sequence limit in one piece.
+    pub auto_chunk_words: Option<usize>,
+    /// Earlier generated chunks dropped from a later chunk's context so that it fit the sequence
+    /// limit (oldest first; the reference voice is always kept).
+    pub context_chunks_dropped: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -148,6 +154,12 @@ pub enum Event {
     /// The request left the queue and started (after `queue` time).
     Started {
         queue: Duration,
+    },
+    /// Chunk `index` (0-based) of `chunks` starts generating (sent for every request; long-form
+    /// and automatically split texts have more than one). Progress displays use it.
+    Chunk {
+        index: usize,
+        chunks: usize,
     },
     /// Generated text tokens and their text (special tokens shown).
     Text {

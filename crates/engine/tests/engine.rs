@@ -114,7 +114,7 @@ fn collect_into(mut s: RequestStream, mut o: Outcome) -> Outcome {
                 o.finished = true;
             }
             Event::Failed(e) => o.error = Some(e),
-            Event::Started { .. } => {}
+            Event::Started { .. } | Event::Chunk { .. } => {}
         }
     }
     o
@@ -497,5 +497,90 @@ fn cancelled_queued_requests_are_counted_as_cancelled() {
             "queued cancellations not counted: {s:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn script(
+    transcript: &str,
+    chunking: higgs_text::ChunkConfig,
+    max_new_tokens: usize,
+) -> GenerateRequest {
+    let mut r = request(0);
+    r.prompting = Prompting::Script {
+        transcript: transcript.into(),
+        voices: vec![],
+        uploads: vec![],
+        scene_prompt: None,
+        ref_audio_in_system_message: false,
+        chunking,
+        chunk_buffer_size: None,
+    };
+    r.params.max_new_tokens = max_new_tokens;
+    r
+}
+
+/// `(audio, usage)` of a request that must finish.
+fn finish(mut s: RequestStream) -> (Vec<f32>, higgs_engine::Usage) {
+    let mut audio = Vec::new();
+    let mut usage = None;
+    while let Some(e) = s.next_blocking() {
+        match e {
+            Event::Audio { samples, .. } => audio.extend(samples),
+            Event::Finished { usage: u, .. } => usage = Some(u),
+            Event::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    (audio, usage.unwrap())
+}
+
+/// A text that does not fit the sequence limit in one piece is split into word chunks by the
+/// engine, exactly as if the caller had asked for `chunk_method word` with that size; later
+/// chunks drop the oldest carried chunk from their context when it would not fit.
+#[test]
+fn too_long_text_is_split_into_word_chunks_that_fit() {
+    let e = engine(1, 4);
+    let text = "the quick brown fox jumps over the lazy dog ".repeat(10);
+    let (audio, usage) = finish(e.submit(script(&text, Default::default(), 150)).unwrap());
+    let n = usage.auto_chunk_words.expect("the engine split the text");
+    assert!(n < 90, "{n} words per chunk");
+    assert!(usage.chunks >= 90usize.div_ceil(n), "{usage:?}");
+    assert!(!audio.is_empty());
+    // Every chunk's audio is longer than the room left beside two chunks' text: each later
+    // chunk drops the one before it from its context.
+    assert_eq!(usage.context_chunks_dropped, usage.chunks - 1, "{usage:?}");
+    // The same chunks asked for explicitly give the same audio.
+    let explicit = higgs_text::ChunkConfig {
+        method: higgs_text::ChunkMethod::Word,
+        max_word_num: n,
+        ..Default::default()
+    };
+    let (same, u) = finish(e.submit(script(&text, explicit, 150)).unwrap());
+    assert_eq!(u.auto_chunk_words, None);
+    assert_eq!(u.chunks, usage.chunks);
+    assert_eq!(u.context_chunks_dropped, usage.context_chunks_dropped);
+    assert_eq!(same, audio);
+    // A text that fits is never split.
+    let (_, u) = finish(
+        e.submit(script("A short one.", Default::default(), 20))
+            .unwrap(),
+    );
+    assert_eq!((u.auto_chunk_words, u.chunks), (None, 1));
+}
+
+/// Only a chunk that cannot fit even with one word is refused, and the error says so.
+#[test]
+fn a_prompt_that_cannot_fit_even_split_is_refused_clearly() {
+    let e = engine(1, 4);
+    let text = "the quick brown fox jumps over the lazy dog ".repeat(10);
+    let o = collect(e.submit(script(&text, Default::default(), 250)).unwrap());
+    match o.error {
+        Some(GenerationError::InvalidRequest(m)) => {
+            assert!(
+                m.contains("one word per chunk") && m.contains("--max-seq-len"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
     }
 }

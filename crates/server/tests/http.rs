@@ -977,3 +977,50 @@ async fn one_voice_has_details_and_unknown_names_get_the_most_similar_ones() {
         assert!(get["responses"][code].is_object(), "{code}: {get}");
     }
 }
+
+/// A transcript too long for one sequence (1,024 positions here) with a reference voice is split
+/// into word chunks by the engine, and the response says so; only a prompt that cannot fit even
+/// one word per chunk is a 422.
+#[tokio::test]
+async fn long_text_is_split_automatically_and_reported() {
+    let s = default_setup();
+    let text = "the quick brown fox jumps over the lazy dog ".repeat(100);
+    let body = serde_json::json!({"transcript": text, "ref_audio": "belinda", "temperature": 0,
+        "ras_win_len": 0, "max_new_tokens": 60, "seed": 1});
+    let (st, _, b) = call(&s.state, "POST", "/generate", Some(body)).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let p = &json(&b)["metadata"]["generation_parameters"];
+    assert_eq!(p["auto_chunked"], true, "{p}");
+    assert_eq!(p["chunk_method"], "word");
+    let words = p["chunk_max_word_num"].as_u64().unwrap();
+    assert!((1..=200).contains(&words), "{p}");
+    assert!(
+        p["chunks_processed"].as_u64().unwrap() >= 900u64.div_ceil(words),
+        "{p}"
+    );
+    // A short text stays one piece.
+    let body = serde_json::json!({"transcript": "Short.", "ref_audio": "belinda", "temperature": 0,
+        "ras_win_len": 0, "max_new_tokens": 20});
+    let (st, _, b) = call(&s.state, "POST", "/generate", Some(body)).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let p = &json(&b)["metadata"]["generation_parameters"];
+    assert_eq!(
+        (p["auto_chunked"].clone(), p["chunk_method"].clone()),
+        (false.into(), "none".into())
+    );
+    // The reference voice plus 1,000 new tokens cannot fit 1,024 positions at any chunk size.
+    let body =
+        serde_json::json!({"transcript": text, "ref_audio": "belinda", "max_new_tokens": 1000});
+    let (st, _, b) = call(&s.state, "POST", "/generate", Some(body)).await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let e = json(&b)["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains("one word per chunk") && e.contains("1024"),
+        "{e}"
+    );
+}

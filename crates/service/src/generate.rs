@@ -45,9 +45,13 @@ pub async fn run_generate(
     job.attach_audio(decoded);
     job.request.request_id = opts.request_id.clone();
     let params = job.request.params.clone();
-    let chunk_method = match &job.request.prompting {
-        Prompting::Script { chunking, .. } => format!("{:?}", chunking.method).to_lowercase(),
-        Prompting::Messages { .. } => "none".into(),
+    let requested = match &job.request.prompting {
+        Prompting::Script { chunking, .. } => {
+            let method = format!("{:?}", chunking.method).to_lowercase();
+            let words = (method == "word").then_some(chunking.max_word_num);
+            (method, words)
+        }
+        Prompting::Messages { .. } => ("none".into(), None),
     };
     let (s, early) = service.start(job.request).await?;
     let c = match &opts.stream {
@@ -114,7 +118,13 @@ pub async fn run_generate(
                 ras_win_len: params.ras.win_len,
                 ras_win_max_num_repeat: params.ras.max_repeat,
                 seed: params.seed,
-                chunk_method,
+                chunk_method: match c.usage.auto_chunk_words {
+                    Some(_) => "word".into(),
+                    None => requested.0,
+                },
+                chunk_max_word_num: c.usage.auto_chunk_words.or(requested.1),
+                auto_chunked: c.usage.auto_chunk_words.is_some(),
+                context_chunks_dropped: c.usage.context_chunks_dropped,
                 generation_time: t0.elapsed().as_secs_f64(),
                 chunks_processed: c.usage.chunks,
             },

@@ -17,8 +17,8 @@ pub fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-/// Resident memory of the process in MiB (0 where `/proc` is unavailable).
-pub fn rss_mb() -> f64 {
+/// Resident memory of the process in MiB (`None` where `/proc` is unavailable).
+pub fn rss_mb() -> Option<f64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -26,7 +26,7 @@ pub fn rss_mb() -> f64 {
                 .find(|l| l.starts_with("VmRSS:"))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
-        .map_or(0.0, |kb| kb / 1024.0)
+        .map(|kb| kb / 1024.0)
 }
 
 impl Readiness {
@@ -88,7 +88,9 @@ impl Service {
                 requests_failed: s.requests_failed,
                 requests_cancelled: s.requests_cancelled,
             },
-            memory: MemoryInfo { rss_mb: rss_mb() },
+            memory: MemoryInfo {
+                rss_mb: rss_mb().unwrap_or(0.0),
+            },
         };
         (readiness, h)
     }

@@ -91,7 +91,7 @@ impl Service {
                     return Ok(c);
                 }
                 Event::Failed(e) => return Err(self.generation_error(e)),
-                Event::Started { .. } => {}
+                Event::Started { .. } | Event::Chunk { .. } => {}
             }
         }
     }

@@ -106,18 +106,41 @@ impl LongFormPlanner {
         let index = self.next;
         self.next += 1;
         self.pending = Some(index);
+        Ok(Some(self.step(index, text)))
+    }
 
+    /// The step of chunk `index`: base messages, the generated chunks still kept, then the chunk.
+    fn step(&self, index: usize, text: String) -> ChunkStep {
         let mut messages = self.context.messages.clone();
         messages.extend(self.generation_messages.iter().cloned());
         messages.push(Message::text(Role::User, text.clone()));
         let mut context_audio = self.context.reference_audio.clone();
         context_audio.extend_from_slice(&self.generated_audio);
-        Ok(Some(ChunkStep {
+        ChunkStep {
             index,
             text,
             messages,
             context_audio,
-        }))
+        }
+    }
+
+    /// Drops the oldest generated chunk still in the context (its text and its audio) and returns
+    /// the pending chunk's step without it; `Ok(None)` when no generated chunk is left. For a
+    /// chunk whose prompt would not fit the sequence limit: the reference keeps every earlier
+    /// chunk (or the last `buffer_size`), which only works while they fit, and a sliding window
+    /// keeps the voice's continuity from the most recent chunks.
+    pub fn evict_oldest(&mut self) -> Result<Option<ChunkStep>> {
+        let index = self.pending.ok_or(TextError::Planner(
+            "no chunk is pending; call next_step before evict_oldest",
+        ))?;
+        if self.generated_audio.is_empty() {
+            return Ok(None);
+        }
+        self.generated_audio.remove(0);
+        // Each kept chunk is two messages: its user text, then its assistant audio.
+        let drop = self.generation_messages.len().min(2);
+        self.generation_messages.drain(..drop);
+        Ok(Some(self.step(index, self.chunks[index].clone())))
     }
 
     /// Records the audio generated for the pending chunk (one handle for the whole chunk, its

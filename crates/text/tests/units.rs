@@ -646,6 +646,44 @@ fn planner_enforces_call_order() {
     assert!(!p.is_done());
 }
 
+#[test]
+fn planner_evicts_the_oldest_generated_chunk_of_the_pending_step() {
+    let mut p = planner(None);
+    assert!(matches!(p.evict_oldest(), Err(TextError::Planner(_))));
+    p.next_step().unwrap().unwrap();
+    // Nothing generated yet: the reference audio is never dropped.
+    assert!(p.evict_oldest().unwrap().is_none());
+    p.record_generated(AudioRef(100)).unwrap();
+    p.next_step().unwrap().unwrap();
+    p.record_generated(AudioRef(101)).unwrap();
+    let third = p.next_step().unwrap().unwrap();
+    assert_eq!(
+        third.context_audio,
+        [AudioRef(10), AudioRef(100), AudioRef(101)]
+    );
+    let step = p.evict_oldest().unwrap().unwrap();
+    assert_eq!(step.index, 2);
+    assert_eq!(step.context_audio, [AudioRef(10), AudioRef(101)]);
+    assert_eq!(
+        step.messages[2..],
+        [
+            Message::text(Role::User, "three four"),
+            Message::audio(Role::Assistant, AudioRef(101)),
+            Message::text(Role::User, "five six"),
+        ]
+    );
+    let prompt = step.prompt(tok(), GenerationSuffix::Assistant).unwrap();
+    assert_eq!(prompt.audio_refs(), step.context_audio);
+    let step = p.evict_oldest().unwrap().unwrap();
+    assert_eq!(step.context_audio, [AudioRef(10)]);
+    assert_eq!(step.messages.len(), 2 + 1);
+    assert!(p.evict_oldest().unwrap().is_none());
+    // The loop goes on from the smaller context.
+    p.record_generated(AudioRef(102)).unwrap();
+    let last = p.next_step().unwrap().unwrap();
+    assert_eq!(last.context_audio, [AudioRef(10), AudioRef(102)]);
+}
+
 // ---------------------------------------------------------------- wire formats
 
 #[test]

@@ -149,17 +149,6 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 pub fn run(a: BenchArgs) -> Result<()> {
     if a.url.is_some() {
         return run_http(&a);
@@ -367,7 +356,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             } else {
                 0
             },
-            rss_mb: rss_mb(),
+            rss_mb: higgs_service::health::rss_mb().unwrap_or(f64::NAN),
             phase_forward_s: after.forward_seconds - before.forward_seconds,
             phase_sample_s: after.sample_seconds - before.sample_seconds,
             phase_codec_s: after.codec_seconds - before.codec_seconds,

@@ -103,7 +103,9 @@ pub struct EngineArgs {
     #[arg(long, env = "HIGGS_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
     /// Positions per sequence (prompt incl. reference audio + generated frames, per chunk).
-    #[arg(long, env = "HIGGS_MAX_SEQ_LEN", default_value_t = 4096)]
+    /// The default is the reference's largest static cache; on a GPU, --max-running is lowered
+    /// (with a warning) when that many sequences do not fit its free memory.
+    #[arg(long, env = "HIGGS_MAX_SEQ_LEN", default_value_t = 8192)]
     pub max_seq_len: usize,
     /// Requests allowed to wait; beyond it the server answers 429.
     #[arg(long, env = "HIGGS_MAX_QUEUE", default_value_t = 64)]
@@ -230,7 +232,16 @@ impl EngineArgs {
                 n
             }
             Some(gb) => bail!("--kv-cache-gb must be positive, got {gb}"),
-            None => self.max_running,
+            None => match higgs_engine::telemetry::gpu_memory(&dev) {
+                Some((free, total)) => {
+                    let per_slot = higgs_model::KvCache::bytes_per_position(m.config(), m.dtype())
+                        * self.max_seq_len;
+                    fit_slots(self.max_running, per_slot, free, total).map_err(|e| {
+                        anyhow::anyhow!("{e}; lower --max-seq-len ({})", self.max_seq_len)
+                    })?
+                }
+                None => self.max_running,
+            },
         };
         let mut cfg = EngineConfig {
             max_running,
@@ -510,4 +521,63 @@ fn default_download_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join(".cache/higgs-serve/higgs_audio")
+}
+
+/// GPU memory kept free beside the KV cache for activations, the codec and CUDA graphs: 10 % of
+/// the card, at least 4 GiB (a c=256 suite run used 4 GB beyond weights and cache on an H200).
+fn gpu_headroom(total: usize) -> usize {
+    (total / 10).max(4 << 30)
+}
+
+/// How many of `requested` KV slots of `per_slot` bytes fit the GPU's `free` memory after the
+/// headroom; fewer than asked is a warning (a serving system starts with what fits, as vLLM sizes
+/// its cache from free memory), none is an error naming the numbers.
+fn fit_slots(
+    requested: usize,
+    per_slot: usize,
+    free: usize,
+    total: usize,
+) -> Result<usize, String> {
+    let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+    let usable = free.saturating_sub(gpu_headroom(total));
+    let fit = usable / per_slot.max(1);
+    if fit == 0 {
+        return Err(format!(
+            "one sequence's KV cache needs {:.2} GiB but the GPU has {:.2} GiB free ({:.2} GiB kept for activations and the codec)",
+            gib(per_slot),
+            gib(free),
+            gib(gpu_headroom(total))
+        ));
+    }
+    if fit < requested {
+        tracing::warn!(
+            "--max-running {requested} sequences do not fit the GPU's free memory ({:.1} GiB, {:.1} GiB kept back, {:.2} GiB per sequence): running {fit}; lower --max-seq-len or set --kv-cache-gb to choose",
+            gib(free),
+            gib(gpu_headroom(total)),
+            gib(per_slot)
+        );
+        return Ok(fit);
+    }
+    Ok(requested)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_slots;
+
+    const GIB: usize = 1 << 30;
+
+    #[test]
+    fn slots_are_lowered_to_what_fits_the_free_gpu_memory() {
+        // 80 GiB card, 60 GiB free, 8 GiB kept back: 52 GiB for 1 GiB slots.
+        assert_eq!(fit_slots(16, GIB, 60 * GIB, 80 * GIB), Ok(16));
+        assert_eq!(fit_slots(64, GIB, 60 * GIB, 80 * GIB), Ok(52));
+        // A 24 GiB card with 10 GiB free: 4 GiB kept back, 6 slots of 1 GiB.
+        assert_eq!(fit_slots(16, GIB, 10 * GIB, 24 * GIB), Ok(6));
+        let e = fit_slots(16, 8 * GIB, 10 * GIB, 24 * GIB).unwrap_err();
+        assert!(
+            e.contains("8.00 GiB") && e.contains("10.00 GiB free"),
+            "{e}"
+        );
+    }
 }

@@ -163,58 +163,67 @@ pub fn run(a: SynthArgs) -> Result<()> {
             voices: library,
         },
     )?;
-    // The chunk plan of the text (the engine plans the same split), for the progress message.
-    let planned = match &req.prompting {
-        Prompting::Script {
-            transcript,
-            chunking,
-            ..
-        } => higgs_text::prepare_chunk_text(transcript, chunking).map_or(1, |c| c.len().max(1)),
-        Prompting::Messages { .. } => 1,
-    };
     let mut stream = engine.submit(req)?;
-    // Progress in audio frames (40 ms each): the engine reports audio as it is decoded. A
-    // spinner on a terminal; elsewhere (logs, CI) a plain line every few seconds.
+    // Progress: the chunk being generated (the engine announces each, also when it split a text
+    // too long for one sequence) and the audio decoded so far (40 ms frames). A bar on a
+    // terminal; elsewhere (logs, CI) a plain line per chunk and every few seconds.
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = if tty {
-        indicatif::ProgressBar::new_spinner()
+        indicatif::ProgressBar::new(1)
     } else {
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} chunk {pos}/{len} {wide_bar} {msg} ({elapsed})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let plan = if planned > 1 {
-        format!(", text split into {planned} chunks")
-    } else {
-        String::new()
-    };
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let mut last_line = Instant::now();
     let t0 = Instant::now();
     let mut audio: Vec<f32> = Vec::new();
     let mut frames = 0usize;
     let mut chunks = 0usize;
+    let mut chunk = (0usize, 1usize);
     while let Some(ev) = stream.next_blocking() {
         match ev {
+            Event::Chunk { index, chunks: n } => {
+                chunk = (index, n);
+                bar.set_length(n as u64);
+                bar.set_position(index as u64 + 1);
+                if !tty && n > 1 {
+                    eprintln!(
+                        "synth: chunk {}/{n}, {frames} frames so far, {:.1} s",
+                        index + 1,
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
+            }
             Event::Audio {
                 samples, frames: n, ..
             } => {
                 audio.extend_from_slice(&samples);
                 frames += n;
-                let msg = format!(
-                    "{frames} frames ({:.1} s of audio){plan}",
-                    frames as f64 * 0.04
-                );
+                let msg = format!("{frames} frames ({:.1} s of audio)", frames as f64 * 0.04);
                 if !tty && last_line.elapsed() >= std::time::Duration::from_secs(5) {
                     last_line = Instant::now();
-                    eprintln!("synth: {msg}, {:.1} s", t0.elapsed().as_secs_f64());
+                    eprintln!(
+                        "synth: chunk {}/{}, {msg}, {:.1} s",
+                        chunk.0 + 1,
+                        chunk.1,
+                        t0.elapsed().as_secs_f64()
+                    );
                 }
                 bar.set_message(msg);
-                bar.tick();
             }
             Event::Finished { usage, .. } => {
                 chunks = usage.chunks;
+                if let Some(w) = usage.auto_chunk_words {
+                    eprintln!(
+                        "synth: the text did not fit --max-seq-len in one piece: split into {chunks} chunks of up to {w} words"
+                    );
+                }
                 break;
             }
             Event::Failed(e) => {

@@ -39,6 +39,11 @@ impl Engine<'_> {
         let job = PrepJob {
             id: p.id,
             prompting,
+            fit: FitLimits {
+                max_seq_len: self.cfg.max_seq_len,
+                max_new_tokens: p.req.params.max_new_tokens,
+                suffix: prompt_suffix(p.req.force_audio),
+            },
             span: p.span.clone(),
         };
         if self.prep.send(job).is_err() {

@@ -44,7 +44,9 @@ pub use config::{EngineConfig, EngineParts, EngineStats};
 use handle::{Cmd, Pending, Shared};
 pub use handle::{EngineHandle, RequestStream};
 use lifecycle::{Ending, Outcome};
-use prepare::{prep_worker, PrepJob, Prepared, PREP_THREADS};
+use prepare::{
+    expand_for, prep_worker, prompt_suffix, too_long, FitLimits, PrepJob, Prepared, PREP_THREADS,
+};
 
 /// A prepared request waiting for a slot.
 struct Queued {
@@ -449,10 +451,11 @@ impl<'p> Engine<'p> {
             };
             let slot = self.free_slots.pop().unwrap_or_default();
             match self.start_request(q, slot) {
-                Ok(a) => {
+                Ok((a, chunk)) => {
                     let _ = a.events.send(Event::Started {
                         queue: a.started - a.submitted,
                     });
+                    self.audio.event(a.id, &a.events, chunk);
                     metrics::histogram!("higgs_queue_seconds")
                         .record((a.started - a.submitted).as_secs_f64());
                     self.active.push(a);
@@ -466,7 +469,7 @@ impl<'p> Engine<'p> {
         &mut self,
         q: Queued,
         slot: usize,
-    ) -> Result<Active, (Box<Active>, GenerationError)> {
+    ) -> Result<(Active, Event), (Box<Active>, GenerationError)> {
         let Queued { p, prepared } = q;
         let n = self.parts.model.config().num_codebooks;
         let mut a = Active {
@@ -494,15 +497,18 @@ impl<'p> Engine<'p> {
                 frames: Vec::new(),
             },
             audio: WindowPlanner::new(n, self.context, self.context),
-            usage: Usage::default(),
+            usage: Usage {
+                auto_chunk_words: prepared.auto_chunk_words,
+                ..Usage::default()
+            },
             reasons: Vec::new(),
             first_frame: None,
             chunks_sent: 0,
             draining: false,
         };
         match self.next_chunk(&mut a) {
-            Ok(true) => Ok(a),
-            Ok(false) => Err((
+            Ok(Some(chunk)) => Ok((a, chunk)),
+            Ok(None) => Err((
                 Box::new(a),
                 GenerationError::InvalidRequest(
                     "the transcript produced no chunk to generate".into(),
@@ -512,62 +518,79 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// Builds the next chunk's prompt; false when the request has no more chunks.
-    fn next_chunk(&self, a: &mut Active) -> Result<bool, GenerationError> {
+    /// Builds the next chunk's prompt; `None` when the request has no more chunks, else the
+    /// [`Event::Chunk`] that announces it.
+    fn next_chunk(&self, a: &mut Active) -> Result<Option<Event>, GenerationError> {
         let tok = &self.parts.tokenizer;
-        let suffix = if a.req.force_audio {
-            GenerationSuffix::AssistantAudio
-        } else {
-            GenerationSuffix::Assistant
-        };
-        let prompt = match &mut a.plan {
-            Plan::Script { planner } => match planner
-                .next_step()
-                .map_err(|e| GenerationError::Internal(e.to_string()))?
-            {
-                Some(step) => step.prompt(tok, suffix),
-                None => return Ok(false),
-            },
+        let suffix = prompt_suffix(a.req.force_audio);
+        let invalid = |e: higgs_text::TextError| GenerationError::InvalidRequest(e.to_string());
+        let (prompt, announce) = match &mut a.plan {
+            Plan::Script { planner } => {
+                let chunks = planner.num_chunks();
+                match planner
+                    .next_step()
+                    .map_err(|e| GenerationError::Internal(e.to_string()))?
+                {
+                    Some(step) => (
+                        step.prompt(tok, suffix),
+                        Event::Chunk {
+                            index: step.index,
+                            chunks,
+                        },
+                    ),
+                    None => return Ok(None),
+                }
+            }
             Plan::Once { messages, done } => {
                 if *done {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 *done = true;
-                generation_prompt(tok, messages, suffix)
+                (
+                    generation_prompt(tok, messages, suffix),
+                    Event::Chunk {
+                        index: 0,
+                        chunks: 1,
+                    },
+                )
             }
-        }
-        .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?;
-        let cfg = self.parts.model.config();
-        let clips = prompt
-            .audio_refs()
-            .iter()
-            .map(|r| {
-                a.clips.get(r.0).cloned().ok_or_else(|| {
-                    GenerationError::InvalidRequest(format!(
-                        "the messages reference audio clip {} which was not supplied",
-                        r.0
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let spec = PromptSpec {
-            ids: prompt.ids,
-            clips,
-            audio_in_as_codes: cfg.encode_audio_in_tokens,
         };
-        let expanded = expand_prompt(cfg, &spec)
-            .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?;
-        let need = expanded.seq.len() + a.req.params.max_new_tokens;
+        let prompt = prompt.map_err(invalid)?;
+        let max_new = a.req.params.max_new_tokens;
+        let mut expanded = expand_for(self.parts, &prompt, &a.clips)?;
+        // A later chunk carries the earlier chunks' audio: drop the oldest of them until it fits.
+        while expanded.seq.len() + max_new > self.cfg.max_seq_len {
+            let Plan::Script { planner } = &mut a.plan else {
+                break;
+            };
+            let Some(step) = planner
+                .evict_oldest()
+                .map_err(|e| GenerationError::Internal(e.to_string()))?
+            else {
+                break;
+            };
+            a.usage.context_chunks_dropped += 1;
+            tracing::info!(
+                chunk = step.index,
+                "dropped the oldest generated chunk from the context to fit the sequence limit"
+            );
+            expanded = expand_for(
+                self.parts,
+                &step.prompt(tok, suffix).map_err(invalid)?,
+                &a.clips,
+            )?;
+        }
+        let need = expanded.seq.len() + max_new;
         if need > self.cfg.max_seq_len {
-            return Err(GenerationError::InvalidRequest(format!(
-                "prompt ({} positions) + max_new_tokens ({}) = {need} exceeds the engine's sequence limit ({}); shorten the \
-                 text/reference audio, lower max_new_tokens, or use chunking",
+            return Err(too_long(
                 expanded.seq.len(),
-                a.req.params.max_new_tokens,
-                self.cfg.max_seq_len
-            )));
+                max_new,
+                self.cfg.max_seq_len,
+                false,
+            ));
         }
         a.usage.prompt_tokens += expanded.prompt_tokens;
+        let cfg = self.parts.model.config();
         let mut prefill = expanded.seq.clone();
         prefill.slot = a.slot;
         a.chunk = ChunkRun {
@@ -584,7 +607,7 @@ impl<'p> Engine<'p> {
         };
         // Same seed per chunk, as the reference re-seeds every generate call.
         a.rng = SeqRng::new(a.req.params.seed);
-        Ok(true)
+        Ok(Some(announce))
     }
 
     /// One engine step: a single batched forward for every running sequence.
@@ -798,8 +821,9 @@ impl<'p> Engine<'p> {
             }
             self.cache.reset(a.slot);
             match self.next_chunk(&mut a) {
-                Ok(true) => {}
-                Ok(false) => {
+                // Queued behind the audio already cut, so it follows the earlier chunks' events.
+                Ok(Some(ev)) => self.audio.event(a.id, &a.events, ev),
+                Ok(None) => {
                     a.draining = true;
                     a.audio.finish();
                 }

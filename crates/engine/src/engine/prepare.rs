@@ -2,11 +2,151 @@
 //! cached reference encodes, uploads encoded), the text pipeline run into a chunk plan.
 
 use super::*;
+use crate::prompt::ExpandedPrompt;
+use higgs_text::{prepare_chunk_text, ChatPrompt, ChunkConfig, ChunkMethod, PreparedGeneration};
 
 /// What preparation made of a request's prompting: the chunk plan and its audio clips as codes.
 pub(super) struct Prepared {
     pub(super) plan: Plan,
     pub(super) clips: Vec<Codes>,
+    /// Words per chunk when the text was split because it did not fit in one piece.
+    pub(super) auto_chunk_words: Option<usize>,
+}
+
+/// What a request's prompts must fit: the sequence limit, less its `max_new_tokens`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FitLimits {
+    pub(super) max_seq_len: usize,
+    pub(super) max_new_tokens: usize,
+    pub(super) suffix: GenerationSuffix,
+}
+
+impl FitLimits {
+    fn fits(&self, positions: usize) -> bool {
+        positions + self.max_new_tokens <= self.max_seq_len
+    }
+}
+
+/// How a request's prompt ends: straight into audio when it forces audio.
+pub(super) fn prompt_suffix(force_audio: bool) -> GenerationSuffix {
+    if force_audio {
+        GenerationSuffix::AssistantAudio
+    } else {
+        GenerationSuffix::Assistant
+    }
+}
+
+/// A rendered prompt expanded into model positions, its audio placeholders filled from `clips`
+/// (what the KV cache holds before the first generated token).
+pub(super) fn expand_for(
+    parts: &EngineParts,
+    prompt: &ChatPrompt,
+    clips: &[Codes],
+) -> Result<ExpandedPrompt, GenerationError> {
+    let cfg = parts.model.config();
+    let clips = prompt
+        .audio_refs()
+        .iter()
+        .map(|r| {
+            clips.get(r.0).cloned().ok_or_else(|| {
+                GenerationError::InvalidRequest(format!(
+                    "the messages reference audio clip {} which was not supplied",
+                    r.0
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = PromptSpec {
+        ids: prompt.ids.clone(),
+        clips,
+        audio_in_as_codes: cfg.encode_audio_in_tokens,
+    };
+    expand_prompt(cfg, &spec).map_err(|e| GenerationError::InvalidRequest(e.to_string()))
+}
+
+/// The refusal of a prompt that cannot fit even after splitting: says which part is too big.
+/// `split`: the text was already split as far as it goes (one word per chunk).
+pub(super) fn too_long(
+    prompt: usize,
+    max_new: usize,
+    limit: usize,
+    split: bool,
+) -> GenerationError {
+    GenerationError::InvalidRequest(format!(
+        "prompt ({prompt} positions, reference audio included) + max_new_tokens ({max_new}) = {} \
+         exceeds the sequence limit ({limit}){}; shorten the reference audio, scene or messages, \
+         lower max_new_tokens, or raise the server's --max-seq-len",
+        prompt + max_new,
+        if split {
+            " even with one word per chunk"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// Splits a text that does not fit in one piece into word chunks that each fit with the
+/// request's context (scene, reference voices), as the reference's `--chunk_method word` would;
+/// the chunk loop then carries earlier chunks' audio as context. Starts at the reference CLI's
+/// 200 words and shrinks; `Ok(None)` when the text fits whole.
+fn auto_split(
+    parts: &EngineParts,
+    prepared: &mut PreparedGeneration,
+    clips: &[Codes],
+    fit: FitLimits,
+) -> Result<Option<usize>, GenerationError> {
+    let positions = |p: &PreparedGeneration, chunk: &str| -> Result<usize, GenerationError> {
+        let mut planner = LongFormPlanner::new(p.context.clone(), vec![chunk.to_string()], None);
+        let step = planner
+            .next_step()
+            .map_err(|e| GenerationError::Internal(e.to_string()))?
+            .ok_or_else(|| GenerationError::Internal("a one-chunk plan has no step".into()))?;
+        let prompt = step
+            .prompt(&parts.tokenizer, fit.suffix)
+            .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?;
+        Ok(expand_for(parts, &prompt, clips)?.seq.len())
+    };
+    let whole = prepared.normalized_transcript.clone();
+    let first = positions(prepared, &whole)?;
+    if fit.fits(first) {
+        return Ok(None);
+    }
+    // One-word chunks count the words as the chunker sees them (jieba words for Chinese).
+    let one = ChunkConfig {
+        method: ChunkMethod::Word,
+        max_word_num: 1,
+        ..ChunkConfig::default()
+    };
+    let words = prepare_chunk_text(&whole, &one)
+        .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?
+        .len();
+    let mut n = words.div_ceil(2).clamp(1, 200);
+    loop {
+        let cfg = ChunkConfig {
+            method: ChunkMethod::Word,
+            max_word_num: n,
+            ..ChunkConfig::default()
+        };
+        let chunks = prepare_chunk_text(&whole, &cfg)
+            .map_err(|e| GenerationError::InvalidRequest(e.to_string()))?;
+        let mut largest = 0;
+        for c in &chunks {
+            largest = largest.max(positions(prepared, c)?);
+        }
+        if fit.fits(largest) {
+            tracing::info!(
+                words_per_chunk = n,
+                chunks = chunks.len(),
+                "the text does not fit the sequence limit in one piece: split into word chunks"
+            );
+            prepared.chunks = chunks;
+            return Ok(Some(n));
+        }
+        if n == 1 {
+            return Err(too_long(largest, fit.max_new_tokens, fit.max_seq_len, true));
+        }
+        n = (n * 2 / 3).max(1);
+    }
 }
 
 /// Work for the preparation pool (voice lookup, reference encodes, text pipeline), which runs off
@@ -14,6 +154,7 @@ pub(super) struct Prepared {
 pub(super) struct PrepJob {
     pub(super) id: u64,
     pub(super) prompting: Prompting,
+    pub(super) fit: FitLimits,
     pub(super) span: tracing::Span,
 }
 
@@ -39,7 +180,7 @@ pub(super) fn prep_worker(
         };
         let result = job
             .span
-            .in_scope(|| prepare_request(parts, codec, job.prompting))
+            .in_scope(|| prepare_request(parts, codec, job.prompting, job.fit))
             .map(Box::new);
         if results.send(Cmd::Prepared { id: job.id, result }).is_err() {
             return;
@@ -53,6 +194,7 @@ pub(super) fn prepare_request(
     parts: &EngineParts,
     codec: &SharedCodec<'_>,
     prompting: Prompting,
+    fit: FitLimits,
 ) -> Result<Prepared, GenerationError> {
     match prompting {
         Prompting::Script {
@@ -90,8 +232,8 @@ pub(super) fn prepare_request(
                 ref_audio_in_system_message,
                 chunking,
             };
-            let prepared = prepare_generation(&text_req, &resolved, profiles.as_ref()).map_err(
-                |e| match e {
+            let mut prepared = prepare_generation(&text_req, &resolved, profiles.as_ref())
+                .map_err(|e| match e {
                     higgs_text::TextError::UnknownVoice { ref name, .. } => {
                         GenerationError::UnknownVoice {
                             name: name.clone(),
@@ -99,13 +241,19 @@ pub(super) fn prepare_request(
                         }
                     }
                     other => GenerationError::InvalidRequest(other.to_string()),
-                },
-            )?;
+                })?;
+            // Only a request that asked for no chunking is split: chosen chunks are the caller's.
+            let auto_chunk_words = if chunking.method == ChunkMethod::None {
+                auto_split(parts, &mut prepared, &resolved.clips, fit)?
+            } else {
+                None
+            };
             Ok(Prepared {
                 plan: Plan::Script {
                     planner: prepared.into_planner(chunk_buffer_size),
                 },
                 clips: resolved.clips,
+                auto_chunk_words,
             })
         }
         Prompting::Messages { messages, clips } => {
@@ -123,6 +271,7 @@ pub(super) fn prepare_request(
                     done: false,
                 },
                 clips: out,
+                auto_chunk_words: None,
             })
         }
     }

@@ -196,7 +196,7 @@ pub async fn chat(
                         pending.push_back("[DONE]".to_string());
                         done = true;
                     }
-                    Some(Event::Started { .. }) => {}
+                    Some(Event::Started { .. } | Event::Chunk { .. }) => {}
                     None => {
                         tracing::error!(
                             request_id = rid,
