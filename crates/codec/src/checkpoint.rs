@@ -266,7 +266,7 @@ pub fn legacy_to_hf(name: &str, n_blocks: usize) -> String {
                 _ => name.to_string(),
             }
         }
-        ["encoder_semantic", ..] => name
+        ["encoder_semantic" | "decoder_semantic", ..] => name
             .replace(".conv.conv.", ".conv.")
             .replace(".conv1.conv.", ".conv1.")
             .replace(".conv2.conv.", ".conv2."),
@@ -333,6 +333,15 @@ mod tests {
                 "encoder_semantic.conv_blocks.1.res_units.0.conv2.weight",
                 "encoder_semantic.conv_blocks.1.res_units.0.conv2.weight",
             ),
+            (
+                "decoder_semantic.conv_blocks.0.conv.conv.bias",
+                "decoder_semantic.conv_blocks.0.conv.bias",
+            ),
+            (
+                "decoder_semantic.conv2.conv.weight",
+                "decoder_semantic.conv2.weight",
+            ),
+            ("fc_post1.weight", "fc1.weight"),
             ("fc_prior.weight", "fc.weight"),
             ("fc_post2.bias", "fc2.bias"),
             (

@@ -380,6 +380,29 @@ fn build_legacy_tensors(s: &Sizes, seed: u64) -> Result<Vec<(String, Tensor)>> {
     g.push("fc_post2.weight".into(), w, &[s.latent, dim])?;
     let b = g.normal(s.latent, 0.02);
     g.push("fc_post2.bias".into(), b, &[s.latent])?;
+    // The semantic reconstruction branch (`decoder_semantic`, `fc_post1`): a training target that
+    // no forward here uses, but part of every real checkpoint and of transformers'
+    // `HiggsAudioV2TokenizerModel`. Generated last, so the tensors above keep their values.
+    let ds = "decoder_semantic";
+    g.conv(&format!("{ds}.conv1.conv"), h, h, 3, 1.0, false)?;
+    for b in 0..2 {
+        // Strides (1, 1): each block is a k3 conv with bias, then 2 residual units.
+        g.conv(
+            &format!("{ds}.conv_blocks.{b}.conv.conv"),
+            h,
+            h,
+            3,
+            1.0,
+            true,
+        )?;
+        for r in 0..2 {
+            let p = format!("{ds}.conv_blocks.{b}.res_units.{r}");
+            g.conv(&format!("{p}.conv1.conv"), h, h, 3, 1.0, false)?;
+            g.conv(&format!("{p}.conv2"), h, h, 1, 0.3, false)?;
+        }
+    }
+    g.conv(&format!("{ds}.conv2.conv"), h, h, 3, 1.0, false)?;
+    g.linear("fc_post1", h, dim)?;
     Ok(g.tensors)
 }
 
@@ -456,8 +479,12 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 ///   with weight-norm `weight_g`/`weight_v` pairs; HuBERT's positional conv as
 ///   `parametrizations.weight.original0/1`), plus `hubert_base/config.json` for the tiny preset
 ///   (the full preset uses HuBERT-base values, which the loader assumes when it is absent).
-/// * [`CheckpointLayout::Hf`]: transformers-native `config.json` + `model.safetensors` with the
-///   weight norm folded and tensors renamed.
+/// * [`CheckpointLayout::Hf`]: transformers-native `config.json` + `model.safetensors` as
+///   transformers' converter writes it: `weight_g`/`weight_v` folded, tensors renamed, HuBERT's
+///   positional conv as `parametrizations.weight.original0/1`, and `target_bandwidths` ending
+///   where transformers builds exactly the quantizers written. `HiggsAudioV2TokenizerModel.
+///   from_pretrained` loads it with no missing or unexpected keys
+///   (`tests/data/transformers_keys_codec.txt`).
 ///
 /// The same `preset` and `seed` give the same weights in both layouts.
 pub fn write_random_checkpoint(
@@ -511,7 +538,7 @@ pub fn write_random_checkpoint(
                     "downsample_factor": s.hubert_conv_stride.iter().product::<usize>(),
                     "codebook_size": s.bins,
                     "codebook_dim": s.codebook_dim,
-                    "target_bandwidths": s.target_bandwidths,
+                    "target_bandwidths": hf_target_bandwidths(&s)?,
                     "kernel_size": 3,
                     "channel_ratios": [1, 1],
                     "strides": [1, 1],
@@ -536,7 +563,40 @@ pub fn write_random_checkpoint(
     }
 }
 
-/// Legacy tensors → transformers-native ones: weight norm folded, names mapped.
+/// Quantizers transformers builds for `target_bandwidths` (`HiggsAudioV2TokenizerConfig.
+/// num_quantizers`): `1000 · last bandwidth // (frame_rate · ceil(log2 bins))`.
+fn num_quantizers(target_bandwidths: &[f64], frame_rate: usize, bins: usize) -> usize {
+    let nbits = usize::BITS - bins.saturating_sub(1).leading_zeros();
+    let last = target_bandwidths.last().copied().unwrap_or(0.0);
+    (1000.0 * last / (frame_rate * nbits as usize).max(1) as f64).floor() as usize
+}
+
+/// The preset's bandwidths up to the one that needs exactly `n_q` quantizers. transformers
+/// builds as many quantizers as the last bandwidth needs and the legacy list of the tiny preset
+/// (the fixture's) goes on to 4 kbps = 16; the legacy layout states `n_q` itself.
+fn hf_target_bandwidths(s: &Sizes) -> Result<Vec<f64>> {
+    let hop: usize = s.ratios.iter().product();
+    let frame_rate = 24000usize.div_ceil(hop);
+    let n = |bws: &[f64]| num_quantizers(bws, frame_rate, s.bins);
+    let end = (1..=s.target_bandwidths.len())
+        .rfind(|&k| n(&s.target_bandwidths[..k]) <= s.n_q)
+        .unwrap_or(0);
+    let bws = s.target_bandwidths[..end].to_vec();
+    if n(&bws) != s.n_q {
+        return Err(CodecError::Input(format!(
+            "no prefix of target_bandwidths {:?} gives {} quantizers",
+            s.target_bandwidths, s.n_q
+        )));
+    }
+    Ok(bws)
+}
+
+/// Legacy tensors → transformers-native ones, as transformers' converter
+/// (`convert_higgs_audio_v2_tokenizer_to_hf.py`) makes them: `weight_g`/`weight_v` folded into
+/// `weight`, names mapped. HuBERT's positional conv keeps its weight-norm parametrization
+/// (`parametrizations.weight.original0/1`): transformers' `HubertPositionalConvEmbedding` is
+/// built with one and expects those two tensors. `masked_spec_embed` (masking for training) is
+/// left out: transformers' HuBERT has it only when masking is configured, and ignores it.
 fn fold_all(
     tensors: &[(String, Tensor)],
     n_blocks: usize,
@@ -545,33 +605,41 @@ fn fold_all(
         tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let mut out = std::collections::HashMap::new();
     for (name, t) in tensors {
-        let pairs = [
-            ("weight_g", "weight_v"),
-            (
-                "parametrizations.weight.original0",
-                "parametrizations.weight.original1",
-            ),
-        ];
-        let mut handled = false;
-        for (g_suffix, v_suffix) in pairs {
-            if let Some(prefix) = name.strip_suffix(&format!(".{g_suffix}")) {
-                let v_name = format!("{prefix}.{v_suffix}");
-                let v = lookup
-                    .get(v_name.as_str())
-                    .ok_or_else(|| CodecError::MissingTensor {
-                        name: v_name.clone(),
-                        path: PathBuf::from("<in-memory random checkpoint>"),
-                    })?;
-                let w = fold_weight_norm(t, v)?;
-                out.insert(legacy_to_hf(&format!("{prefix}.weight"), n_blocks), w);
-                handled = true;
-            } else if name.ends_with(&format!(".{v_suffix}")) {
-                handled = true; // folded together with its g
-            }
+        if name == "semantic_model.masked_spec_embed" {
+            continue;
         }
-        if !handled {
+        if let Some(prefix) = name.strip_suffix(".weight_g") {
+            let v_name = format!("{prefix}.weight_v");
+            let v = lookup
+                .get(v_name.as_str())
+                .ok_or_else(|| CodecError::MissingTensor {
+                    name: v_name.clone(),
+                    path: PathBuf::from("<in-memory random checkpoint>"),
+                })?;
+            let w = fold_weight_norm(t, v)?;
+            out.insert(legacy_to_hf(&format!("{prefix}.weight"), n_blocks), w);
+        } else if !name.ends_with(".weight_v") {
+            // (a `weight_v` was folded together with its `weight_g`)
             out.insert(legacy_to_hf(name, n_blocks), t.to_dtype(DType::F32)?);
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hf_bandwidths_ask_transformers_for_the_quantizers_written() {
+        for preset in [Preset::Tiny, Preset::Full] {
+            let s = Sizes::of(preset);
+            let bws = hf_target_bandwidths(&s).unwrap_or_default();
+            // 8 codebooks × 25 frames/s × 10 bits = 2 kbps.
+            assert_eq!(bws.last().copied(), Some(2.0), "{preset:?}");
+            assert_eq!(num_quantizers(&bws, 25, s.bins), s.n_q, "{preset:?}");
+        }
+        // The tiny preset's legacy list (the fixture's) goes on to 4 kbps: 16 quantizers.
+        assert_eq!(num_quantizers(&[0.5, 1.0, 1.5, 2.0, 4.0], 25, 1024), 16);
+    }
 }

@@ -66,6 +66,63 @@ fn legacy_and_hf_layouts_of_one_random_checkpoint_agree() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// What `--layout hf` wrote before it matched transformers: HuBERT's positional conv folded
+/// into a plain `weight`, no semantic decoder, no `fc1`. Such files must still load, and encode
+/// and decode as the transformers-shaped file of the same weights.
+#[test]
+fn hf_files_from_before_the_transformers_names_still_load() {
+    let root = scratch("old-hf");
+    let (new, old) = (root.join("new"), root.join("old"));
+    write_random_checkpoint(&new, Preset::Tiny, CheckpointLayout::Hf, 5).unwrap();
+    copy_dir(&new, &old);
+    let path = old.join("model.safetensors");
+    let mut t = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let pc = "semantic_model.encoder.pos_conv_embed.conv";
+    let g = t
+        .remove(&format!("{pc}.parametrizations.weight.original0"))
+        .unwrap();
+    let v = t
+        .remove(&format!("{pc}.parametrizations.weight.original1"))
+        .unwrap();
+    // torch weight_norm(dim=2): w = g · v / ‖v‖, the norm over dims 0 and 1 for every tap.
+    let norm = v
+        .sqr()
+        .unwrap()
+        .sum_keepdim(0)
+        .unwrap()
+        .sum_keepdim(1)
+        .unwrap()
+        .sqrt()
+        .unwrap();
+    let w = v.broadcast_mul(&g.broadcast_div(&norm).unwrap()).unwrap();
+    t.insert(format!("{pc}.weight"), w);
+    t.retain(|n, _| !n.starts_with("decoder_semantic.") && !n.starts_with("fc1."));
+    candle_core::safetensors::save(&t, &path).unwrap();
+    let a = Codec::load(&new, &Device::Cpu).unwrap();
+    let b = Codec::load(&old, &Device::Cpu).unwrap();
+    let wave: Vec<f32> = (0..24000).map(|i| (i as f32 * 0.031).sin() * 0.4).collect();
+    let (ta, tb) = (
+        a.encode_traced(&wave).unwrap(),
+        b.encode_traced(&wave).unwrap(),
+    );
+    // The positional conv acts in every HuBERT layer: its hidden states must agree (folded at load
+    // vs folded by hand, same formula; only rounding may differ).
+    assert_close(
+        "HuBERT hidden states",
+        &ta.semantic_hidden_states,
+        &tb.semantic_hidden_states,
+        1e-5,
+    );
+    assert_eq!(
+        ta.codes.to_vec2::<u32>().unwrap(),
+        tb.codes.to_vec2::<u32>().unwrap()
+    );
+    let codes = test_codes(&a, 8);
+    let (wa, wb) = (a.decode(&codes).unwrap(), b.decode(&codes).unwrap());
+    assert_eq!(wa, wb);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 #[test]
 fn our_pth_writer_round_trips_the_fixture_checkpoint() {
     // Re-save the fixture's state dict with our writer; decoding must still match the golden.

@@ -120,6 +120,7 @@ pub fn special_ids(cfg: &HiggsConfig, stop: Vec<u32>) -> SpecialIds {
         stream_bos: cfg.stream_bos_id,
         stream_eos: cfg.stream_eos_id,
         use_delay_pattern: cfg.use_delay_pattern,
+        text_head: cfg.text_head,
     }
 }
 

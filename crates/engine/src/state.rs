@@ -19,6 +19,10 @@ pub struct SpecialIds {
     pub stream_bos: u32,
     pub stream_eos: u32,
     pub use_delay_pattern: bool,
+    /// The model has a text head. Without one (transformers' default checkpoint) there are no
+    /// text logits: the state machine never asks for them, forces `<|audio_out_bos|>` where text
+    /// would be sampled, and ends generation on the audio EOS instead of going back to text.
+    pub text_head: bool,
 }
 
 /// Mode of the next forward, decided from the last token of the short text sequence.
@@ -125,7 +129,7 @@ impl GenState {
     /// Which heads the next forward needs: (text, audio).
     pub fn needs_logits(&self) -> (bool, bool) {
         match self.mode {
-            Mode::Text => (true, false),
+            Mode::Text => (self.ids.text_head, false),
             Mode::AudioInit => (false, false),
             Mode::AudioInProgress => (false, true),
         }
@@ -177,7 +181,8 @@ impl GenState {
     }
 
     /// Advances after a TEXT or AUDIO_INIT forward. `sampled` is the sampled text id (ignored in
-    /// AUDIO_INIT, whose output is forced). Returns the events and the next input.
+    /// AUDIO_INIT, whose output is forced, and without a text head, where TEXT is forced to
+    /// `<|audio_out_bos|>`). Returns the events and the next input.
     pub fn on_text_step(&mut self, sampled: u32) -> (Vec<StepEvent>, NextInput) {
         let n = self.ids.num_codebooks;
         match self.mode {
@@ -196,6 +201,12 @@ impl GenState {
                 )
             }
             _ => {
+                // No text head: nothing was sampled; the only way on is into audio.
+                let sampled = if self.ids.text_head {
+                    sampled
+                } else {
+                    self.ids.audio_out_bos
+                };
                 self.text_tokens.push(sampled);
                 self.mode = mode_for(&self.ids, sampled);
                 self.finish_step(sampled);
@@ -263,6 +274,11 @@ impl GenState {
             events.push(StepEvent::SegmentEnd);
             events.push(StepEvent::Text(self.ids.audio_eos));
             self.finish_step(self.ids.audio_eos);
+            if !self.ids.text_head {
+                // The text after `<|audio_eos|>` cannot be sampled: the audio EOS is the stop
+                // (as transformers' generate ends once every codebook is at the stream EOS).
+                self.finished = Some(FinishReason::Stop);
+            }
             (events, NextInput::Text(self.ids.audio_eos))
         } else {
             self.finish_step(self.ids.audio_out);
@@ -306,6 +322,7 @@ mod tests {
             stream_bos: BOS,
             stream_eos: EOS,
             use_delay_pattern: true,
+            text_head: true,
         }
     }
 
@@ -405,6 +422,50 @@ mod tests {
         assert_eq!(segs[0].frames(), 4); // BOS column + 3 frames
                                          // revert (4 - N + 1 = 1 column) then trim both ends: nothing left, no panic.
         assert_eq!(s.final_segments()[0].frames(), 0);
+    }
+
+    fn no_head() -> SpecialIds {
+        SpecialIds {
+            text_head: false,
+            ..ids()
+        }
+    }
+
+    #[test]
+    fn without_a_text_head_audio_eos_ends_generation_and_no_text_logits_are_asked() {
+        // A prompt ending in <|audio_out_bos|> (force_audio).
+        let mut s = GenState::new(no_head(), 13, &[], 100);
+        let mut asked = vec![s.needs_logits()];
+        s.on_text_step(0);
+        asked.push(s.needs_logits());
+        for _ in 0..N {
+            s.on_audio_step(&[1, 2, 3, 4]);
+            asked.push(s.needs_logits());
+        }
+        assert!(s.finished().is_none());
+        let (ev, _) = s.on_audio_step(&[1, 2, 3, EOS]);
+        asked.push(s.needs_logits());
+        assert!(ev.contains(&StepEvent::SegmentEnd));
+        assert_eq!(s.finished(), Some(FinishReason::Stop));
+        assert_eq!(s.text_tokens(), &[16, 12]);
+        assert!(asked.iter().all(|&(text, _)| !text), "{asked:?}");
+        // With a text head the same audio EOS goes back to text mode and generation goes on.
+        let mut s = ramp_done();
+        s.on_audio_step(&[1, 2, 3, EOS]);
+        assert!(s.finished().is_none());
+        assert_eq!(s.needs_logits(), (true, false));
+    }
+
+    #[test]
+    fn without_a_text_head_text_mode_is_forced_into_audio() {
+        let mut s = GenState::new(no_head(), 7, &[], 100);
+        assert_eq!(s.mode(), Mode::Text);
+        assert_eq!(s.needs_logits(), (false, false));
+        // Whatever the caller passes (nothing was sampled), the next token is <|audio_out_bos|>.
+        let (ev, next) = s.on_text_step(500);
+        assert_eq!(ev, vec![StepEvent::Text(13)]);
+        assert_eq!(next, NextInput::Text(13));
+        assert_eq!(s.mode(), Mode::AudioInit);
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct HiggsConfig {
     pub audio_embed_avg: bool,
     /// `torch_dtype` recorded in the config, if any (informational).
     pub torch_dtype: Option<String>,
+    /// Whether the checkpoint has a text head (`text_lm_head`). No config key says so: a
+    /// transformers `save_pretrained` writes none by default (`use_text_head=False`), so
+    /// `config.json` parsing says `true` and the model loader sets what the weights hold. Without
+    /// one, generation is audio only and ends on the audio EOS.
+    pub text_head: bool,
 }
 
 impl HiggsConfig {
@@ -410,6 +415,7 @@ impl LegacyRaw {
             encode_audio_in_tokens: self.encode_audio_in_tokens,
             audio_embed_avg: self.audio_embed_avg,
             torch_dtype: self.torch_dtype,
+            text_head: true,
         }
         .validate()
     }
@@ -487,6 +493,7 @@ impl HfRaw {
             encode_audio_in_tokens: true,
             audio_embed_avg: false,
             torch_dtype: self.torch_dtype.or(self.dtype),
+            text_head: true,
         }
         .validate()
     }

@@ -75,6 +75,10 @@ pub enum ForwardError {
     Input(String),
     #[error("KV cache: {0}")]
     Cache(String),
+    /// Text logits were asked of a checkpoint saved without `text_lm_head` (transformers'
+    /// `HiggsAudioV2ForConditionalGeneration` has none unless built with `use_text_head=True`).
+    #[error("text logits requested, but this checkpoint has no text head (no `text_lm_head.weight`): only audio logits can be computed")]
+    NoTextHead,
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

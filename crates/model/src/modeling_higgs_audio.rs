@@ -141,7 +141,8 @@ pub struct HiggsAudioModel {
     audio_codebook_embeddings: Tensor,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    text_lm_head: Tensor,
+    /// `None` for checkpoints saved without one (transformers' default, `use_text_head=False`).
+    text_lm_head: Option<Tensor>,
     audio_lm_head: Tensor,
     rope: Rope,
     dtype: DType,
@@ -178,7 +179,7 @@ impl HiggsAudioModel {
     }
 
     pub fn from_weights_with(
-        cfg: HiggsConfig,
+        mut cfg: HiggsConfig,
         w: &WeightFiles,
         dtype: DType,
         device: &Device,
@@ -186,6 +187,18 @@ impl HiggsAudioModel {
     ) -> Result<Self, LoadError> {
         let ld = Loader::new(w, dtype, device);
         let (h, av) = (cfg.hidden_size, cfg.audio_vocab());
+        const TEXT_HEAD: &str = "audio_decoder_proj.text_lm_head.weight";
+        let text_lm_head = if ld.has(TEXT_HEAD) {
+            Some(ld.get(TEXT_HEAD, &[cfg.vocab_size, h])?)
+        } else {
+            // Said once per load: what follows changes what the engine generates.
+            tracing::info!(
+                "the checkpoint has no text head (text_lm_head.weight, not saved by transformers by default): \
+                 generation is forced into audio and ends on the audio EOS"
+            );
+            None
+        };
+        cfg.text_head = text_lm_head.is_some();
         let layers = cfg
             .dual_ffn_layers
             .iter()
@@ -204,10 +217,7 @@ impl HiggsAudioModel {
             embed_tokens: ld.get("embed_tokens.weight", &[cfg.vocab_size, h])?,
             audio_codebook_embeddings: ld.get("audio_codebook_embeddings.weight", &[av, h])?,
             norm: RmsNorm::load(&ld, "norm.weight", h, cfg.rms_norm_eps)?,
-            text_lm_head: ld.get(
-                "audio_decoder_proj.text_lm_head.weight",
-                &[cfg.vocab_size, h],
-            )?,
+            text_lm_head,
             audio_lm_head: ld.get("audio_decoder_proj.audio_lm_head.weight", &[av, h])?,
             layers,
             rope,
@@ -234,9 +244,17 @@ impl HiggsAudioModel {
         &self.opts
     }
 
-    /// Text head over final-norm states `[n, hidden]` -> `[n, vocab]` f32.
-    pub fn text_head(&self, normed: &Tensor) -> candle_core::Result<Tensor> {
-        normed.matmul(&self.text_lm_head.t()?)?.to_dtype(DType::F32)
+    /// Whether the checkpoint has a text head. Without one only audio logits exist: the engine
+    /// forces every prompt into audio and ends generation on the audio EOS.
+    pub fn has_text_head(&self) -> bool {
+        self.text_lm_head.is_some()
+    }
+
+    /// Text head over final-norm states `[n, hidden]` -> `[n, vocab]` f32;
+    /// [`ForwardError::NoTextHead`] without one.
+    pub fn text_head(&self, normed: &Tensor) -> Result<Tensor, ForwardError> {
+        let head = self.text_lm_head.as_ref().ok_or(ForwardError::NoTextHead)?;
+        Ok(normed.matmul(&head.t()?)?.to_dtype(DType::F32)?)
     }
 
     /// Audio head over final-norm states `[n, hidden]` -> `[n, num_codebooks, rows]` f32.
@@ -276,6 +294,10 @@ impl HiggsAudioModel {
         cache: &mut KvCache,
         opts: ForwardOptions,
     ) -> Result<ForwardOutput, ForwardError> {
+        // Refused before anything is written to the cache, so the caller's state stays valid.
+        if !self.has_text_head() && batch.iter().any(|q| q.logits.text) {
+            return Err(ForwardError::NoTextHead);
+        }
         let plan = Plan::new(batch, cache, &self.cfg)?;
         if !opts.capture_hidden
             && cache.graphs.enabled

@@ -86,6 +86,9 @@ pub struct RandomCheckpoint {
     pub seed: u64,
     /// Split the weights into shards of at most this many bytes (with an index), like the hub.
     pub max_shard_bytes: Option<u64>,
+    /// Write `text_lm_head`. transformers' `save_pretrained` omits it by default
+    /// (`use_text_head=False`); `false` writes such a checkpoint.
+    pub text_head: bool,
 }
 
 impl RandomCheckpoint {
@@ -102,6 +105,7 @@ impl RandomCheckpoint {
                 Preset::Tiny => None,
                 Preset::Full => Some(5_000_000_000),
             },
+            text_head: true,
         }
     }
 
@@ -249,11 +253,7 @@ impl RandomCheckpoint {
         }
         v.push(("norm.weight".into(), vec![h], Init::Norm));
         let head = Init::Normal(1.0 / (h as f32).sqrt());
-        v.push((
-            "audio_decoder_proj.text_lm_head.weight".into(),
-            vec![g.vocab_size, h],
-            head,
-        ));
+        v.push((TEXT_HEAD.into(), vec![g.vocab_size, h], head));
         v.push((
             "audio_decoder_proj.audio_lm_head.weight".into(),
             vec![av, h],
@@ -287,6 +287,9 @@ impl RandomCheckpoint {
             .tensors()
             .into_iter()
             .enumerate()
+            // Seeds follow the position in the full list, so leaving the text head out keeps
+            // every other tensor (and so the audio logits) as it is.
+            .filter(|(_, (name, _, _))| self.text_head || name != TEXT_HEAD)
             .map(|(k, (name, shape, init))| {
                 let stored = match self.layout {
                     CheckpointLayout::Legacy => name,
@@ -351,6 +354,9 @@ impl RandomCheckpoint {
         Ok(written)
     }
 }
+
+/// Legacy name of the text head, the one tensor a checkpoint may lack.
+const TEXT_HEAD: &str = "audio_decoder_proj.text_lm_head.weight";
 
 /// Legacy tensor name -> transformers-native name (convert_higgs_audio_v2_to_hf.py).
 pub fn hf_name(legacy: &str) -> String {

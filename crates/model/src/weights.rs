@@ -115,6 +115,15 @@ impl WeightFiles {
             .find(|n| self.index.contains_key(n))
     }
 
+    /// Whether the checkpoint stores `canonical` (a legacy name) under any of its names, or at
+    /// least one half of its frozen/trainable split (a lone half is then a load error, not an
+    /// absent tensor).
+    pub fn contains(&self, canonical: &str) -> bool {
+        self.resolve(canonical).is_some()
+            || split_names(canonical)
+                .is_some_and(|(f, t)| self.resolve(&f).is_some() || self.resolve(&t).is_some())
+    }
+
     /// Loads the tensor with legacy name `canonical`, checks its shape against `expected`, and
     /// converts it to `dtype` on `device`. Split frozen/trainable tensors are concatenated along
     /// dim 0, frozen part first.
@@ -359,6 +368,11 @@ impl<'a> Loader<'a> {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor, LoadError> {
         self.files
             .load(&self.name(name), shape, self.dtype, self.device)
+    }
+
+    /// Whether tensor `name` is in the checkpoint (for optional tensors).
+    pub fn has(&self, name: &str) -> bool {
+        self.files.contains(&self.name(name))
     }
 
     /// A candle error met while building from tensor(s) `name`.

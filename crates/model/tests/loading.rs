@@ -5,8 +5,8 @@
 use candle_core::{DType, Device, Tensor};
 use higgs_model::random::{Preset, RandomCheckpoint};
 use higgs_model::{
-    CheckpointLayout, ForwardOptions, HiggsAudioModel, LoadError, LogitsRequest, PositionKind,
-    SeqInput,
+    CheckpointLayout, ForwardError, ForwardOptions, HiggsAudioModel, LoadError, LogitsRequest,
+    PositionKind, SeqInput,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -132,6 +132,82 @@ fn split_frozen_trainable_prefixed_and_unused_tensors_load() {
         );
     });
     assert_same(&reference, &logits(dir.path()));
+}
+
+/// A transformers `save_pretrained` checkpoint has no `text_lm_head` (`use_text_head=False`).
+/// It loads; text logits are an error (before anything is written to the cache), audio logits
+/// are those of the same weights with a head.
+#[test]
+fn checkpoint_without_text_head_loads_and_refuses_text_logits() {
+    let with = write(&tiny(CheckpointLayout::Hf));
+    let mut ck = tiny(CheckpointLayout::Hf);
+    ck.text_head = false;
+    let without = write(&ck);
+    let full = HiggsAudioModel::load(with.path(), DType::F32, &Device::Cpu).unwrap();
+    let model = HiggsAudioModel::load(without.path(), DType::F32, &Device::Cpu).unwrap();
+    assert!(full.has_text_head() && full.config().text_head);
+    assert!(!model.has_text_head() && !model.config().text_head);
+
+    let cfg = model.config().clone();
+    let prompt = |l: LogitsRequest| {
+        let mut seq = SeqInput::new(0).with_logits(l);
+        for id in [128000u32, 128006, 9125, 128007, 271, 128013] {
+            seq.push_text(id);
+        }
+        for t in 0..3u32 {
+            let col: Vec<u32> = (0..cfg.num_codebooks as u32)
+                .map(|k| (t * 37 + k * 101) % 1026)
+                .collect();
+            seq.push_audio(&col, PositionKind::AudioOut, cfg.audio_out_token_id);
+        }
+        seq
+    };
+    let mut cache = model.new_cache(1, 64).unwrap();
+    for l in [LogitsRequest::TEXT, LogitsRequest::BOTH] {
+        match model.forward(&[prompt(l)], &mut cache, ForwardOptions::default()) {
+            Err(e @ ForwardError::NoTextHead) => assert!(e.to_string().contains("text head")),
+            other => panic!("expected NoTextHead, got {other:?}"),
+        }
+        assert_eq!(cache.len(0), 0, "a refused forward writes nothing");
+    }
+    let normed = Tensor::zeros((1, cfg.hidden_size), DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(
+        model.text_head(&normed),
+        Err(ForwardError::NoTextHead)
+    ));
+    // Audio only works, and leaving the head out changed no other weight.
+    let audio = |m: &HiggsAudioModel| {
+        let mut cache = m.new_cache(1, 64).unwrap();
+        let out = m
+            .forward(
+                &[prompt(LogitsRequest::AUDIO)],
+                &mut cache,
+                ForwardOptions::default(),
+            )
+            .unwrap();
+        assert!(out.text_logits.is_none());
+        out.audio_logits.unwrap()
+    };
+    assert_eq!(
+        higgs_testkit::max_abs_diff(&audio(&model), &audio(&full)).0,
+        0.0
+    );
+}
+
+/// Only one half of a split text head is a broken checkpoint, not a checkpoint without a head.
+#[test]
+fn half_a_split_text_head_is_an_error() {
+    let dir = write(&tiny(CheckpointLayout::Legacy));
+    rewrite_weights(dir.path(), |t| {
+        let w = t.remove("audio_decoder_proj.text_lm_head.weight").unwrap();
+        t.insert(
+            "audio_decoder_proj.text_lm_head.linear_frozen.weight".into(),
+            w.narrow(0, 0, 1000).unwrap(),
+        );
+    });
+    let e = load_err(dir.path());
+    assert!(matches!(e, LoadError::MissingTensor { .. }), "{e:?}");
+    assert!(e.to_string().contains("text_lm_head"), "{e}");
 }
 
 #[test]

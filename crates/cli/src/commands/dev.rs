@@ -59,6 +59,10 @@ pub struct MakeCheckpointArgs {
     /// Maximum shard size in bytes (default: single file for tiny, 5 GB shards for full).
     #[arg(long)]
     shard_bytes: Option<u64>,
+    /// Leave out the text head (`text_lm_head`), as transformers' `save_pretrained` does by
+    /// default: the engine then generates audio only.
+    #[arg(long)]
+    no_text_head: bool,
 }
 
 #[derive(Args)]
@@ -112,6 +116,7 @@ fn make_checkpoint(a: MakeCheckpointArgs) -> Result<()> {
     if a.shard_bytes.is_some() {
         ck.max_shard_bytes = a.shard_bytes;
     }
+    ck.text_head = !a.no_text_head;
     if let Some(t) = &a.tokenizer {
         if !t.is_file() {
             bail!(

@@ -29,6 +29,11 @@ impl Engine<'_> {
 
     /// Hands a submitted request to the preparation pool.
     pub(super) fn prepare(&mut self, mut p: Pending) {
+        // Without a text head the model can only speak: every prompt ends in
+        // `<|audio_out_bos|>`, as `force_audio` asks (the model logged this once at load).
+        if !self.parts.model.has_text_head() {
+            p.req.force_audio = true;
+        }
         let prompting = std::mem::replace(
             &mut p.req.prompting,
             Prompting::Messages {
