@@ -562,6 +562,7 @@ fn fit_slots(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 mod tests {
     use super::fit_slots;
 

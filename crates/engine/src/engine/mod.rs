@@ -355,7 +355,13 @@ impl<'p> Engine<'p> {
         let model = &parts.model;
         let cfg = model.config();
         let slot = 0;
-        let mut s = SeqInput::new(slot).with_logits(LogitsRequest::TEXT);
+        // A checkpoint without a text head has only audio logits to warm.
+        let logits = if model.has_text_head() {
+            LogitsRequest::TEXT
+        } else {
+            LogitsRequest::AUDIO
+        };
+        let mut s = SeqInput::new(slot).with_logits(logits);
         for _ in 0..8 {
             s.push_text(cfg.audio_out_bos_token_id);
         }
