@@ -88,7 +88,7 @@ def test_wrong_key_and_unknown_voice_raise_typed_errors():
         client().audio.speech.create(model="higgs", voice="nobody", input="x", extra_body=EXTRA)
     assert "belinda" in str(e.value)
     with pytest.raises(openai.BadRequestError):
-        client().audio.speech.create(model="higgs", voice="alloy", input="x", speed=2.0, extra_body=EXTRA)
+        client().audio.speech.create(model="higgs", voice="alloy", input="x", speed=5.0, extra_body=EXTRA)
 
 
 def test_models_list():
@@ -186,9 +186,28 @@ def test_standard_openai_fields_are_accepted_and_n_above_one_refused():
         client().chat.completions.create(model="higgs", messages=plain_messages(), modalities=["text", "audio"],
                                          audio={"voice": "alloy", "format": "wav"}, n=2, extra_body=EXTRA)
     assert "n" in str(e.value)
+    # `speed` is honoured (pitch-preserving time stretch): the same seeded request at 1.5 is 1/1.5 as long,
+    # as a whole WAV and as streamed PCM; out of OpenAI's range [0.25, 4.0] it is still a 400 naming `speed`.
+    seeded = {**EXTRA, "seed": 5}
+
+    def wav_frames(speed):
+        data = client().audio.speech.create(model="higgs", voice="alloy", input="Speed test.", response_format="wav",
+                                            speed=speed, extra_body=seeded).read()
+        path = WORK / f"speed-{speed}.wav"
+        path.write_bytes(data)
+        with wave.open(str(path)) as w:
+            assert (w.getframerate(), w.getnchannels()) == (24000, 1)
+            return w.getnframes(), w.readframes(w.getnframes())
+
+    n1, _ = wav_frames(1.0)
+    n15, frames15 = wav_frames(1.5)
+    assert n1 > 0 and abs(n15 / n1 - 1 / 1.5) <= 0.05 / 1.5, (n1, n15)
+    pcm15 = client().audio.speech.create(model="higgs", voice="alloy", input="Speed test.", response_format="pcm",
+                                         speed=1.5, extra_body=seeded).read()
+    assert pcm15 == frames15, "streamed pcm carries the whole wav's samples"
     with pytest.raises(openai.BadRequestError) as e:
-        client().audio.speech.create(model="higgs", voice="alloy", input="x", speed=1.5, extra_body=EXTRA)
-    assert "speed" in str(e.value)
+        client().audio.speech.create(model="higgs", voice="alloy", input="x", speed=5.0, extra_body=EXTRA)
+    assert "speed" in str(e.value) and "[0.25, 4.0]" in str(e.value)
 
 
 def test_non_streamed_wav_has_true_sizes():

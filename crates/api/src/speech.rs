@@ -37,7 +37,9 @@ pub struct SpeechRequest {
     pub instructions: Option<String>,
     /// mp3 (default) | opus | aac | flac | wav | pcm.
     pub response_format: Option<String>,
-    /// Only 1.0 is supported (other values are refused, never ignored).
+    /// Tempo, 0.25–4.0 (default 1): the generated audio is time-stretched with its pitch kept
+    /// (WSOLA), so 2 is twice as fast and half as long. Out of range is a 400.
+    #[schema(minimum = 0.25, maximum = 4.0)]
     pub speed: Option<f32>,
     /// audio (default: the audio bytes as the body) | sse.
     pub stream_format: Option<String>,
@@ -84,6 +86,8 @@ pub struct SpeechJob {
     pub format: AudioFormat,
     pub stream: StreamFormat,
     pub voice_clone: bool,
+    /// The tempo to stretch the generated audio to, in [0.25, 4.0]; exactly 1.0 = unchanged.
+    pub speed: f32,
 }
 
 /// Parses a voice field into reference specs: library names (checked by the engine), OpenAI
@@ -131,20 +135,22 @@ impl SpeechRequest {
                 ));
             }
         }
-        if let Some(speed) = self.speed {
-            if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
-                return Err(ApiError::invalid(
-                    "speed",
-                    format!("must be in [0.25, 4.0], got {speed}"),
-                ));
-            }
-            if (speed - 1.0).abs() > 1e-6 {
-                return Err(ApiError::invalid(
-                    "speed",
-                    format!("= {speed} is not supported: this server generates at the model's natural pace and bundles no pitch-preserving time stretch (see docs/server.md); send speed 1.0 or omit it, and change the tempo on your side if needed (e.g. ffmpeg -af atempo={speed})"),
-                ));
-            }
+        let speed = self.speed.unwrap_or(1.0);
+        if !speed.is_finite()
+            || !(higgs_audio_io::tempo::MIN_SPEED..=higgs_audio_io::tempo::MAX_SPEED)
+                .contains(&speed)
+        {
+            return Err(ApiError::invalid(
+                "speed",
+                format!("must be in [0.25, 4.0], got {speed}"),
+            ));
         }
+        // A hair from 1 (a float sent as 1.0000001) is 1: no stretch at all.
+        let speed = if (speed - 1.0).abs() <= 1e-6 {
+            1.0
+        } else {
+            speed
+        };
         let format = parse_format(self.response_format.as_deref(), AudioFormat::Mp3)?;
         let stream = match self.stream_format.as_deref() {
             None | Some("audio") => {
@@ -198,6 +204,7 @@ impl SpeechRequest {
             format,
             stream,
             voice_clone,
+            speed,
         })
     }
 }
@@ -287,9 +294,38 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("stream"));
     }
 
+    /// OpenAI's range is honoured (the server time-stretches); outside it is a 400 naming
+    /// `speed` and the range.
+    #[test]
+    fn speed_in_range_is_honoured_outside_refused() {
+        let speed = |extra: &str| {
+            req(extra)
+                .unwrap()
+                .validate(&Limits::default(), &[])
+                .map(|j| j.speed)
+        };
+        assert_eq!(speed(""), Ok(1.0));
+        assert_eq!(speed(r#","speed":1.0000001"#), Ok(1.0));
+        for (v, want) in [
+            ("0.25", 0.25),
+            ("0.5", 0.5),
+            ("1.5", 1.5),
+            ("2", 2.0),
+            ("4.0", 4.0),
+        ] {
+            assert_eq!(speed(&format!(r#","speed":{v}"#)), Ok(want), "{v}");
+        }
+        for v in ["0.2", "4.5", "5.0", "0", "-1"] {
+            let e = speed(&format!(r#","speed":{v}"#)).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("speed"), "{v}");
+            assert!(e.message.contains("[0.25, 4.0]"), "{v}: {}", e.message);
+            assert_eq!(e.kind, ErrorKind::BadRequest, "{v}");
+        }
+    }
+
     #[test]
     fn bad_fields_are_named() {
-        let e = req(r#","speed":1.5"#)
+        let e = req(r#","speed":5.0"#)
             .unwrap()
             .validate(&Limits::default(), &[])
             .unwrap_err();

@@ -74,6 +74,11 @@ pub enum AudioError {
         format: &'static str,
         detail: String,
     },
+
+    #[error(
+        "invalid speed {speed}: must be in [0.25, 4.0] (1 = the natural tempo, 2 = twice as fast)"
+    )]
+    InvalidSpeed { speed: f32 },
 }
 
 impl AudioError {
@@ -94,6 +99,7 @@ impl AudioError {
             AudioError::UnknownFormat(_) => "audio_unknown_format",
             AudioError::UnsupportedOutput { .. } => "audio_unsupported_output",
             AudioError::Encode { .. } => "audio_encode",
+            AudioError::InvalidSpeed { .. } => "audio_invalid_speed",
         }
     }
 

@@ -18,6 +18,11 @@
 //! `res_type="soxr_hq"` drives it, including librosa's output length `ceil(n * out / in)`. It
 //! matches librosa's output on the codec goldens to 4.8e-7 (max abs).
 //!
+//! # Tempo
+//! [`time_stretch`] / [`TimeStretch`] change the tempo of mono speech by a factor in [0.25, 4.0]
+//! with the pitch kept (WSOLA, hand-written: see the [`tempo`] module for why), one-shot or
+//! streaming with the same samples either way.
+//!
 //! # Writing
 //! [`encode()`] writes a whole clip; [`StreamEncoder`] encodes incrementally for chunked HTTP
 //! responses. Formats are the OpenAI speech API's [`AudioFormat`]s: wav (16-bit), pcm (s16le),
@@ -42,6 +47,7 @@ pub mod format;
 #[cfg(feature = "opus")]
 mod opus_in;
 pub mod resample;
+pub mod tempo;
 
 pub use decode::{
     decode_bytes, decode_file, duration_seconds, load_bytes, load_file, probe_bytes, AudioHeader,
@@ -51,3 +57,4 @@ pub use encode::{encode, StreamEncoder};
 pub use error::{AudioError, Result};
 pub use format::AudioFormat;
 pub use resample::{resample, resampled_len};
+pub use tempo::{time_stretch, TimeStretch};

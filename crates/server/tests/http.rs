@@ -264,11 +264,15 @@ async fn error_paths_have_stable_json_and_status() {
         &s.state,
         "POST",
         "/v1/audio/speech",
-        Some(speech(serde_json::json!({"speed": 1.5}))),
+        Some(speech(serde_json::json!({"speed": 5.0}))),
     )
     .await;
     let j = check(st, &b, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(j["error"]["param"], "speed");
+    assert!(j["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("[0.25, 4.0]"));
     let (st, _, b) = call(
         &s.state,
         "POST",

@@ -342,3 +342,172 @@ async fn unstreamed_wav_and_flac_are_whole_files_with_true_sizes() {
     let decoded = higgs_audio_io::decode_bytes(&mp3.body, &Default::default()).unwrap();
     assert!(decoded.duration_seconds() > 0.0);
 }
+
+/// The 16-bit samples of a whole WAV's `data` chunk (after checking its sizes are true).
+fn wav_samples(r: &Reply) -> Vec<i16> {
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.headers["content-type"], "audio/wav");
+    let b = &r.body;
+    assert_eq!(u32_at(b, 4) as usize, b.len() - 8, "RIFF size");
+    let (_, size, at) = riff_chunks(b).into_iter().find(|c| c.0 == "data").unwrap();
+    assert_eq!(at + size as usize, b.len(), "data size");
+    pcm_samples(&b[at..])
+}
+
+fn pcm_samples(b: &[u8]) -> Vec<i16> {
+    assert!(b.len().is_multiple_of(2));
+    b.chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// `speed` (issue 15) is honoured by a pitch-preserving time stretch: the same greedy, seeded
+/// request at speed 2 is half as long as at speed 1, and at 1.5 every way of sending the audio
+/// (whole WAV, streamed PCM, SSE deltas) carries the same samples; out of range is a 400.
+#[tokio::test]
+async fn speed_time_stretches_every_response_the_same_way() {
+    let s = setup();
+    // Greedy (the tiny model then ends after 0.16 s), and seeded sampling for 3 s of audio that
+    // arrives in many decode windows, so the stream is stretched across many pushes.
+    for (what, base) in [
+        ("greedy", serde_json::json!({"seed": 11})),
+        (
+            "seeded",
+            serde_json::json!({"seed": 11, "temperature": 1.0, "max_new_tokens": 200}),
+        ),
+    ] {
+        check_speed(&s, what, base).await;
+    }
+    for bad in [0.2, 4.5, 5.0] {
+        let r = post(
+            &s.state,
+            "/v1/audio/speech",
+            speech(serde_json::json!({"speed": bad, "response_format": "wav"})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        let j = json(&r.body);
+        assert_eq!(j["error"]["param"], "speed", "{bad}");
+        assert!(
+            j["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("[0.25, 4.0]"),
+            "{j}"
+        );
+    }
+}
+
+async fn check_speed(s: &Setup, what: &str, base: serde_json::Value) {
+    let at = |speed: f64, extra: serde_json::Value| {
+        let mut v = speech(base.clone());
+        v["speed"] = speed.into();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    let wav = |speed: f64| at(speed, serde_json::json!({"response_format": "wav"}));
+    let natural = wav_samples(&post(&s.state, "/v1/audio/speech", wav(1.0)).await);
+    let n = natural.len();
+    assert!(n >= 3840, "{what}: {n} samples at speed 1");
+    // Speed 1 is the generated audio itself: the same as omitting `speed`.
+    let mut omitted = wav(1.0);
+    omitted.as_object_mut().unwrap().remove("speed");
+    assert_eq!(
+        wav_samples(&post(&s.state, "/v1/audio/speech", omitted).await),
+        natural,
+        "{what}"
+    );
+
+    let double = wav_samples(&post(&s.state, "/v1/audio/speech", wav(2.0)).await);
+    let ratio = double.len() as f64 / n as f64;
+    eprintln!(
+        "{what}: speed 2: {n} -> {} samples (ratio {ratio:.4})",
+        double.len()
+    );
+    assert!(
+        (ratio - 0.5).abs() <= 0.5 * 0.05,
+        "{what}: speed 2: ratio {ratio}"
+    );
+    assert_ne!(&natural[..double.len()], &double[..], "{what}: not a cut");
+
+    let wav15 = wav_samples(&post(&s.state, "/v1/audio/speech", wav(1.5)).await);
+    eprintln!("{what}: speed 1.5: {n} -> {} samples", wav15.len());
+    assert_eq!(wav15.len(), (n as f64 / 1.5).round() as usize, "{what}");
+    let pcm = post(
+        &s.state,
+        "/v1/audio/speech",
+        at(1.5, serde_json::json!({"response_format": "pcm"})),
+    )
+    .await;
+    assert_eq!(pcm.status, StatusCode::OK);
+    assert!(
+        pcm.headers.get("content-length").is_none(),
+        "pcm still streams"
+    );
+    assert_eq!(
+        pcm_samples(&pcm.body),
+        wav15,
+        "{what}: streamed pcm = whole wav at 1.5"
+    );
+
+    let sse = post(
+        &s.state,
+        "/v1/audio/speech",
+        at(
+            1.5,
+            serde_json::json!({"response_format": "pcm", "stream_format": "sse"}),
+        ),
+    )
+    .await;
+    assert_eq!(sse.status, StatusCode::OK);
+    let mut bytes = Vec::new();
+    let (mut deltas, mut done) = (0, false);
+    for line in String::from_utf8(sse.body).unwrap().lines() {
+        let Some(d) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let ev: serde_json::Value = serde_json::from_str(d).unwrap();
+        match ev["type"].as_str().unwrap() {
+            "speech.audio.delta" => {
+                use base64::Engine;
+                deltas += 1;
+                bytes.extend(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(ev["audio"].as_str().unwrap())
+                        .unwrap(),
+                );
+            }
+            "speech.audio.done" => done = true,
+            other => panic!("unexpected event {other}: {ev}"),
+        }
+    }
+    eprintln!("{what}: speed 1.5 over SSE: {deltas} deltas");
+    assert!(done);
+    assert_eq!(
+        pcm_samples(&bytes),
+        wav15,
+        "{what}: SSE deltas = whole wav at 1.5"
+    );
+
+    // FLAC's STREAMINFO counts the stretched samples too.
+    let flac = post(
+        &s.state,
+        "/v1/audio/speech",
+        at(1.5, serde_json::json!({"response_format": "flac"})),
+    )
+    .await;
+    assert_eq!(flac.status, StatusCode::OK);
+    let packed = u64::from_be_bytes(flac.body[18..26].try_into().unwrap());
+    assert_eq!(
+        (packed & ((1u64 << 36) - 1)) as usize,
+        wav15.len(),
+        "{what}"
+    );
+}

@@ -32,10 +32,20 @@ pub async fn speech(
             // The whole clip first, then one file with its true sizes: a failure mid-generation
             // is still a proper error status, and the length is known (`Content-Length`).
             let c = service.collect(stream, early).await?;
-            note.add_audio_seconds(c.samples.len() as f64 / f64::from(rate.max(1)));
-            let format = job.format;
-            let bytes = tokio::task::spawn_blocking(move || {
-                higgs_service::run::encode(format, &c.samples, rate)
+            let (format, speed) = (job.format, job.speed);
+            // `speed`: the whole clip time-stretched (the same samples a stream of it carries).
+            let (bytes, n) = tokio::task::spawn_blocking(move || {
+                let samples = if speed == 1.0 {
+                    c.samples
+                } else {
+                    higgs_audio_io::time_stretch(&c.samples, speed, rate).map_err(|e| {
+                        higgs_api::ApiError::new(
+                            higgs_api::ErrorKind::Internal,
+                            format!("time stretch: {e}"),
+                        )
+                    })?
+                };
+                higgs_service::run::encode(format, &samples, rate).map(|b| (b, samples.len()))
             })
             .await
             .map_err(|e| {
@@ -44,6 +54,7 @@ pub async fn speech(
                     format!("encoding task: {e}"),
                 )
             })??;
+            note.add_audio_seconds(n as f64 / f64::from(rate.max(1)));
             Ok((
                 [
                     (header::CONTENT_TYPE, job.format.content_type().to_string()),
@@ -54,13 +65,14 @@ pub async fn speech(
                 .into_response())
         }
         StreamFormat::Audio => {
-            let body = audio::streaming_body(stream, job.format, rate, request_id, note)?;
+            let body =
+                audio::streaming_body(stream, job.format, rate, job.speed, request_id, note)?;
             Ok(([(header::CONTENT_TYPE, job.format.content_type())], body).into_response())
         }
         StreamFormat::Sse => {
             // `speech.audio.delta` events carry base64 chunks of the requested format as it is
-            // encoded; `speech.audio.done` carries the usage.
-            let enc = higgs_service::run::stream_encoder(job.format, rate)?;
+            // encoded (time-stretched first for `speed`); `speech.audio.done` carries the usage.
+            let enc = audio::SpeechEncoder::new(job.format, rate, job.speed, note)?;
             let init = (
                 stream,
                 Some(enc),
@@ -69,7 +81,6 @@ pub async fn speech(
             let format = job.format;
             let st = futures_util::stream::unfold(init, move |(mut s, mut enc, mut pending)| {
                 let rid = request_id.clone();
-                let note = note.clone();
                 async move {
                     use higgs_service::errors::internal_mid_stream;
                     let rid = rid.as_deref();
@@ -93,9 +104,6 @@ pub async fn speech(
                         }
                         let e = enc.as_mut()?;
                         let ev = s.next().await;
-                        if let Some(ev) = &ev {
-                            note.observe(ev, rate);
-                        }
                         match ev {
                             Some(higgs_engine::Event::Audio { samples, .. }) => {
                                 match e.push(&samples) {
