@@ -17,6 +17,9 @@ probe chromium chromium
 probe mmdebstrap mmdebstrap
 probe podman podman
 probe runc runc
+# The Python clients' venv (below) needs python3 with venv + ensurepip: Debian ships ensurepip in
+# python3-venv, which a minimal root (or a server install) does not have.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3 python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing test dependencies: ${need[*]}"
@@ -43,7 +46,7 @@ E2E_VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-e2e"
 E2E_PKGS="openai==3.54.0 runpod==1.12.0 pytest==9.2.0 schemathesis==4.32.5 websocket-client==1.9.2"
 if [ "$(cat "$E2E_VENV/.pkgs" 2>/dev/null)" != "$E2E_PKGS" ]; then
   echo "installing test dependencies: $E2E_PKGS (venv $E2E_VENV)"
-  python3 -m venv "$E2E_VENV"
+  python3 -m venv --clear "$E2E_VENV"
   # shellcheck disable=SC2086
   "$E2E_VENV/bin/pip" install --quiet --disable-pip-version-check $E2E_PKGS
   echo "$E2E_PKGS" > "$E2E_VENV/.pkgs"
