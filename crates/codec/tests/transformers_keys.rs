@@ -21,29 +21,11 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// `name [d0, d1, ...]` per line; `#` lines are the header.
+/// transformers' own list (its header names the version).
 fn expected() -> Keys {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/transformers_keys_codec.txt");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.starts_with("# transformers "),
-        "header names the version"
-    );
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (name, shape) = l.split_once(' ').unwrap();
-            let dims = shape
-                .trim()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .split(',')
-                .filter(|d| !d.trim().is_empty())
-                .map(|d| d.trim().parse().unwrap())
-                .collect();
-            (name.to_string(), dims)
-        })
-        .collect()
+    higgs_testkit::transformers_keys(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/transformers_keys_codec.txt"),
+    )
 }
 
 #[test]

@@ -212,3 +212,30 @@ pub fn assert_ids_eq(what: &str, actual: &[i64], expected: &[i64]) {
         expected.len()
     );
 }
+
+/// A tensor list written by transformers (`scripts/transformers-keys.py`): `name [d0, d1, ...]`
+/// per line, `#` lines the header, which must name the transformers version. Name -> shape.
+pub fn transformers_keys(path: &Path) -> std::collections::BTreeMap<String, Vec<usize>> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(
+        text.starts_with("# transformers "),
+        "{}: the header names the transformers version",
+        path.display()
+    );
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, shape) = l.split_once(' ').unwrap();
+            let dims = shape
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split(',')
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| d.trim().parse().unwrap())
+                .collect();
+            (name.to_string(), dims)
+        })
+        .collect()
+}
