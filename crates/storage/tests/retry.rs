@@ -258,9 +258,18 @@ async fn injected_5xx_in_front_of_a_real_server_then_success() {
             let (failures, seen) = (failures.clone(), seen_in.clone());
             tokio::spawn(async move {
                 seen.fetch_add(1, Ordering::SeqCst);
-                let fail = failures
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
+                // Take one injected failure if any are left (a compare-exchange loop:
+                // `fetch_update` is deprecated on newer toolchains, `try_update` is not on 1.85).
+                let mut n = failures.load(Ordering::SeqCst);
+                let fail = loop {
+                    if n == 0 {
+                        break false;
+                    }
+                    match failures.compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                        Ok(_) => break true,
+                        Err(now) => n = now,
+                    }
+                };
                 if fail {
                     if read_request(&mut client).await.is_some() {
                         let response =
