@@ -38,15 +38,7 @@ fn hf_layout_has_exactly_the_transformers_tensors() {
         .map(|(n, t)| (n, t.dims().to_vec()))
         .collect();
     let theirs = expected();
-    let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
-    let unexpected: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "missing {missing:?}, unexpected {unexpected:?}"
-    );
-    for (name, shape) in &theirs {
-        assert_eq!(&ours[name], shape, "{name}");
-    }
+    higgs_testkit::assert_same_tensors(&ours, &theirs);
 
     // transformers builds `1000 · target_bandwidths[-1] // (frame_rate · ceil(log2 codebook_size))`
     // quantizers (HiggsAudioV2TokenizerConfig.num_quantizers); the config must ask for the ones

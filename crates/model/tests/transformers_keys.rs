@@ -38,16 +38,7 @@ fn hf_layout_without_text_head_has_exactly_the_transformers_tensors() {
     let mut ck = RandomCheckpoint::new(Preset::Tiny, CheckpointLayout::Hf);
     ck.text_head = false;
     ck.write(dir.path()).unwrap();
-    let (ours, theirs) = (written(dir.path()), expected());
-    let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
-    let unexpected: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "missing {missing:?}, unexpected {unexpected:?}"
-    );
-    for (name, shape) in &theirs {
-        assert_eq!(&ours[name], shape, "{name}");
-    }
+    higgs_testkit::assert_same_tensors(&written(dir.path()), &expected());
 }
 
 #[test]

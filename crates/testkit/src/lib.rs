@@ -239,3 +239,20 @@ pub fn transformers_keys(path: &Path) -> std::collections::BTreeMap<String, Vec<
         })
         .collect()
 }
+
+/// Asserts that `ours` holds exactly the tensors of `theirs` (a [`transformers_keys`] list): no
+/// name missing, none unexpected, every shape equal.
+pub fn assert_same_tensors(
+    ours: &std::collections::BTreeMap<String, Vec<usize>>,
+    theirs: &std::collections::BTreeMap<String, Vec<usize>>,
+) {
+    let missing: Vec<_> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
+    let unexpected: Vec<_> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "missing {missing:?}, unexpected {unexpected:?}"
+    );
+    for (name, shape) in theirs {
+        assert_eq!(&ours[name], shape, "{name}");
+    }
+}
