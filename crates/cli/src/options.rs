@@ -1,6 +1,7 @@
 //! The model's and the codec's code-path switches, read from the environment once per load (the
 //! variables are documented in `docs/model.md` and `docs/codec.md`; all default to the fast path).
 
+use candle_core::DType;
 use higgs_codec::CodecOptions;
 use higgs_model::ModelOptions;
 
@@ -28,10 +29,18 @@ pub fn model_options() -> ModelOptions {
 }
 
 /// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`: the generic transposed convolution
-/// / Snake on CUDA too.
-pub fn codec_options() -> CodecOptions {
-    CodecOptions {
+/// / Snake on CUDA too. `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in bf16 (default f32, as
+/// the reference); any other value than `f32`/`bf16` is refused.
+pub fn codec_options() -> anyhow::Result<CodecOptions> {
+    let decoder_dtype = match std::env::var("HIGGS_CODEC_DTYPE") {
+        Err(_) => DType::F32,
+        Ok(v) if v.eq_ignore_ascii_case("f32") => DType::F32,
+        Ok(v) if v.eq_ignore_ascii_case("bf16") => DType::BF16,
+        Ok(v) => anyhow::bail!("HIGGS_CODEC_DTYPE={v:?}: use f32 (the default) or bf16"),
+    };
+    Ok(CodecOptions {
         native_conv_transpose: !generic("HIGGS_CODEC_CONVT"),
         fused_snake: !generic("HIGGS_CODEC_SNAKE"),
-    }
+        decoder_dtype,
+    })
 }

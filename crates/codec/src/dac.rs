@@ -6,7 +6,7 @@ use crate::checkpoint::Weights;
 use crate::error::{CodecError, Result};
 use crate::layers::{Conv1d, Conv1dConfig, ConvTranspose1d, Pad, Snake1d};
 use crate::options::CodecOptions;
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 
 /// Dilations of the three residual units of every DAC block (fixed by the architecture).
 pub(crate) const RESIDUAL_DILATIONS: [usize; 3] = [1, 3, 9];
@@ -53,6 +53,16 @@ impl ResidualUnit {
                 },
             )?,
             dilation,
+        })
+    }
+
+    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            snake1: self.snake1.to_dtype(dtype)?,
+            conv1: self.conv1.to_dtype(dtype)?,
+            snake2: self.snake2.to_dtype(dtype)?,
+            conv2: self.conv2.to_dtype(dtype)?,
+            dilation: self.dilation,
         })
     }
 
@@ -246,6 +256,19 @@ impl DecoderBlock {
             stride,
         })
     }
+
+    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            snake: self.snake.to_dtype(dtype)?,
+            conv_t: self.conv_t.to_dtype(dtype)?,
+            units: self
+                .units
+                .iter()
+                .map(|u| u.to_dtype(dtype))
+                .collect::<Result<_>>()?,
+            stride: self.stride,
+        })
+    }
 }
 
 impl Module for DecoderBlock {
@@ -265,6 +288,8 @@ pub struct Decoder {
     blocks: Vec<DecoderBlock>,
     snake: Snake1d,
     conv_out: Conv1d,
+    /// [`CodecOptions::decoder_dtype`]: weights and activations; input and output are f32.
+    dtype: DType,
 }
 
 impl Decoder {
@@ -305,12 +330,39 @@ impl Decoder {
                 "decoder has no up-sampling blocks".into(),
             ));
         }
-        Ok(Self {
+        let f32_decoder = Self {
             conv_in,
             blocks,
             snake,
             conv_out,
+            dtype: DType::F32,
+        };
+        match opts.decoder_dtype {
+            DType::F32 => Ok(f32_decoder),
+            DType::BF16 => f32_decoder.to_dtype(DType::BF16),
+            other => Err(CodecError::Input(format!(
+                "the codec decoder cannot run in {other:?}; use f32 or bf16"
+            ))),
+        }
+    }
+
+    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            conv_in: self.conv_in.to_dtype(dtype)?,
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| b.to_dtype(dtype))
+                .collect::<Result<_>>()?,
+            snake: self.snake.to_dtype(dtype)?,
+            conv_out: self.conv_out.to_dtype(dtype)?,
+            dtype,
         })
+    }
+
+    /// dtype the decoder computes in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// One-sided receptive field in frames (an upper bound from the architecture): how many
@@ -336,12 +388,14 @@ impl Decoder {
 }
 
 impl Module for Decoder {
-    /// `[B, D, frames]` → `[B, 1, frames * hop]`.
+    /// `[B, D, frames]` → `[B, 1, frames * hop]` (f32 in and out, whatever [`Self::dtype`]).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = self.conv_in.forward(x)?;
+        let mut x = self.conv_in.forward(&x.to_dtype(self.dtype)?)?;
         for b in &self.blocks {
             x = b.forward(&x)?;
         }
-        self.conv_out.forward(&self.snake.forward(&x)?)
+        self.conv_out
+            .forward(&self.snake.forward(&x)?)?
+            .to_dtype(DType::F32)
     }
 }

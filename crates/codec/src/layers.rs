@@ -5,7 +5,7 @@
 use crate::checkpoint::Weights;
 use crate::error::{CodecError, Result};
 use crate::options::CodecOptions;
-use candle_core::{Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, D};
 
 /// 1-D convolution over `[B, C, T]` (torch `nn.Conv1d` semantics).
 #[derive(Debug, Clone)]
@@ -93,6 +93,15 @@ impl Conv1d {
 
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
+    }
+
+    /// The same convolution with weights (and so activations) in `dtype`.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.to_dtype(dtype)?,
+            bias: self.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?,
+            ..self.clone()
+        })
     }
 
     pub fn kernel_size(&self) -> usize {
@@ -194,6 +203,16 @@ impl ConvTranspose1d {
         self.out_channels
     }
 
+    /// The same transposed convolution in `dtype`.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.to_dtype(dtype)?,
+            weight_mat: self.weight_mat.to_dtype(dtype)?,
+            bias: self.bias.to_dtype(dtype)?,
+            ..self.clone()
+        })
+    }
+
     /// How far (in output samples) an output sample can be from the `stride * i` position of an
     /// input sample `i` that feeds it: taps `t = j + p - i*s` lie in `[0, k)`.
     pub fn reach(&self) -> usize {
@@ -245,9 +264,15 @@ impl Module for ConvTranspose1d {
 /// `Snake1d`: `x + 1 / (alpha + 1e-9) * sin(alpha * x)^2`, per channel.
 #[derive(Debug, Clone)]
 pub(crate) struct Snake1d {
+    /// `[1, C, 1]` in the activations' dtype (the generic path).
     alpha: Tensor,
     inv_alpha: Tensor,
-    /// The fused kernel on CUDA (f32).
+    /// `[C]` in f32 for the fused kernel, which computes in f32 for f32 and bf16 activations.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    alpha_f32: Tensor,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    inv_alpha_f32: Tensor,
+    /// The fused kernel on CUDA (f32 and bf16).
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     fused: bool,
 }
@@ -260,9 +285,20 @@ impl Snake1d {
         )?;
         let inv_alpha = (&alpha + 1e-9)?.recip()?;
         Ok(Self {
+            alpha_f32: alpha.flatten_all()?.contiguous()?,
+            inv_alpha_f32: inv_alpha.flatten_all()?.contiguous()?,
             alpha,
             inv_alpha,
             fused: opts.fused_snake,
+        })
+    }
+
+    /// The same activation for `dtype` inputs (the fused kernel keeps its f32 alphas).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            alpha: self.alpha.to_dtype(dtype)?,
+            inv_alpha: self.inv_alpha.to_dtype(dtype)?,
+            ..self.clone()
         })
     }
 }
@@ -270,12 +306,8 @@ impl Snake1d {
 impl Module for Snake1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if self.fused && x.device().is_cuda() && x.dtype() == candle_core::DType::F32 {
-            let x = x.contiguous()?;
-            let c = self.alpha.elem_count();
-            let alpha = self.alpha.contiguous()?.reshape(c)?;
-            let inv_alpha = self.inv_alpha.contiguous()?.reshape(c)?;
-            return higgs_kernels::snake(&x, &alpha, &inv_alpha);
+        if self.fused && x.device().is_cuda() && matches!(x.dtype(), DType::F32 | DType::BF16) {
+            return higgs_kernels::snake(&x.contiguous()?, &self.alpha_f32, &self.inv_alpha_f32);
         }
         let s = x.broadcast_mul(&self.alpha)?.sin()?.sqr()?;
         x + s.broadcast_mul(&self.inv_alpha)?

@@ -1,6 +1,8 @@
 //! Switches for the codec's alternative code paths on CUDA, fixed when the codec is loaded (for
 //! A/B runs). The CLI fills them from the `HIGGS_CODEC_*` variables named on each field.
 
+use candle_core::DType;
+
 /// How the codec computes on CUDA. `Default`: the fast paths (elsewhere there is one path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CodecOptions {
@@ -9,6 +11,11 @@ pub struct CodecOptions {
     pub native_conv_transpose: bool,
     /// The fused Snake kernel on CUDA; off: five elementwise ops (`HIGGS_CODEC_SNAKE=generic`).
     pub fused_snake: bool,
+    /// dtype of the acoustic decoder's weights and activations (`HIGGS_CODEC_DTYPE=bf16|f32`).
+    /// The reference decodes in f32; bf16 halves the decoder's memory traffic (its cost is
+    /// mostly im2col copies, not arithmetic) at a measured accuracy (docs/BENCHMARKS.md). The
+    /// quantizer, `fc_post2` and the whole encoder stay f32; audio leaves the decoder as f32.
+    pub decoder_dtype: DType,
 }
 
 impl Default for CodecOptions {
@@ -16,6 +23,7 @@ impl Default for CodecOptions {
         Self {
             native_conv_transpose: true,
             fused_snake: true,
+            decoder_dtype: DType::F32,
         }
     }
 }

@@ -40,7 +40,7 @@ pub struct DecodeArgs {
 
 fn load(dir: &std::path::Path, d: DeviceArg) -> Result<Codec> {
     let dev = device::select(d, 0)?;
-    Codec::load_with(dir, &dev, &crate::options::codec_options())
+    Codec::load_with(dir, &dev, &crate::options::codec_options()?)
         .with_context(|| format!("loading the audio tokenizer from {}", dir.display()))
 }
 

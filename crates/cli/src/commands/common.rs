@@ -53,7 +53,7 @@ impl LoadArgs {
         let codec = higgs_codec::Codec::load_with(
             &self.codec,
             &codec_device,
-            &crate::options::codec_options(),
+            &crate::options::codec_options()?,
         )
         .with_context(|| format!("loading the audio tokenizer from {}", self.codec.display()))?;
         Ok(Loaded {

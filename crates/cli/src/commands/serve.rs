@@ -194,7 +194,7 @@ impl EngineArgs {
         let c = higgs_codec::Codec::load_with(
             &codec,
             &device::codec_device(&dev)?,
-            &crate::options::codec_options(),
+            &crate::options::codec_options()?,
         )
         .with_context(|| format!("loading the audio tokenizer from {}", codec.display()))?;
         tracing::info!(
