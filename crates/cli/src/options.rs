@@ -28,8 +28,8 @@ pub fn model_options() -> ModelOptions {
     }
 }
 
-/// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`: the generic transposed convolution
-/// / Snake on CUDA too. `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in bf16 (default f32, as
+/// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`, `HIGGS_CODEC_POINTWISE=generic`:
+/// the generic transposed convolution / Snake / pointwise convolution. `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in bf16 (default f32, as
 /// the reference); any other value than `f32`/`bf16` is refused.
 pub fn codec_options() -> anyhow::Result<CodecOptions> {
     let decoder_dtype = match std::env::var("HIGGS_CODEC_DTYPE") {
@@ -41,6 +41,7 @@ pub fn codec_options() -> anyhow::Result<CodecOptions> {
     Ok(CodecOptions {
         native_conv_transpose: !generic("HIGGS_CODEC_CONVT"),
         fused_snake: !generic("HIGGS_CODEC_SNAKE"),
+        direct_pointwise: !generic("HIGGS_CODEC_POINTWISE"),
         decoder_dtype,
     })
 }

@@ -51,7 +51,8 @@ impl ResidualUnit {
                     in_ch: Some(ch),
                     ..Default::default()
                 },
-            )?,
+            )?
+            .with_direct_pointwise(opts.direct_pointwise)?,
             dilation,
         })
     }

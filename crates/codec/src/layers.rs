@@ -11,6 +11,10 @@ use candle_core::{DType, Module, Tensor, D};
 #[derive(Debug, Clone)]
 pub(crate) struct Conv1d {
     weight: Tensor,
+    /// `[out, in]` when the conv is pointwise (k 1, stride 1, no padding, one group) and
+    /// [`CodecOptions::direct_pointwise`] is on: one batched matmul, no im2col copy in and no
+    /// transposing copy out (candle's conv1d does both).
+    pointwise: Option<Tensor>,
     bias: Option<Tensor>,
     padding: usize,
     stride: usize,
@@ -83,6 +87,7 @@ impl Conv1d {
         };
         Ok(Self {
             weight,
+            pointwise: None,
             bias,
             padding,
             stride,
@@ -95,10 +100,26 @@ impl Conv1d {
         self.weight.dims()[0]
     }
 
+    /// With `direct` on and a pointwise conv, forward as one batched matmul
+    /// ([`CodecOptions::direct_pointwise`]); otherwise unchanged.
+    pub fn with_direct_pointwise(mut self, direct: bool) -> Result<Self> {
+        let pointwise =
+            self.kernel_size() == 1 && self.stride == 1 && self.padding == 0 && self.groups == 1;
+        if direct && pointwise {
+            self.pointwise = Some(self.weight.squeeze(2)?.contiguous()?);
+        }
+        Ok(self)
+    }
+
     /// The same convolution with weights (and so activations) in `dtype`.
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         Ok(Self {
             weight: self.weight.to_dtype(dtype)?,
+            pointwise: self
+                .pointwise
+                .as_ref()
+                .map(|p| p.to_dtype(dtype))
+                .transpose()?,
             bias: self.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?,
             ..self.clone()
         })
@@ -117,13 +138,18 @@ impl Conv1d {
 
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.conv1d(
-            &self.weight,
-            self.padding,
-            self.stride,
-            self.dilation,
-            self.groups,
-        )?;
+        let y = match &self.pointwise {
+            // [out, in] x [B, in, T] -> [B, out, T]: the weight broadcast over the batch
+            // (stride 0, one strided-batched GEMM).
+            Some(w) => w.broadcast_matmul(&x.contiguous()?)?,
+            None => x.conv1d(
+                &self.weight,
+                self.padding,
+                self.stride,
+                self.dilation,
+                self.groups,
+            )?,
+        };
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
             None => Ok(y),

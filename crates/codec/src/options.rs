@@ -11,6 +11,9 @@ pub struct CodecOptions {
     pub native_conv_transpose: bool,
     /// The fused Snake kernel on CUDA; off: five elementwise ops (`HIGGS_CODEC_SNAKE=generic`).
     pub fused_snake: bool,
+    /// Pointwise (kernel 1) convolutions as one batched matmul instead of candle's im2col conv1d
+    /// (`HIGGS_CODEC_POINTWISE=generic` turns it off); on every device.
+    pub direct_pointwise: bool,
     /// dtype of the acoustic decoder's weights and activations (`HIGGS_CODEC_DTYPE=bf16|f32`).
     /// The reference decodes in f32; bf16 halves the decoder's memory traffic (its cost is
     /// mostly im2col copies, not arithmetic) at a measured accuracy (docs/BENCHMARKS.md). The
@@ -23,6 +26,7 @@ impl Default for CodecOptions {
         Self {
             native_conv_transpose: true,
             fused_snake: true,
+            direct_pointwise: true,
             decoder_dtype: DType::F32,
         }
     }
