@@ -90,6 +90,7 @@ struct Outcome {
     frames: usize,
     error: Option<GenerationError>,
     finished: bool,
+    prompt_tokens: usize,
 }
 
 fn collect(s: RequestStream) -> Outcome {
@@ -111,6 +112,7 @@ fn collect_into(mut s: RequestStream, mut o: Outcome) -> Outcome {
             }
             Event::Finished { usage, .. } => {
                 assert_eq!(usage.audio_frames, o.frames);
+                o.prompt_tokens = usage.prompt_tokens;
                 o.finished = true;
             }
             Event::Failed(e) => o.error = Some(e),
@@ -192,6 +194,12 @@ fn batched_requests_equal_alone_and_streaming_equals_one_shot_decode() {
     let steps_alone: u64 = (0..8)
         .map(|i| request(i).params.max_new_tokens as u64)
         .sum();
+    // Every prompt position went through a prefill forward, counted apart (bench's timeline).
+    let prompts: usize = outcomes.iter().map(|o| o.prompt_tokens).sum();
+    assert_eq!(stats.prefill_positions, prompts as u64);
+    assert!(stats.prefill_forward_calls >= 1 && stats.prefill_forward_calls < stats.forward_calls);
+    assert!(stats.prefill_forward_seconds > 0.0);
+    assert!(stats.prefill_forward_seconds <= stats.forward_seconds);
     assert!(
         stats.forward_calls < steps_alone,
         "one forward serves many sequences: {} calls",

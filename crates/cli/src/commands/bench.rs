@@ -104,6 +104,11 @@ struct LevelResult {
     /// Audio worker's codec time (seconds; on its own thread unless HIGGS_CODEC_THREAD=0).
     phase_codec_s: f64,
     phase_step_s: f64,
+    /// Forwards that carried prefill pieces: count, prompt positions, forward time (part of
+    /// `phase_forward_s`).
+    prefill_forward_calls: u64,
+    prefill_positions: u64,
+    phase_prefill_forward_s: f64,
     /// Per request (in submission order): RMS of each second of its audio. A fingerprint to
     /// compare the audio of two runs (e.g. codec thread on/off) without storing it.
     audio_rms_per_second: Vec<Vec<f32>>,
@@ -361,10 +366,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             phase_sample_s: after.sample_seconds - before.sample_seconds,
             phase_codec_s: after.codec_seconds - before.codec_seconds,
             phase_step_s: after.step_seconds - before.step_seconds,
+            prefill_forward_calls: after.prefill_forward_calls - before.prefill_forward_calls,
+            prefill_positions: after.prefill_positions - before.prefill_positions,
+            phase_prefill_forward_s: after.prefill_forward_seconds - before.prefill_forward_seconds,
             audio_rms_per_second: outs.iter().map(|o| o.4.clone()).collect(),
         };
         println!(
-            "concurrency {:4}: {:7.2} audio-s/s, per stream {:7.1} frames/s ({:.2}x real time), TTFA p50 {:7.1} ms p95 {:7.1} ms, mean batch {:.1}, {} failed; engine time: forward {:.2} s, sampling {:.2} s, codec {:.2} s, steps {:.2} s",
+            "concurrency {:4}: {:7.2} audio-s/s, per stream {:7.1} frames/s ({:.2}x real time), TTFA p50 {:7.1} ms p95 {:7.1} ms, mean batch {:.1}, {} failed; engine time: forward {:.2} s (prefill forwards {} of {} positions: {:.2} s), sampling {:.2} s, codec {:.2} s, steps {:.2} s",
             c,
             r.audio_s_per_s,
             r.per_stream_frames_per_s_mean,
@@ -374,6 +382,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             r.mean_batch,
             r.failed,
             r.phase_forward_s,
+            r.prefill_forward_calls,
+            r.prefill_positions,
+            r.phase_prefill_forward_s,
             r.phase_sample_s,
             r.phase_codec_s,
             r.phase_step_s

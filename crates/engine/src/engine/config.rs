@@ -121,4 +121,9 @@ pub struct EngineStats {
     pub sample_seconds: f64,
     pub codec_seconds: f64,
     pub step_seconds: f64,
+    /// Forwards that carried at least one prefill piece (not graphed), their prompt positions,
+    /// and their share of `forward_seconds`: what prefill costs the running streams.
+    pub prefill_forward_calls: u64,
+    pub prefill_positions: u64,
+    pub prefill_forward_seconds: f64,
 }

@@ -622,6 +622,7 @@ impl<'p> Engine<'p> {
         let mut batch: Vec<SeqInput> = Vec::new();
         let mut owners: Vec<(usize, bool)> = Vec::new(); // (index into active, final piece)
         let mut budget = self.cfg.prefill_budget.max(1);
+        let mut prefill_positions = 0usize;
         for (i, a) in self.active.iter_mut().enumerate() {
             if a.draining {
                 continue;
@@ -633,6 +634,7 @@ impl<'p> Engine<'p> {
                 }
                 let take = c.prefill.len().min(budget);
                 budget -= take;
+                prefill_positions += take;
                 let piece = split_front(&mut c.prefill, take);
                 let last = c.prefill.is_empty();
                 let (text, audio) = c.state.needs_logits();
@@ -677,7 +679,13 @@ impl<'p> Engine<'p> {
         if self.cfg.profile_sync {
             let _ = self.parts.model.device().synchronize();
         }
-        self.stats.forward_seconds += t_fwd.elapsed().as_secs_f64();
+        let forward_s = t_fwd.elapsed().as_secs_f64();
+        self.stats.forward_seconds += forward_s;
+        if prefill_positions > 0 {
+            self.stats.prefill_forward_calls += 1;
+            self.stats.prefill_positions += prefill_positions as u64;
+            self.stats.prefill_forward_seconds += forward_s;
+        }
         self.stats.forward_calls += 1;
         *self.stats.batch_sizes.entry(batch.len()).or_default() += 1;
         self.stats.positions_total += positions as u64;
