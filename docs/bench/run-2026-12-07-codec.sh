@@ -4,11 +4,20 @@
 #  1. audio: the same greedy generation decoded with the f32 and the bf16 decoder, and with the
 #     pointwise convs as im2col convs (the old path) vs one matmul (new default) -> SNR in dB;
 #  2. engine levels (250 frames, default sampling) in one binary: HIGGS_CODEC_DTYPE=bf16,
-#     HIGGS_CODEC_POINTWISE=generic (the codec of the previous build), bf16 + 50-frame chunks;
+#     HIGGS_CODEC_POINTWISE=generic (the codec of the previous build) / =matmul, bf16 + 50-frame
+#     chunks (explicit values: the build's default for the pointwise path may be either);
 #  3. the previous GPU-measured build (.gpu/base-higgs-serve.xz, commit in .gpu/base-commit) on
 #     the same card, the same levels.
 set -u
 O=${OUT:-/tmp/codec}; mkdir -p "$O"
+# CODEC_AB_TESTS=1: first the suite's CUDA tests (new: decoder_dtype), for a call that has to stand
+# alone (the suite's step 1; it also unpacks the build into /tmp/gpu).
+if [ "${CODEC_AB_TESTS:-0}" = 1 ]; then
+  GPU_SUITE_TESTS_ONLY=1 OUT=$O/tests bash scripts/gpu-suite.sh 2>&1 | grep -E "^== |test result|FAILED|panicked|SNR" | cut -c1-300
+  # The bf16 decoder's accuracy on the tiny fixture codec with the CUDA kernels (printed SNRs).
+  HIGGS_TEST_DEVICE=cuda HIGGS_FIXTURES=/tmp/gpu/fixtures timeout 60 /tmp/gpu/t_codec_decoder_dtype --test-threads=1 --nocapture 2>&1 \
+    | grep -E "SNR|test result" | tee "$O/decoder_dtype_cuda.txt"
+fi
 for lib in libcublas.so.13 libcurand.so.10 libnvrtc.so.13 libcudart.so.13; do
   d=$(dirname "$(find / -name "$lib" -not -path '/proc/*' 2>/dev/null | head -1)")
   export LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-}
@@ -23,7 +32,7 @@ echo "head $(cat .gpu/commit), base $(cat .gpu/base-commit)" | tee "$O/commits.t
 M="--model /tmp/full/model --codec /tmp/full/codec --device cuda --dtype bf16"
 echo "== 1. decoded audio, same codes"
 S="synth $M --text Checking_the_codec_precision_of_the_acoustic_decoder. --force-audio --max-new-tokens 200 --seed 1 --temperature 0"
-timeout 45 $B $S --out "$O/f32.wav" 2>&1 | tail -1
+HIGGS_CODEC_POINTWISE=matmul timeout 45 $B $S --out "$O/f32.wav" 2>&1 | tail -1
 HIGGS_CODEC_DTYPE=bf16 timeout 45 $B $S --out "$O/bf16.wav" 2>&1 | tail -1
 HIGGS_CODEC_POINTWISE=generic timeout 45 $B $S --out "$O/f32_im2col.wav" 2>&1 | tail -1
 timeout 45 $W/base-higgs-serve $S --out "$O/f32_base.wav" 2>&1 | tail -1
@@ -46,11 +55,11 @@ run() { # name binary [VAR=value ...]
   local name=$1 bin=$2; shift 2
   env "$@" timeout 100 $bin $E --json "$O/$name.json" 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-260 | sed "s/^/$name: /"
 }
-run bf16 $B HIGGS_CODEC_DTYPE=bf16
+run bf16 $B HIGGS_CODEC_DTYPE=bf16 HIGGS_CODEC_POINTWISE=matmul
 run base $W/base-higgs-serve
-run head $B
+run head $B HIGGS_CODEC_POINTWISE=matmul
 run im2col $B HIGGS_CODEC_POINTWISE=generic
-run bf16_chunk50 $B HIGGS_CODEC_DTYPE=bf16 HIGGS_CHUNK_FRAMES=50
+run bf16_chunk50 $B HIGGS_CODEC_DTYPE=bf16 HIGGS_CODEC_POINTWISE=matmul HIGGS_CHUNK_FRAMES=50
 python3 - "$O" <<'PY' | tee "$O/summary.txt"
 import json, os, sys
 o = sys.argv[1]

@@ -28,9 +28,19 @@ pub fn model_options() -> ModelOptions {
     }
 }
 
-/// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`, `HIGGS_CODEC_POINTWISE=generic`:
-/// the generic transposed convolution / Snake / pointwise convolution. `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in bf16 (default f32, as
+/// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`: the generic transposed convolution
+/// / Snake on CUDA too. `HIGGS_CODEC_POINTWISE=matmul|generic`: pointwise convs as one matmul
+/// (off by default until a GPU suite run shows it is no slower) or candle's conv1d. `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in bf16 (default f32, as
 /// the reference); any other value than `f32`/`bf16` is refused.
+fn pointwise_matmul() -> anyhow::Result<bool> {
+    match std::env::var("HIGGS_CODEC_POINTWISE") {
+        Err(_) => Ok(CodecOptions::default().direct_pointwise),
+        Ok(v) if v.eq_ignore_ascii_case("matmul") => Ok(true),
+        Ok(v) if v.eq_ignore_ascii_case("generic") => Ok(false),
+        Ok(v) => anyhow::bail!("HIGGS_CODEC_POINTWISE={v:?}: use matmul or generic"),
+    }
+}
+
 pub fn codec_options() -> anyhow::Result<CodecOptions> {
     let decoder_dtype = match std::env::var("HIGGS_CODEC_DTYPE") {
         Err(_) => DType::F32,
@@ -41,7 +51,7 @@ pub fn codec_options() -> anyhow::Result<CodecOptions> {
     Ok(CodecOptions {
         native_conv_transpose: !generic("HIGGS_CODEC_CONVT"),
         fused_snake: !generic("HIGGS_CODEC_SNAKE"),
-        direct_pointwise: !generic("HIGGS_CODEC_POINTWISE"),
+        direct_pointwise: pointwise_matmul()?,
         decoder_dtype,
     })
 }

@@ -1,6 +1,7 @@
-//! The acoustic decoder in bf16 (`CodecOptions::decoder_dtype`) against the reference goldens:
-//! not bit-exact, but within an accuracy bound, on the CPU and (`HIGGS_TEST_DEVICE=cuda`, with
-//! the fused bf16 Snake kernel) on the GPU. Also checks the f32 default is untouched by the option.
+//! The codec's throughput options against the reference goldens, on the CPU and
+//! (`HIGGS_TEST_DEVICE=cuda`) on the GPU: the acoustic decoder in bf16
+//! (`CodecOptions::decoder_dtype`; not bit-exact, within an accuracy bound, with the fused bf16
+//! Snake kernel on CUDA) and pointwise convs as one matmul (`direct_pointwise`; golden accuracy).
 #![allow(clippy::unwrap_used)]
 
 use candle_core::{DType, Tensor};
@@ -8,11 +9,14 @@ use higgs_codec::{Codec, CodecOptions};
 use higgs_testkit::{fixtures_root, Golden};
 
 fn load(decoder_dtype: DType, fused_snake: bool) -> Codec {
-    let opts = CodecOptions {
+    load_with(CodecOptions {
         decoder_dtype,
         fused_snake,
         ..CodecOptions::default()
-    };
+    })
+}
+
+fn load_with(opts: CodecOptions) -> Codec {
     Codec::load_with(
         &fixtures_root().join("codec"),
         &higgs_testkit::test_device(),
@@ -136,4 +140,52 @@ fn fused_and_generic_snake_agree_in_bf16() {
     } else {
         assert_eq!(fused, generic);
     }
+}
+
+#[test]
+fn pointwise_matmul_keeps_golden_accuracy() {
+    // The pointwise convs of both DAC stacks as one matmul: same maths, another summation order.
+    let g = Golden::load("codec/golden.safetensors");
+    let codec = load_with(CodecOptions {
+        direct_pointwise: true,
+        ..CodecOptions::default()
+    });
+    for (case, codes, expected) in cases(&g) {
+        let wav = codec.decode(&codes).unwrap();
+        let d = wav
+            .iter()
+            .zip(&expected)
+            .map(|(a, e)| (a - e).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{case}: pointwise matmul max |diff| {d:.2e}");
+        assert_eq!(wav.len(), expected.len());
+        assert!(
+            d <= 1e-4,
+            "{case}: max |diff| {d:.2e} > 1e-4 (fixture tolerance)"
+        );
+    }
+    // The encoder's residual units take the same path: its codes must equal the goldens'.
+    let mut checked = 0;
+    for name in g.arrays.keys().filter(|k| k.ends_with(".input_wave")) {
+        let case = name.trim_end_matches(".input_wave");
+        let codes_name = format!("{case}.codes");
+        if !g.has(&codes_name) || g.has(&format!("{case}.resampled_24k")) {
+            continue; // other-rate inputs are resampled by audio-io first
+        }
+        let wave = g.f32(name).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let codes = codec.encode(&wave).unwrap();
+        let expected: Vec<Vec<i64>> = g
+            .get(&codes_name)
+            .to_dtype(DType::I64)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let actual: Vec<Vec<i64>> = codes.to_dtype(DType::I64).unwrap().to_vec2().unwrap();
+        assert_eq!(
+            actual, expected,
+            "{case}: codes differ with the pointwise matmul"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "no 24 kHz encode case in the golden file");
 }
