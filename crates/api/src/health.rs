@@ -6,11 +6,15 @@ use serde::Serialize;
 
 /// `status` of a ready service (the seed handler's word).
 pub const HEALTHY: &str = "healthy";
+/// `status` of a service that serves with some engines failed.
+pub const DEGRADED: &str = "degraded";
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `healthy` once the engine has warmed up; `loading` while it warms up (requests sent
-    /// meanwhile wait in its queue); `stopping` while it shuts down or after a fatal error.
+    /// `healthy` once an engine has warmed up and none failed; `degraded` while at least one
+    /// serves and at least one failed (out of rotation; see `engines`); `loading` while none
+    /// serves yet (requests sent meanwhile wait in a queue); `unhealthy` when every engine failed;
+    /// `stopping` while the service shuts down.
     pub status: String,
     /// When the report was made: seconds since the Unix epoch (Python's `time.time()`).
     pub timestamp: f64,
@@ -20,22 +24,42 @@ pub struct Health {
     pub voice_suggestions: Vec<VoiceSuggestion>,
     /// The served model name (`/v1/models`).
     pub model: String,
+    /// The devices of every engine, comma-separated.
     pub device: String,
     /// Output sample rate in Hz.
     pub sample_rate: usize,
     /// Every library voice name, sorted.
     pub voices_available: Vec<String>,
+    /// Every engine's queue added up.
     pub queue: QueueInfo,
     pub memory: MemoryInfo,
+    /// Each engine (one per device), in `--devices` order.
+    pub engines: Vec<EngineHealth>,
+}
+
+/// One engine of the service.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EngineHealth {
+    /// Its index, the `engine` label of its metrics.
+    pub engine: usize,
+    pub device: String,
+    /// `serving`, `loading` (warming up), `failed` (out of rotation) or `stopping`.
+    pub status: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub queue: QueueInfo,
+    /// Engine steps whose forward or sampling failed.
+    pub step_failures: u64,
 }
 
 impl Health {
     /// Voices listed in `voice_suggestions`.
     pub const MAX_VOICE_SUGGESTIONS: usize = 16;
 
-    /// Whether the report says the service takes requests.
+    /// Whether the report says the service takes requests (`healthy` or `degraded`).
     pub fn is_healthy(&self) -> bool {
-        self.status == HEALTHY
+        self.status == HEALTHY || self.status == DEGRADED
     }
 }
 

@@ -584,13 +584,13 @@ fn demo_server_logs_an_access_line_per_request_and_exports_described_metrics() {
     );
     let kv: f64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("higgs_kv_cache_bytes "))
+        .find_map(|l| l.strip_prefix(r#"higgs_kv_cache_bytes{engine="0"} "#))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no higgs_kv_cache_bytes sample:\n{metrics}"));
     assert!(kv > 0.0, "{kv}");
     // No GPU here: no GPU memory samples (the gauge is sampled only where there is one).
     assert!(
-        !metrics.contains("\nhiggs_gpu_memory_used_bytes "),
+        !metrics.contains("\nhiggs_gpu_memory_used_bytes"),
         "{metrics}"
     );
 }

@@ -40,7 +40,7 @@ fn context(voices: &std::path::Path) -> JobContext {
     };
     let (engine, _) = start(cfg, parts).unwrap();
     let service = Service {
-        engine,
+        engine: higgs_engine::EnginePool::single(engine, "cpu"),
         voices: Some(Arc::new(VoiceLibrary::open(voices).unwrap())),
         config: Arc::new(ServiceConfig::default()),
         device: "cpu".into(),

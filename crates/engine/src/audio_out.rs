@@ -122,6 +122,8 @@ pub struct AudioWorker<'c> {
     failed_tx: Sender<u64>,
     /// Seconds spent in codec decodes, in nanoseconds (shared with the engine's stats).
     codec_nanos: Arc<AtomicU64>,
+    /// The engine's `engine` metric label.
+    label: Arc<str>,
 }
 
 impl<'c> AudioWorker<'c> {
@@ -136,7 +138,14 @@ impl<'c> AudioWorker<'c> {
             first_audio: HashMap::new(),
             failed_tx,
             codec_nanos,
+            label: Arc::from("0"),
         }
+    }
+
+    /// Labels this worker's metrics `engine="label"` (default `0`).
+    pub fn with_label(mut self, label: Arc<str>) -> Self {
+        self.label = label;
+        self
     }
 
     /// GPU warm-up of the codec: one decode of each `(frames, left, n_new)` window shape, so that
@@ -253,7 +262,7 @@ impl<'c> AudioWorker<'c> {
             let res = self
                 .codec
                 .with(|c| decode_windows(c, flat, shape, left, n_new));
-            metrics::histogram!("higgs_codec_decode_seconds")
+            metrics::histogram!("higgs_codec_decode_seconds", "engine" => self.label.clone())
                 .record(t_group.elapsed().as_secs_f64());
             match res {
                 Ok(rows) => {
@@ -309,7 +318,8 @@ impl<'c> AudioWorker<'c> {
                 frames_at_first_audio = j.frames_received,
                 "first audio"
             );
-            metrics::histogram!("higgs_time_to_first_audio_seconds").record(ttfa.as_secs_f64());
+            metrics::histogram!("higgs_time_to_first_audio_seconds", "engine" => self.label.clone())
+                .record(ttfa.as_secs_f64());
         }
         let _ = j.to.send(Event::Audio {
             samples,

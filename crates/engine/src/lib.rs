@@ -6,11 +6,13 @@
 //! - [`prompt`]: prompt expansion, generation controls, special ids.
 //! - [`engine`]: the request driver (continuous batching, streaming); every door and `synth`
 //!   submit to it.
+//! - [`pool`]: several engines (one per GPU) behind one admission front, for the doors.
 
 pub mod audio_out;
 pub mod audio_stream;
 pub mod delay;
 pub mod engine;
+pub mod pool;
 pub mod prompt;
 pub mod request;
 pub mod sampling;
@@ -19,7 +21,10 @@ pub mod telemetry;
 pub mod voices;
 
 pub use delay::Codes;
-pub use engine::{start, EngineConfig, EngineHandle, EngineParts, EngineStats, RequestStream};
+pub use engine::{
+    start, EngineConfig, EngineHandle, EngineParts, EngineStats, Load, RequestStream,
+};
+pub use pool::{EnginePool, EngineState, EngineStatus, PoolMember, PoolPolicy, PoolState};
 pub use prompt::{
     check_tokenizer_matches, expand_prompt, ExpandedPrompt, GenerationParams, PromptSpec,
 };

@@ -1,5 +1,8 @@
 //! `# HELP` texts (and units) of the engine's metrics, registered with whatever recorder the
-//! binary installed; call [`describe_metrics`] once after installing it.
+//! binary installed; call [`describe_metrics`] once after installing it. Every series an engine
+//! emits carries `engine="i"` (its index in the pool; `sum without (engine)` gives the process's
+//! total); the pool's own gauges (`higgs_engines`, `higgs_engine_serving`, `higgs_pool_*`) are set
+//! at scrape time by [`crate::EnginePool::record_metrics`].
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
@@ -39,7 +42,34 @@ pub fn describe_metrics() {
         Unit::Bytes,
         "Memory allocated to the KV cache (all slots, all positions)."
     );
-    describe_gauge!("higgs_queue_depth", "Requests waiting for a slot.");
+    describe_gauge!(
+        "higgs_queue_depth",
+        "Requests waiting for a slot in this engine (prepared, not running)."
+    );
+    describe_gauge!(
+        "higgs_engines",
+        "Engines of this process by state (serving, loading, failed = out of rotation, stopping)."
+    );
+    describe_gauge!(
+        "higgs_engine_serving",
+        "1 while the engine serves, 0 while it warms up, failed (out of rotation) or stops."
+    );
+    describe_gauge!(
+        "higgs_pool_queue_depth",
+        "Requests waiting for a slot, all engines of this process (the autoscaling signal)."
+    );
+    describe_gauge!(
+        "higgs_pool_running_sequences",
+        "Sequences holding a KV slot, all engines of this process."
+    );
+    describe_gauge!(
+        "higgs_pool_slots",
+        "KV slots of the engines in rotation: requests this process runs at once."
+    );
+    describe_counter!(
+        "higgs_engine_step_failures_total",
+        "Engine steps whose forward or sampling failed (each failed its batch's requests)."
+    );
     describe_gauge!("higgs_running_sequences", "Sequences holding a KV slot.");
     describe_gauge!(
         "higgs_kv_usage_ratio",
@@ -79,35 +109,43 @@ pub fn gpu_memory(device: &candle_core::Device) -> Option<(usize, usize)> {
     None
 }
 
-/// Sets `higgs_gpu_memory_{used,total}_bytes` from [`gpu_memory`]; returns whether `device` is a
-/// GPU that answered (callers sample it from their own thread, off the engine's step loop).
-pub fn record_gpu_memory(device: &candle_core::Device) -> bool {
+/// Sets `higgs_gpu_memory_{used,total}_bytes{engine}` from [`gpu_memory`]; returns whether
+/// `device` is a GPU that answered (callers sample it from their own thread, off the engine's step
+/// loop).
+pub fn record_gpu_memory(device: &candle_core::Device, engine: &str) -> bool {
     let Some((free, total)) = gpu_memory(device) else {
         return false;
     };
-    metrics::gauge!("higgs_gpu_memory_used_bytes").set(total.saturating_sub(free) as f64);
-    metrics::gauge!("higgs_gpu_memory_total_bytes").set(total as f64);
+    metrics::gauge!("higgs_gpu_memory_used_bytes", "engine" => engine.to_string())
+        .set(total.saturating_sub(free) as f64);
+    metrics::gauge!("higgs_gpu_memory_total_bytes", "engine" => engine.to_string())
+        .set(total as f64);
     true
 }
 
-/// Sets `higgs_kv_cache_bytes` for a cache of `slots` sequences of `positions` each.
-pub fn record_kv_cache(model: &higgs_model::HiggsAudioModel, slots: usize, positions: usize) {
+/// Sets `higgs_kv_cache_bytes{engine}` for a cache of `slots` sequences of `positions` each.
+pub fn record_kv_cache(
+    model: &higgs_model::HiggsAudioModel,
+    slots: usize,
+    positions: usize,
+    engine: &str,
+) {
     let bytes =
         higgs_model::KvCache::bytes_per_position(model.config(), model.dtype()) * slots * positions;
-    metrics::gauge!("higgs_kv_cache_bytes").set(bytes as f64);
+    metrics::gauge!("higgs_kv_cache_bytes", "engine" => engine.to_string()).set(bytes as f64);
 }
 
 /// Samples [`record_gpu_memory`] every `every` on a thread of its own, for the process's life;
 /// does nothing off CUDA.
-pub fn sample_gpu_memory(device: candle_core::Device, every: std::time::Duration) {
-    if !record_gpu_memory(&device) {
+pub fn sample_gpu_memory(device: candle_core::Device, engine: String, every: std::time::Duration) {
+    if !record_gpu_memory(&device, &engine) {
         return;
     }
     let spawned = std::thread::Builder::new()
         .name("higgs-gpu-memory".into())
         .spawn(move || loop {
             std::thread::sleep(every);
-            if !record_gpu_memory(&device) {
+            if !record_gpu_memory(&device, &engine) {
                 return;
             }
         });

@@ -41,7 +41,7 @@ fn setup(max_running: usize, max_queue: usize) -> Setup {
     assert!(engine.wait_ready(std::time::Duration::from_secs(120)));
     let state = AppState {
         service: Service {
-            engine,
+            engine: higgs_engine::EnginePool::single(engine, "cpu"),
             voices: lib,
             config: Arc::new(ServiceConfig::default()),
             device: "cpu".into(),

@@ -61,7 +61,7 @@ fn setup_warming(max_queue: usize, api_key: Option<&str>, max_body: usize) -> Se
     let (engine, _) = start(cfg, parts).unwrap();
     let state = AppState {
         service: Service {
-            engine,
+            engine: higgs_engine::EnginePool::single(engine, "cpu"),
             voices: parts_voices,
             config: Arc::new(ServiceConfig::default()),
             device: "cpu".into(),

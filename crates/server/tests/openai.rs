@@ -50,7 +50,7 @@ fn setup() -> Setup {
     assert!(engine.wait_ready(std::time::Duration::from_secs(120)));
     let state = AppState {
         service: Service {
-            engine,
+            engine: higgs_engine::EnginePool::single(engine, "cpu"),
             voices: lib,
             config: Arc::new(ServiceConfig::default()),
             device: "cpu".into(),

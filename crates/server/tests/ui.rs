@@ -31,7 +31,7 @@ fn state(api_key: Option<&str>) -> AppState {
     let (engine, _) = start(cfg, parts).unwrap();
     AppState {
         service: Service {
-            engine,
+            engine: higgs_engine::EnginePool::single(engine, "cpu"),
             voices: None,
             config: Arc::new(ServiceConfig::default()),
             device: "cpu".into(),

@@ -1,7 +1,10 @@
 //! The health report both doors answer (`GET /health`, a `/generate` or RunPod health check):
 //! built once here so the shapes cannot drift apart.
 
-use higgs_api::health::{Health, MemoryInfo, ModelInfo, QueueInfo, VoiceSuggestion, HEALTHY};
+use higgs_api::health::{
+    EngineHealth, Health, MemoryInfo, ModelInfo, QueueInfo, VoiceSuggestion, DEGRADED, HEALTHY,
+};
+use higgs_engine::EngineStats;
 
 use crate::{Readiness, Service};
 
@@ -30,13 +33,29 @@ pub fn rss_mb() -> Option<f64> {
 }
 
 impl Readiness {
-    /// The health report's `status`: `healthy`, `loading` or `stopping`.
+    /// The health report's `status`: `healthy`, `degraded`, `loading`, `unhealthy` or
+    /// `stopping`.
     pub fn health_status(self) -> &'static str {
         match self {
             Self::Ready => HEALTHY,
+            Self::Degraded => DEGRADED,
             Self::Loading => "loading",
+            Self::Failed => "unhealthy",
             Self::Stopping => "stopping",
         }
+    }
+}
+
+fn queue_info(s: &EngineStats) -> QueueInfo {
+    QueueInfo {
+        waiting: s.queued,
+        running: s.running,
+        slots: s.slots,
+        kv_positions_used: s.kv_positions_used,
+        kv_positions_total: s.slots * s.max_seq_len,
+        requests_finished: s.requests_finished,
+        requests_failed: s.requests_failed,
+        requests_cancelled: s.requests_cancelled,
     }
 }
 
@@ -44,8 +63,25 @@ impl Service {
     /// The health report (the seed handler's fields first, then queue and memory) and the
     /// readiness it was made from.
     pub fn health(&self) -> (Readiness, Health) {
+        let statuses = self.engine.statuses();
         let readiness = self.readiness();
-        let s = self.engine.stats();
+        let mut total = EngineStats::default();
+        let mut kv_total = 0;
+        let engines = statuses
+            .iter()
+            .map(|e| {
+                total.add(&e.stats);
+                kv_total += e.stats.slots * e.stats.max_seq_len;
+                EngineHealth {
+                    engine: e.index,
+                    device: e.device.clone(),
+                    status: e.state.as_str().into(),
+                    error: e.error.clone(),
+                    queue: queue_info(&e.stats),
+                    step_failures: e.stats.step_failures,
+                }
+            })
+            .collect();
         let voices = self.list_voices();
         let names: Vec<String> = voices.iter().map(|v| v.name.clone()).collect();
         let timestamp = std::time::SystemTime::now()
@@ -79,18 +115,14 @@ impl Service {
             sample_rate: self.engine.sample_rate(),
             voices_available: names,
             queue: QueueInfo {
-                waiting: s.queued,
-                running: s.running,
-                slots: s.slots,
-                kv_positions_used: s.kv_positions_used,
-                kv_positions_total: s.slots * s.max_seq_len,
-                requests_finished: s.requests_finished,
-                requests_failed: s.requests_failed,
-                requests_cancelled: s.requests_cancelled,
+                // Engines may differ in sequence length: their positions, not slots × the longest.
+                kv_positions_total: kv_total,
+                ..queue_info(&total)
             },
             memory: MemoryInfo {
                 rss_mb: rss_mb().unwrap_or(0.0),
             },
+            engines,
         };
         (readiness, h)
     }
@@ -112,5 +144,7 @@ mod tests {
         assert_eq!(Readiness::Ready.health_status(), "healthy");
         assert_eq!(Readiness::Loading.health_status(), "loading");
         assert_eq!(Readiness::Stopping.health_status(), "stopping");
+        assert_eq!(Readiness::Degraded.health_status(), "degraded");
+        assert_eq!(Readiness::Failed.health_status(), "unhealthy");
     }
 }

@@ -1,9 +1,9 @@
 //! What both front doors share — the HTTP server (`higgs-server`) and the RunPod worker
 //! (`higgs-worker`) depend on this crate and on `higgs-api`, never on each other:
 //!
-//! - [`Service`]: the engine handle, the one voice library, the uploader and the settings every
-//!   door needs;
-//! - [`Readiness`]: one notion of "ready", taken from the engine (warm-up done, not stopping);
+//! - [`Service`]: the engine pool (one engine per device behind one admission front), the one
+//!   voice library, the uploader and the settings every door needs;
+//! - [`Readiness`]: one notion of "ready", taken from the engines (one warmed up, not stopping);
 //! - [`health`]: the health report of every door;
 //! - [`run`]: submitting a request and collecting its events;
 //! - [`generate`]: the native `/generate` job (HTTP route and RunPod job alike);
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use higgs_api::{ApiError, Limits};
 use higgs_engine::voices::VoiceLibrary;
-use higgs_engine::EngineHandle;
+use higgs_engine::{EnginePool, PoolState};
 use higgs_storage::Uploader;
 
 pub use generate::{run_generate, GenerateOptions};
@@ -113,18 +113,22 @@ impl Default for ServiceConfig {
     }
 }
 
-/// Whether the service takes requests, from the engine's own state.
+/// Whether the service takes requests, from its engines' own states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
-    /// The engine is warming up; requests submitted now wait in its queue.
+    /// No engine has warmed up yet; requests submitted now wait in a queue.
     Loading,
     Ready,
-    /// Shutting down or stopped after a fatal error.
+    /// Serving, with at least one engine failed (out of rotation).
+    Degraded,
+    /// Every engine failed.
+    Failed,
+    /// Shutting down.
     Stopping,
 }
 
 impl Readiness {
-    /// From the engine's two flags; stopping wins (a stopped engine may still read as warmed up).
+    /// From one engine's two flags; stopping wins (a stopped engine may still read as warmed up).
     pub fn from_engine(stopped: bool, warmed_up: bool) -> Self {
         if stopped {
             Self::Stopping
@@ -135,28 +139,31 @@ impl Readiness {
         }
     }
 
-    /// `ok`, `loading` or `stopping`: the word health reports use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Loading => "loading",
-            Self::Ready => "ok",
-            Self::Stopping => "stopping",
+    pub fn from_pool(s: PoolState) -> Self {
+        match s {
+            PoolState::Loading => Self::Loading,
+            PoolState::Ready => Self::Ready,
+            PoolState::Degraded => Self::Degraded,
+            PoolState::Failed => Self::Failed,
+            PoolState::Stopping => Self::Stopping,
         }
     }
 
+    /// Requests are run now (degraded included: the engines left serve).
     pub fn is_ready(self) -> bool {
-        self == Self::Ready
+        matches!(self, Self::Ready | Self::Degraded)
     }
 }
 
 /// The shared state behind every door. Cheap to clone.
 #[derive(Clone)]
 pub struct Service {
-    pub engine: EngineHandle,
+    /// Every engine of this process (one per device), submitted to as one.
+    pub engine: EnginePool,
     /// The voice library, opened once (`None`: no voice directory configured).
     pub voices: Option<Arc<VoiceLibrary>>,
     pub config: Arc<ServiceConfig>,
-    /// The device the model runs on, for health reports.
+    /// The devices the engines run on (comma-separated), for health reports.
     pub device: String,
     /// S3 uploads for `/generate` (configured from AWS_* / BUCKET_* at start-up).
     pub uploader: Option<Arc<Uploader>>,
@@ -164,7 +171,7 @@ pub struct Service {
 
 impl Service {
     pub fn readiness(&self) -> Readiness {
-        Readiness::from_engine(self.engine.is_stopped(), self.engine.is_ready())
+        Readiness::from_pool(self.engine.state())
     }
 
     pub fn is_ready(&self) -> bool {
@@ -207,6 +214,7 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::Readiness;
+    use higgs_engine::PoolState;
 
     #[test]
     fn readiness_follows_the_engine_and_stopping_wins() {
@@ -214,8 +222,14 @@ mod tests {
         assert_eq!(Readiness::from_engine(false, true), Readiness::Ready);
         assert_eq!(Readiness::from_engine(true, true), Readiness::Stopping);
         assert_eq!(Readiness::from_engine(true, false), Readiness::Stopping);
+        assert_eq!(
+            Readiness::from_pool(PoolState::Degraded),
+            Readiness::Degraded
+        );
+        assert_eq!(Readiness::from_pool(PoolState::Failed), Readiness::Failed);
         assert!(Readiness::Ready.is_ready());
+        assert!(Readiness::Degraded.is_ready());
         assert!(!Readiness::Loading.is_ready());
-        assert_eq!(Readiness::Loading.as_str(), "loading");
+        assert!(!Readiness::Failed.is_ready());
     }
 }

@@ -15,8 +15,10 @@ use crate::platform::{PlatformClient, PlatformError, Taken};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Jobs held at once (the SDK's `concurrency_modifier`); all run in the batching engine.
-    pub concurrency: usize,
+    /// Jobs held at once (the SDK's `concurrency_modifier`); all run in the batching engines.
+    /// `None`: the KV slots of the engines in rotation, read again before each job-take (so an
+    /// engine taken out of rotation lowers it).
+    pub concurrency: Option<usize>,
     /// Every result carries `stopPod: true` and the worker exits after its first job.
     pub refresh_worker: bool,
     /// `RUNPOD_PING_INTERVAL` (the SDK's default is 10 s).
@@ -30,7 +32,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            concurrency: 32,
+            concurrency: None,
             refresh_worker: false,
             ping_interval: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
@@ -218,7 +220,11 @@ pub async fn run(
         // Created before the count is read, so a job ending in between still wakes us
         // (`notify_waiters` reaches every `Notified` created before the call).
         let freed = tracker.freed.notified();
-        let want = cfg.concurrency.saturating_sub(tracker.len());
+        let limit = cfg
+            .concurrency
+            .unwrap_or_else(|| ctx.service.engine.serving_slots())
+            .max(1);
+        let want = limit.saturating_sub(tracker.len());
         if want == 0 {
             tokio::select! {
                 _ = freed => continue,

@@ -33,7 +33,7 @@ fn client(p: &FakePlatform, post_timeout: Duration) -> PlatformClient {
 
 fn worker_cfg(concurrency: usize) -> WorkerConfig {
     WorkerConfig {
-        concurrency,
+        concurrency: Some(concurrency),
         ping_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_secs(60),
         stop_poll_min_interval: Duration::from_millis(20),

@@ -19,9 +19,10 @@ const IMAGE_VOICES: &str = "/app/voices";
 pub struct RunpodArgs {
     #[command(flatten)]
     engine: EngineArgs,
-    /// Jobs taken at once; all run together in the batching engine.
-    #[arg(long, env = "HIGGS_WORKER_CONCURRENCY", default_value_t = 32)]
-    concurrency: usize,
+    /// Jobs taken at once; all run together in the batching engines [default: the KV slots of
+    /// the engines in rotation, i.e. --max-running times the number of engines].
+    #[arg(long, env = "HIGGS_WORKER_CONCURRENCY")]
+    concurrency: Option<usize>,
     /// Serve the local test API (/run, /runsync, /status, /stream, /cancel, /health) instead of
     /// talking to the platform.
     #[arg(long = "rp-serve-api", alias = "rp_serve_api")]
@@ -100,8 +101,10 @@ fn default_voices() -> Option<PathBuf> {
 pub fn run(mut a: RunpodArgs) -> Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let platform = platform_from_env(&env);
-    // Every job the worker holds must fit the engine's queue.
-    a.engine.max_queue = a.engine.max_queue.max(a.concurrency);
+    // Every job the worker holds must fit an engine's queue, even when the others failed.
+    if let Some(c) = a.concurrency {
+        a.engine.max_queue = a.engine.max_queue.max(c);
+    }
     if a.engine.voices.is_none() {
         a.engine.voices = default_voices();
     }
@@ -143,7 +146,7 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
     let Built {
         service,
         metrics,
-        join,
+        joins,
     } = built;
     let engine = service.engine.clone();
     // The OpenAI passthrough runs through the HTTP server's own router over the same service, with
@@ -167,7 +170,7 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
     } else {
         let p = platform.context("RUNPOD_WEBHOOK_GET_JOB is not set")?;
         let cfg = WorkerConfig {
-            concurrency: a.concurrency.max(1),
+            concurrency: a.concurrency.map(|c| c.max(1)),
             refresh_worker: a.refresh_worker,
             ping_interval: ping_interval(&env),
             drain_timeout: Duration::from_secs(a.drain_timeout_secs),
@@ -177,7 +180,10 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
         tracing::info!(
             "RunPod worker {} taking up to {} jobs at once",
             client.cfg.urls.worker_id,
-            cfg.concurrency
+            cfg.concurrency.map_or_else(
+                || format!("{} (the engines' KV slots)", engine.serving_slots()),
+                |c| c.to_string()
+            )
         );
         let report = rt.block_on(higgs_worker::run(
             ctx,
@@ -189,7 +195,9 @@ pub fn run(mut a: RunpodArgs) -> Result<()> {
         Ok(())
     };
     engine.shutdown();
-    let _ = join.join();
+    for j in joins {
+        let _ = j.join();
+    }
     result
 }
 
@@ -217,9 +225,12 @@ async fn local_api(a: &RunpodArgs, ctx: JobContext) -> Result<()> {
         "local RunPod test API on http://{} (/run, /runsync, /status/ID, /stream/ID, /cancel/ID, /health; also under /v2/ENDPOINT_ID/)",
         listener.local_addr()?
     );
+    let concurrency = a
+        .concurrency
+        .unwrap_or_else(|| ctx.service.engine.serving_slots());
     let app = higgs_worker::local_api::router(
         ctx,
-        a.concurrency,
+        concurrency,
         a.api_key.clone().filter(|k| !k.is_empty()),
     );
     // The local API reads whole JSON bodies too: the same body guard as the HTTP server.

@@ -88,15 +88,22 @@ pub struct EngineArgs {
     /// Run on a freshly generated tiny RANDOM checkpoint (every endpoint real, the audio is noise).
     #[arg(long, env = "HIGGS_DEMO")]
     pub demo: bool,
+    /// Device kind: `auto` (every visible GPU on a CUDA build, else the CPU), `cpu`, or `cuda`
+    /// (every visible GPU). `--devices` picks the GPUs and wins over it.
     #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DEVICE")]
     pub device: DeviceArg,
+    /// One engine (model, codec, KV cache) per listed device, behind one server: `cuda:0,cuda:1`
+    /// (or `0,1`), `cuda`/`all` (every visible GPU), `cpu`, `cpu,cpu` (several CPU engines),
+    /// `auto` [default: from --device].
+    #[arg(long, env = "HIGGS_DEVICES", value_parser = device::parse_devices)]
+    pub devices: Option<device::DevicesArg>,
     #[arg(long, value_enum, default_value = "auto", env = "HIGGS_DTYPE")]
     pub dtype: DtypeArg,
-    /// Concurrent sequences (KV slots).
+    /// Concurrent sequences (KV slots) per engine.
     #[arg(long, env = "HIGGS_MAX_RUNNING", default_value_t = 16)]
     pub max_running: usize,
-    /// KV-cache memory budget in GiB; when set, the number of concurrent sequences is derived from
-    /// it (and --max-seq-len) instead of --max-running.
+    /// KV-cache memory budget in GiB per engine; when set, the number of concurrent sequences is
+    /// derived from it (and --max-seq-len) instead of --max-running.
     #[arg(long, env = "HIGGS_KV_CACHE_GB")]
     pub kv_cache_gb: Option<f64>,
     /// Give up on a request (and free its slot) after this many seconds, queue time included.
@@ -107,7 +114,7 @@ pub struct EngineArgs {
     /// (with a warning) when that many sequences do not fit its free memory.
     #[arg(long, env = "HIGGS_MAX_SEQ_LEN", default_value_t = 8192)]
     pub max_seq_len: usize,
-    /// Requests allowed to wait; beyond it the server answers 429.
+    /// Requests allowed to wait per engine; beyond it (on every engine) the server answers 429.
     #[arg(long, env = "HIGGS_MAX_QUEUE", default_value_t = 64)]
     pub max_queue: usize,
     #[command(flatten)]
@@ -153,11 +160,23 @@ pub enum Download {
     Always,
 }
 
-/// A loaded engine and the service over it (shared by `serve` and `runpod`).
+/// The loaded engines and the service over them (shared by `serve` and `runpod`).
 pub struct Built {
     pub service: Service,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub join: std::thread::JoinHandle<()>,
+    /// The engine threads, joined after the doors stop.
+    pub joins: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What every engine is built from (read once, shared by the loading threads).
+struct EngineInputs<'a> {
+    model: &'a std::path::Path,
+    codec: &'a std::path::Path,
+    tokenizer: &'a higgs_text::TextTokenizer,
+    voices: &'a Option<Arc<VoiceLibrary>>,
+    model_options: higgs_model::ModelOptions,
+    codec_options: higgs_codec::CodecOptions,
+    metrics: bool,
 }
 
 impl EngineArgs {
@@ -172,10 +191,9 @@ impl EngineArgs {
             .voices
             .clone()
             .or_else(|| self.demo.then(crate::demo::bundled_voices).flatten());
+        let devices =
+            device::engine_devices(self.devices.as_ref(), self.device, device::visible_gpus())?;
         let (model, codec) = self.model_dirs(download)?;
-        let dev = device::select(self.device, 0)?;
-        let dtype = device::dtype(self.dtype, &dev);
-        device::configure_numerics(&dev, dtype);
         let tok_path = self.tokenizer.clone().unwrap_or_else(|| model.clone());
         let tokenizer = if tok_path.is_dir() {
             higgs_text::TextTokenizer::from_model_dir(&tok_path)
@@ -183,25 +201,7 @@ impl EngineArgs {
             higgs_text::TextTokenizer::from_file(&tok_path)
         }
         .with_context(|| format!("loading the text tokenizer from {}", tok_path.display()))?;
-        let t0 = std::time::Instant::now();
-        let m = higgs_model::HiggsAudioModel::load_with(
-            &model,
-            dtype,
-            &dev,
-            &crate::options::model_options(),
-        )
-        .with_context(|| format!("loading the model from {}", model.display()))?;
-        let c = higgs_codec::Codec::load_with(
-            &codec,
-            &device::codec_device(&dev)?,
-            &crate::options::codec_options()?,
-        )
-        .with_context(|| format!("loading the audio tokenizer from {}", codec.display()))?;
-        tracing::info!(
-            "model and codec loaded in {:.1}s on {dev:?} ({dtype:?})",
-            t0.elapsed().as_secs_f64()
-        );
-        // Opened (and checked) once here; the engine and the doors share this instance.
+        // Opened (and checked) once here; every engine and the doors share this instance.
         let open_voices = |d: &std::path::Path| {
             VoiceLibrary::open(d)
                 .with_context(|| format!("opening the voice directory {}", d.display()))
@@ -217,55 +217,62 @@ impl EngineArgs {
             }
             None => None,
         };
+        if let Some(gb) = self.kv_cache_gb.filter(|gb| *gb <= 0.0) {
+            bail!("--kv-cache-gb must be positive, got {gb}");
+        }
         let metrics = install_metrics();
-        let max_running = match self.kv_cache_gb {
-            Some(gb) if gb > 0.0 => {
-                let n = EngineConfig::slots_for_memory(
-                    &m,
-                    self.max_seq_len,
-                    (gb * (1u64 << 30) as f64) as usize,
-                );
-                tracing::info!(
-                    "{gb} GiB of KV cache: {n} concurrent sequences of {} positions",
-                    self.max_seq_len
-                );
-                n
-            }
-            Some(gb) => bail!("--kv-cache-gb must be positive, got {gb}"),
-            None => match higgs_engine::telemetry::gpu_memory(&dev) {
-                Some((free, total)) => {
-                    let per_slot = higgs_model::KvCache::bytes_per_position(m.config(), m.dtype())
-                        * self.max_seq_len;
-                    fit_slots(self.max_running, per_slot, free, total).map_err(|e| {
-                        anyhow::anyhow!("{e}; lower --max-seq-len ({})", self.max_seq_len)
-                    })?
-                }
-                None => self.max_running,
-            },
+        let inputs = EngineInputs {
+            model: &model,
+            codec: &codec,
+            tokenizer: &tokenizer,
+            voices: &voices,
+            model_options: crate::options::model_options(),
+            codec_options: crate::options::codec_options()?,
+            metrics: metrics.is_some(),
         };
-        let mut cfg = EngineConfig {
-            max_running,
-            max_seq_len: self.max_seq_len,
-            max_queue: self.max_queue,
-            ..Default::default()
-        };
-        self.stream.apply(&mut cfg)?;
-        if metrics.is_some() {
-            higgs_engine::telemetry::record_kv_cache(&m, cfg.max_running, cfg.max_seq_len);
-            higgs_engine::telemetry::sample_gpu_memory(
-                dev.clone(),
-                std::time::Duration::from_secs(5),
+        // The engines load at once, each on a thread of its own (its device's uploads are ordered
+        // on that thread's stream, which `start` waits for).
+        let started: Vec<Result<(higgs_engine::EngineHandle, std::thread::JoinHandle<()>)>> =
+            std::thread::scope(|scope| {
+                let loading: Vec<_> = devices
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let inputs = &inputs;
+                        scope.spawn(move || self.start_engine(i, *d, inputs))
+                    })
+                    .collect();
+                loading
+                    .into_iter()
+                    .map(|t| {
+                        t.join().unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!("the engine's loading thread panicked"))
+                        })
+                    })
+                    .collect()
+            });
+        let mut joins = Vec::new();
+        let mut members = Vec::new();
+        for (d, r) in devices.iter().zip(started) {
+            members.push(higgs_engine::PoolMember {
+                device: d.to_string(),
+                engine: match r {
+                    Ok((h, j)) => {
+                        joins.push(j);
+                        Ok(h)
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                },
+            });
+        }
+        let engine = higgs_engine::EnginePool::new(members, higgs_engine::PoolPolicy::default())?;
+        if engine.len() > 1 {
+            tracing::info!(
+                "{} engines behind one admission front ({})",
+                engine.len(),
+                device::join(&devices)
             );
         }
-        let (engine, join) = start(
-            cfg,
-            EngineParts {
-                model: m,
-                codec: c,
-                tokenizer,
-                voices: voices.clone(),
-            },
-        )?;
         let service = Service {
             engine,
             voices,
@@ -290,14 +297,99 @@ impl EngineArgs {
                 model_name: self.served_model_name.clone(),
                 model_path: model.display().to_string(),
             }),
-            device: format!("{dev:?}"),
+            device: device::join(&devices),
             uploader,
         };
         Ok(Built {
             service,
             metrics,
-            join,
+            joins,
         })
+    }
+
+    /// Loads the model and codec onto `d` and starts engine `index` there.
+    fn start_engine(
+        &self,
+        index: usize,
+        d: device::EngineDevice,
+        inputs: &EngineInputs<'_>,
+    ) -> Result<(higgs_engine::EngineHandle, std::thread::JoinHandle<()>)> {
+        let dev = device::engine_device(d)?;
+        let dtype = device::dtype(self.dtype, &dev);
+        device::configure_numerics(&dev, dtype);
+        let t0 = std::time::Instant::now();
+        let m = higgs_model::HiggsAudioModel::load_with(
+            inputs.model,
+            dtype,
+            &dev,
+            &inputs.model_options,
+        )
+        .with_context(|| format!("loading the model from {}", inputs.model.display()))?;
+        let c = higgs_codec::Codec::load_with(
+            inputs.codec,
+            &device::codec_device(&dev)?,
+            &inputs.codec_options,
+        )
+        .with_context(|| {
+            format!(
+                "loading the audio tokenizer from {}",
+                inputs.codec.display()
+            )
+        })?;
+        tracing::info!(
+            engine = index,
+            "model and codec loaded in {:.1}s on {d} ({dtype:?})",
+            t0.elapsed().as_secs_f64()
+        );
+        let max_running = match self.kv_cache_gb {
+            Some(gb) => {
+                let n = EngineConfig::slots_for_memory(
+                    &m,
+                    self.max_seq_len,
+                    (gb * (1u64 << 30) as f64) as usize,
+                );
+                tracing::info!(
+                    engine = index,
+                    "{gb} GiB of KV cache: {n} concurrent sequences of {} positions",
+                    self.max_seq_len
+                );
+                n
+            }
+            None => match higgs_engine::telemetry::gpu_memory(&dev) {
+                Some((free, total)) => {
+                    let per_slot = higgs_model::KvCache::bytes_per_position(m.config(), m.dtype())
+                        * self.max_seq_len;
+                    fit_slots(self.max_running, per_slot, free, total).map_err(|e| {
+                        anyhow::anyhow!("{d}: {e}; lower --max-seq-len ({})", self.max_seq_len)
+                    })?
+                }
+                None => self.max_running,
+            },
+        };
+        let label = index.to_string();
+        let mut cfg = EngineConfig {
+            max_running,
+            max_seq_len: self.max_seq_len,
+            max_queue: self.max_queue,
+            label: label.clone(),
+            ..Default::default()
+        };
+        self.stream.apply(&mut cfg)?;
+        if inputs.metrics {
+            higgs_engine::telemetry::record_kv_cache(&m, cfg.max_running, cfg.max_seq_len, &label);
+            higgs_engine::telemetry::sample_gpu_memory(
+                dev.clone(),
+                label,
+                std::time::Duration::from_secs(5),
+            );
+        }
+        let parts = EngineParts {
+            model: m,
+            codec: c,
+            tokenizer: inputs.tokenizer.clone(),
+            voices: inputs.voices.clone(),
+        };
+        Ok(start(cfg, parts)?)
     }
 
     fn model_dirs(&self, download: Download) -> Result<(PathBuf, PathBuf)> {
@@ -388,7 +480,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let Built {
         service,
         metrics,
-        join,
+        joins,
     } = a.engine.build(download)?;
     let state = AppState {
         service,
@@ -407,7 +499,9 @@ pub fn run(a: ServeArgs) -> Result<()> {
         higgs_server::serve_on(state, listener).await
     })?;
     // Let running requests finish.
-    let _ = join.join();
+    for j in joins {
+        let _ = j.join();
+    }
     Ok(())
 }
 

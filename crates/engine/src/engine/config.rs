@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub profile_sync: bool,
     /// How audio rows are sampled on a GPU (candle ops, or the fused kernel).
     pub device_sampler: crate::sampling::DeviceSampler,
+    /// The `engine` label of this engine's metrics: its index in an [`crate::EnginePool`].
+    pub label: String,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +60,7 @@ impl Default for EngineConfig {
             codec_thread: None,
             profile_sync: false,
             device_sampler: crate::sampling::DeviceSampler::Ops,
+            label: "0".into(),
         }
     }
 }
@@ -126,4 +129,38 @@ pub struct EngineStats {
     pub prefill_forward_calls: u64,
     pub prefill_positions: u64,
     pub prefill_forward_seconds: f64,
+    /// Steps whose forward or sampling failed (each failed the requests of its batch), and how
+    /// many of the latest steps failed in a row: a device that keeps failing (a sticky CUDA
+    /// error) shows here, and an [`crate::EnginePool`] takes the engine out of rotation.
+    pub step_failures: u64,
+    pub step_failures_in_a_row: u64,
+}
+
+impl EngineStats {
+    /// Adds `o`'s counts to these (a pool's totals); `max_seq_len` becomes the largest.
+    pub fn add(&mut self, o: &EngineStats) {
+        self.queued += o.queued;
+        self.running += o.running;
+        self.slots += o.slots;
+        self.max_seq_len = self.max_seq_len.max(o.max_seq_len);
+        self.kv_positions_used += o.kv_positions_used;
+        self.forward_calls += o.forward_calls;
+        for (k, v) in &o.batch_sizes {
+            *self.batch_sizes.entry(*k).or_default() += v;
+        }
+        self.positions_total += o.positions_total;
+        self.audio_frames_total += o.audio_frames_total;
+        self.requests_finished += o.requests_finished;
+        self.requests_failed += o.requests_failed;
+        self.requests_cancelled += o.requests_cancelled;
+        self.forward_seconds += o.forward_seconds;
+        self.sample_seconds += o.sample_seconds;
+        self.codec_seconds += o.codec_seconds;
+        self.step_seconds += o.step_seconds;
+        self.prefill_forward_calls += o.prefill_forward_calls;
+        self.prefill_positions += o.prefill_positions;
+        self.prefill_forward_seconds += o.prefill_forward_seconds;
+        self.step_failures += o.step_failures;
+        self.step_failures_in_a_row = self.step_failures_in_a_row.max(o.step_failures_in_a_row);
+    }
 }

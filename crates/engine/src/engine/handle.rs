@@ -50,6 +50,20 @@ pub(super) struct Shared {
     pub(super) model_info: String,
     /// Codec decode time (ns), written by the audio worker.
     pub(super) codec_nanos: Arc<AtomicU64>,
+    /// [`EngineConfig::label`], the `engine` label of its metrics.
+    pub(super) label: Arc<str>,
+}
+
+/// How busy an engine is at this instant, from its admission counter (so a burst of submissions
+/// sees each one before the engine thread does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// KV slots not claimed by a submitted request.
+    pub free_slots: usize,
+    /// Submitted requests beyond the slots (waiting for one).
+    pub queued: usize,
+    pub slots: usize,
+    pub max_queue: usize,
 }
 
 /// The receiving side of one request. Dropping it cancels the request.
@@ -76,19 +90,33 @@ impl RequestStream {
 
 impl EngineHandle {
     pub fn submit(&self, req: GenerateRequest) -> Result<RequestStream, SubmitError> {
+        self.try_submit_returning(req).map_err(|(e, _)| {
+            if matches!(e, SubmitError::Overloaded { .. }) {
+                metrics::counter!("higgs_requests_rejected_total", "reason" => "overloaded")
+                    .increment(1);
+            }
+            e
+        })
+    }
+
+    /// [`Self::submit`] that hands a refused request back (a pool tries the next engine with it)
+    /// and counts no refusal (the pool counts one per request, not one per engine it tried).
+    pub(crate) fn try_submit_returning(
+        &self,
+        req: GenerateRequest,
+    ) -> Result<RequestStream, (SubmitError, Box<GenerateRequest>)> {
         if self.shared.stopped.load(Ordering::SeqCst) {
-            return Err(SubmitError::Stopped);
+            return Err((SubmitError::Stopped, Box::new(req)));
         }
         // Admission: refuse at once when every slot is taken and the waiting queue is full.
         let n = self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
         if n >= self.shared.max_running + self.shared.max_queue {
             self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
-            metrics::counter!("higgs_requests_rejected_total", "reason" => "overloaded")
-                .increment(1);
-            return Err(SubmitError::Overloaded {
+            let e = SubmitError::Overloaded {
                 queued: n.saturating_sub(self.shared.max_running),
                 limit: self.shared.max_queue,
-            });
+            };
+            return Err((e, Box::new(req)));
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst) as u64;
         let (events, rx) = unbounded_channel();
@@ -104,15 +132,35 @@ impl EngineHandle {
             submitted: Instant::now(),
             span,
         };
-        if self.tx.send(Cmd::Submit(Box::new(p))).is_err() {
+        if let Err(std::sync::mpsc::SendError(cmd)) = self.tx.send(Cmd::Submit(Box::new(p))) {
             self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
-            return Err(SubmitError::Stopped);
+            return match cmd {
+                Cmd::Submit(p) => Err((SubmitError::Stopped, Box::new(p.req))),
+                // Only a `Submit` was sent.
+                _ => unreachable!("a Submit command came back as another"),
+            };
         }
         Ok(RequestStream {
             id,
             events: rx,
             handle: self.clone(),
         })
+    }
+
+    /// Free slots and waiting requests now (see [`Load`]).
+    pub fn load(&self) -> Load {
+        let n = self.shared.outstanding.load(Ordering::SeqCst);
+        Load {
+            free_slots: self.shared.max_running.saturating_sub(n),
+            queued: n.saturating_sub(self.shared.max_running),
+            slots: self.shared.max_running,
+            max_queue: self.shared.max_queue,
+        }
+    }
+
+    /// The `engine` label of its metrics ([`EngineConfig::label`]).
+    pub fn label(&self) -> &str {
+        &self.shared.label
     }
 
     pub fn stats(&self) -> EngineStats {

@@ -176,7 +176,7 @@ impl Engine<'_> {
             Outcome::Cancelled => tracing::debug!("request cancelled"),
             Outcome::Finished => tracing::debug!("request finished"),
         }
-        metrics::counter!("higgs_requests_total", "outcome" => label).increment(1);
+        metrics::counter!("higgs_requests_total", "outcome" => label, "engine" => self.shared.label.clone()).increment(1);
         let finished = matches!(o, Outcome::Finished);
         let to_client = match o {
             Outcome::Failed(e) => Some(Event::Failed(e)),
@@ -202,7 +202,7 @@ impl Engine<'_> {
                     } else {
                         StopReason::Stop
                     };
-                    metrics::counter!("higgs_audio_frames_total")
+                    metrics::counter!("higgs_audio_frames_total", "engine" => self.shared.label.clone())
                         .increment(a.usage.audio_frames as u64);
                     self.audio.send(AudioMsg::Finish {
                         id: a.id,

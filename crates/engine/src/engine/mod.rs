@@ -42,7 +42,7 @@ mod sample;
 
 pub use config::{EngineConfig, EngineParts, EngineStats};
 use handle::{Cmd, Pending, Shared};
-pub use handle::{EngineHandle, RequestStream};
+pub use handle::{EngineHandle, Load, RequestStream};
 use lifecycle::{Ending, Outcome};
 use prepare::{
     expand_for, prep_worker, prompt_suffix, too_long, FitLimits, PrepJob, Prepared, PREP_THREADS,
@@ -94,6 +94,7 @@ pub fn start(
             parts.model.device()
         ),
         codec_nanos: Arc::new(AtomicU64::new(0)),
+        label: Arc::from(config.label.as_str()),
     });
     let alive = Arc::new(());
     let handles = Arc::downgrade(&alive);
@@ -111,7 +112,8 @@ pub fn start(
             let prep_rx = Mutex::new(prep_rx);
             std::thread::scope(|scope| {
                 let (failed_tx, failed_rx) = std::sync::mpsc::channel();
-                let worker = AudioWorker::new(&codec, failed_tx, shared.codec_nanos.clone());
+                let worker = AudioWorker::new(&codec, failed_tx, shared.codec_nanos.clone())
+                    .with_label(shared.label.clone());
                 let warm = config.warmup && parts.model.device().is_cuda();
                 let shapes = codec_warmup_shapes(&config, &parts);
                 let nc = parts.model.config().num_codebooks;
@@ -434,14 +436,24 @@ impl<'p> Engine<'p> {
         }
     }
 
+    /// Counts a step whose forward or sampling failed (its requests were failed).
+    fn step_failed(&mut self) {
+        self.stats.step_failures += 1;
+        self.stats.step_failures_in_a_row += 1;
+        metrics::counter!("higgs_engine_step_failures_total", "engine" => self.shared.label.clone())
+            .increment(1);
+    }
+
     fn publish_stats(&mut self) {
         self.stats.codec_seconds = self.shared.codec_nanos.load(Ordering::Relaxed) as f64 * 1e-9;
         self.stats.queued = self.waiting.len();
         self.stats.running = self.active.len();
         self.stats.kv_positions_used = self.active.iter().map(|a| self.cache.len(a.slot)).sum();
-        metrics::gauge!("higgs_queue_depth").set(self.stats.queued as f64);
-        metrics::gauge!("higgs_running_sequences").set(self.stats.running as f64);
-        metrics::gauge!("higgs_kv_usage_ratio").set(
+        metrics::gauge!("higgs_queue_depth", "engine" => self.shared.label.clone())
+            .set(self.stats.queued as f64);
+        metrics::gauge!("higgs_running_sequences", "engine" => self.shared.label.clone())
+            .set(self.stats.running as f64);
+        metrics::gauge!("higgs_kv_usage_ratio", "engine" => self.shared.label.clone()).set(
             self.stats.kv_positions_used as f64
                 / (self.cfg.max_running * self.cfg.max_seq_len) as f64,
         );
@@ -462,7 +474,7 @@ impl<'p> Engine<'p> {
                         queue: a.started - a.submitted,
                     });
                     self.audio.event(a.id, &a.events, chunk);
-                    metrics::histogram!("higgs_queue_seconds")
+                    metrics::histogram!("higgs_queue_seconds", "engine" => self.shared.label.clone())
                         .record((a.started - a.submitted).as_secs_f64());
                     self.active.push(a);
                 }
@@ -673,6 +685,7 @@ impl<'p> Engine<'p> {
                     &failed,
                     GenerationError::Internal(format!("model forward failed: {e}")),
                 );
+                self.step_failed();
                 return;
             }
         };
@@ -689,9 +702,12 @@ impl<'p> Engine<'p> {
         self.stats.forward_calls += 1;
         *self.stats.batch_sizes.entry(batch.len()).or_default() += 1;
         self.stats.positions_total += positions as u64;
-        metrics::counter!("higgs_forward_calls_total").increment(1);
-        metrics::histogram!("higgs_batch_size").record(batch.len() as f64);
-        metrics::counter!("higgs_positions_total").increment(positions as u64);
+        metrics::counter!("higgs_forward_calls_total", "engine" => self.shared.label.clone())
+            .increment(1);
+        metrics::histogram!("higgs_batch_size", "engine" => self.shared.label.clone())
+            .record(batch.len() as f64);
+        metrics::counter!("higgs_positions_total", "engine" => self.shared.label.clone())
+            .increment(positions as u64);
 
         let (mut ti, mut ai) = (0usize, 0usize);
         // (active index, text row, audio row) of every sequence whose piece ends its prompt.
@@ -716,6 +732,7 @@ impl<'p> Engine<'p> {
             Err(e) => {
                 let failed: Vec<usize> = jobs.iter().map(|j| j.0).collect();
                 self.fail_many(&failed, e);
+                self.step_failed();
                 return;
             }
         };
@@ -724,10 +741,12 @@ impl<'p> Engine<'p> {
             Err(e) => {
                 let failed: Vec<usize> = jobs.iter().map(|j| j.0).collect();
                 self.fail_many(&failed, e);
+                self.step_failed();
                 return;
             }
         };
         self.stats.sample_seconds += t_sample.elapsed().as_secs_f64();
+        self.stats.step_failures_in_a_row = 0;
         let mut failed: Vec<(usize, GenerationError)> = Vec::new();
         for ((&(i, _, _), col), text) in jobs.iter().zip(audio_cols).zip(text_ids) {
             if let Err(e) = self.advance(i, text, col) {
@@ -743,7 +762,7 @@ impl<'p> Engine<'p> {
         self.finish_drained();
         let dt = t0.elapsed().as_secs_f64();
         self.stats.step_seconds += dt;
-        metrics::histogram!("higgs_step_seconds").record(dt);
+        metrics::histogram!("higgs_step_seconds", "engine" => self.shared.label.clone()).record(dt);
     }
 
     /// Advances sequence `i` after its forward with its sampled audio column (after RAS) or its

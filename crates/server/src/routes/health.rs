@@ -9,17 +9,17 @@ use higgs_service::Readiness;
 
 use crate::{status_of, AppState, HttpError};
 
-/// The health report (`higgs_api::health::Health`, the same on every door): 200 once the engine
-/// has warmed up, 503 while it warms up or stops.
+/// The health report (`higgs_api::health::Health`, the same on every door): 200 once an engine
+/// has warmed up (also while others failed: `degraded`), 503 while none serves.
 #[utoipa::path(get, path = "/health", responses(
-    (status = 200, body = Health, description = "ready: `status` is `healthy`"),
-    (status = 503, body = Health, description = "not ready: `status` is `loading` (warming up) or `stopping`")))]
+    (status = 200, body = Health, description = "ready: `status` is `healthy`, or `degraded` when an engine failed and the others serve"),
+    (status = 503, body = Health, description = "not ready: `status` is `loading` (warming up), `unhealthy` (every engine failed) or `stopping`")))]
 pub async fn health(State(state): State<AppState>) -> Response {
     let (readiness, h) = state.service.health();
     (health_status(readiness), axum::Json(h)).into_response()
 }
 
-/// 200 when ready; 503 while the engine warms up or stops (the status of `ErrorKind::Unavailable`).
+/// 200 when an engine serves; 503 while none does (the status of `ErrorKind::Unavailable`).
 pub(crate) fn health_status(r: Readiness) -> StatusCode {
     if r.is_ready() {
         StatusCode::OK
@@ -51,14 +51,18 @@ pub async fn models(State(state): State<AppState>) -> axum::Json<serde_json::Val
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(h) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4",
-            )],
-            h.render(),
-        )
-            .into_response(),
+        Some(h) => {
+            // The pool's gauges (engine states, totals) are read now, not on each change.
+            state.service.engine.record_metrics();
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                h.render(),
+            )
+                .into_response()
+        }
         None => (StatusCode::OK, "").into_response(),
     }
 }
@@ -83,6 +87,11 @@ mod tests {
         );
         assert_eq!(
             health_status(Readiness::Stopping),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(health_status(Readiness::Degraded), StatusCode::OK);
+        assert_eq!(
+            health_status(Readiness::Failed),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

@@ -44,7 +44,7 @@ pub fn setup(max_inline: usize) -> Setup {
     // Health answers "ok" only once the engine has warmed up.
     assert!(engine.wait_ready(std::time::Duration::from_secs(120)));
     let service = Service {
-        engine,
+        engine: higgs_engine::EnginePool::single(engine, "cpu"),
         voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
         config: Arc::new(ServiceConfig::default()),
         device: "cpu".into(),
