@@ -32,6 +32,18 @@ pub struct PoolPolicy {
     pub max_step_failures_in_a_row: u64,
 }
 
+impl PoolPolicy {
+    /// Why an engine in this condition leaves the rotation (`None`: it stays).
+    pub fn failure(&self, stopped: bool, step_failures_in_a_row: u64) -> Option<String> {
+        if stopped {
+            return Some("its engine thread stopped".into());
+        }
+        (step_failures_in_a_row >= self.max_step_failures_in_a_row.max(1)).then(|| {
+            format!("{step_failures_in_a_row} engine steps failed in a row (device errors)")
+        })
+    }
+}
+
 impl Default for PoolPolicy {
     fn default() -> Self {
         Self {
@@ -245,11 +257,11 @@ impl EnginePool {
             return EngineState::Stopping;
         }
         let why = if h.is_stopped() {
-            Some("its engine thread stopped".to_string())
+            self.inner.policy.failure(true, 0)
         } else {
-            let n = h.stats().step_failures_in_a_row;
-            (n >= self.inner.policy.max_step_failures_in_a_row)
-                .then(|| format!("{n} engine steps failed in a row (device errors)"))
+            self.inner
+                .policy
+                .failure(false, h.stats().step_failures_in_a_row)
         };
         if let Some(why) = why {
             if m.failure.set(why.clone()).is_ok() {
@@ -426,8 +438,29 @@ impl EnginePool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should panic with its location
 mod tests {
-    use super::{EngineState as E, PoolState as P};
+    use super::{EngineState as E, PoolPolicy, PoolState as P};
+
+    #[test]
+    fn an_engine_leaves_the_rotation_when_stopped_or_failing_step_after_step() {
+        let p = PoolPolicy {
+            max_step_failures_in_a_row: 3,
+        };
+        assert_eq!(p.failure(false, 0), None);
+        assert_eq!(p.failure(false, 2), None);
+        assert!(p
+            .failure(false, 3)
+            .unwrap()
+            .contains("3 engine steps failed"));
+        assert!(p.failure(true, 0).unwrap().contains("stopped"));
+        // 0 would take every engine out at once: at least one failure is needed.
+        let zero = PoolPolicy {
+            max_step_failures_in_a_row: 0,
+        };
+        assert_eq!(zero.failure(false, 0), None);
+        assert!(zero.failure(false, 1).is_some());
+    }
 
     #[test]
     fn pool_state_follows_its_engines() {

@@ -86,6 +86,11 @@ impl RequestStream {
     pub fn cancel(&self) {
         let _ = self.handle.tx.send(Cmd::Cancel(self.id));
     }
+
+    /// The `engine` label of the engine running it (its index in a pool).
+    pub fn engine(&self) -> &str {
+        self.handle.label()
+    }
 }
 
 impl EngineHandle {
