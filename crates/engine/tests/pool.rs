@@ -187,7 +187,10 @@ fn a_stopped_engine_leaves_the_rotation_and_the_others_keep_serving() {
     assert!(p.is_ready() && !p.is_stopped());
     assert_eq!(p.serving_slots(), 4);
     let streams: Vec<RequestStream> = (0..6)
-        .map(|i| p.submit(request(&format!("Still served {i}."), 16)).unwrap())
+        .map(|i| {
+            p.submit(request(&format!("Still served {i}."), 16))
+                .unwrap()
+        })
         .collect();
     for s in streams {
         assert_ne!(s.engine(), "1", "a request went to the failed engine");

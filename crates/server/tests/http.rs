@@ -896,9 +896,10 @@ async fn request_ids_come_back_over_real_http_and_reach_the_engine() {
     let log = String::from_utf8_lossy(&captured_log().lock().unwrap()).into_owned();
     let line = log
         .lines()
-        .find(|l| l.contains("submitted to the engine") && l.contains(streamed))
+        .find(|l| l.contains("submitted to an engine") && l.contains(streamed))
         .unwrap_or_else(|| panic!("no submit line with the request id in:\n{log}"));
     assert!(line.contains("engine_request="), "{line}");
+    assert!(line.contains("engine=\"0\""), "which engine took it: {line}");
 }
 
 #[tokio::test]

@@ -22,8 +22,9 @@ fn engine_stopped() -> ApiError {
 
 impl Service {
     /// Submits and waits for the request to start (so admission failures — unknown voice, bad
-    /// reference audio, too long — become proper errors before any byte is sent). Requests sent
-    /// while the engine warms up wait in its queue; a stopped engine refuses them (503).
+    /// reference audio, too long — become proper errors before any byte is sent). The pool picks
+    /// the least-loaded engine; requests sent while the engines warm up wait in a queue; with no
+    /// engine in rotation they are refused (503).
     pub async fn start(
         &self,
         mut req: GenerateRequest,
@@ -33,8 +34,9 @@ impl Service {
         let mut s = self.engine.submit(req).map_err(ApiError::from_submit)?;
         tracing::debug!(
             request_id = request_id.as_deref().unwrap_or(""),
+            engine = s.engine(),
             engine_request = s.id,
-            "submitted to the engine"
+            "submitted to an engine"
         );
         let mut early = Vec::new();
         loop {
