@@ -899,7 +899,10 @@ async fn request_ids_come_back_over_real_http_and_reach_the_engine() {
         .find(|l| l.contains("submitted to an engine") && l.contains(streamed))
         .unwrap_or_else(|| panic!("no submit line with the request id in:\n{log}"));
     assert!(line.contains("engine_request="), "{line}");
-    assert!(line.contains("engine=\"0\""), "which engine took it: {line}");
+    assert!(
+        line.contains("engine=\"0\""),
+        "which engine took it: {line}"
+    );
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 mod common;
 #[path = "../../storage/tests/common/mod.rs"]
 mod s3;
-use common::{setup, Setup};
+use common::{setup, setup_engines, Setup};
 
 use std::time::Duration;
 
@@ -674,4 +674,87 @@ async fn endpoints_from_jobs_cannot_reach_loopback_private_or_link_local_address
         0,
         "an endpoint from a job reached the loopback listener"
     );
+}
+
+/// `batch_size` of every job-take from `from` on (1 when the take asked for one job).
+fn take_sizes(p: &FakePlatform, from: usize) -> Vec<usize> {
+    p.takes()[from..]
+        .iter()
+        .map(|q| q.get("batch_size").map_or(1, |b| b.parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_on_every_engine_and_concurrency_follows_the_serving_slots() {
+    // Two engines of two slots: the worker holds four jobs at once by default.
+    let s = setup_engines(15 << 20, 2, 2);
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let cfg = || WorkerConfig {
+        concurrency: None,
+        ..worker_cfg(0)
+    };
+    let ids: Vec<String> = (0..10)
+        .map(|i| {
+            p.push_job(tts(
+                &format!("Pooled job {i} says hello."),
+                json!({"seed": i}),
+            ))
+        })
+        .collect();
+    let want = ids.clone();
+    let report = run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        cfg(),
+        move |p| want.iter().all(|id| p.final_result(id).is_some()),
+    )
+    .await;
+    assert_eq!(report.jobs_finished, 10);
+    for id in &ids {
+        assert_eq!(output(&p, id)["success"], true);
+    }
+    let sizes = take_sizes(&p, 0);
+    assert_eq!(sizes[0], 4, "the first take asks for every slot: {sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 4), "{sizes:?}");
+    let pool = &s.ctx.service.engine;
+    let finished = |i: usize| pool.engine(i).unwrap().stats().requests_finished;
+    assert!(
+        finished(0) > 0 && finished(1) > 0,
+        "{} / {}",
+        finished(0),
+        finished(1)
+    );
+    assert_eq!(finished(0) + finished(1), 10);
+
+    // Engine 1 fails: the worker holds only engine 0's two slots, and every job still ends.
+    pool.engine(1).unwrap().shutdown();
+    let before = finished(1);
+    // A fresh platform: the first one may still hold the last take's long poll, which would take
+    // (and lose) a job pushed now.
+    let p = FakePlatform::start(KEY, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..5)
+        .map(|i| p.push_job(tts(&format!("After the failure {i}."), json!({"seed": i}))))
+        .collect();
+    let want = ids.clone();
+    let report = run_until(
+        &s,
+        &p,
+        client(&p, Duration::from_secs(30)),
+        cfg(),
+        move |p| want.iter().all(|id| p.final_result(id).is_some()),
+    )
+    .await;
+    assert_eq!(report.reason, ExitReason::Shutdown, "engine 0 still serves");
+    for id in &ids {
+        assert_eq!(output(&p, id)["success"], true);
+    }
+    let sizes = take_sizes(&p, 0);
+    assert_eq!(sizes[0], 2, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 2), "{sizes:?}");
+    assert_eq!(finished(1), before, "a job went to the failed engine");
 }

@@ -1,11 +1,11 @@
-//! A real engine on the fixture model and codec, with the `belinda` voice.
+//! Real engines on the fixture model and codec, with the `belinda` voice.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use higgs_engine::voices::VoiceLibrary;
-use higgs_engine::{start, EngineConfig, EngineParts};
+use higgs_engine::{start, EngineConfig, EngineParts, EnginePool, PoolMember, PoolPolicy};
 use higgs_service::{Service, ServiceConfig};
 use higgs_testkit::fixture;
 use higgs_worker::JobContext;
@@ -16,6 +16,11 @@ pub struct Setup {
 }
 
 pub fn setup(max_inline: usize) -> Setup {
+    setup_engines(max_inline, 1, 8)
+}
+
+/// [`setup`] over `engines` engines of `max_running` slots each, sharing one voice library.
+pub fn setup_engines(max_inline: usize, engines: usize, max_running: usize) -> Setup {
     let voices = tempfile::tempdir().unwrap();
     let shared = higgs_testkit::fixtures_root().join("../voices");
     for ext in ["wav", "txt"] {
@@ -25,27 +30,40 @@ pub fn setup(max_inline: usize) -> Setup {
         )
         .unwrap();
     }
-    let parts = EngineParts {
-        model: higgs_model::HiggsAudioModel::load(&fixture("llm"), DType::F32, &Device::Cpu)
-            .unwrap(),
-        codec: higgs_codec::Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
-        tokenizer: higgs_text::TextTokenizer::from_model_dir(fixture("text-tokenizer")).unwrap(),
-        voices: Some(std::sync::Arc::new(
-            VoiceLibrary::open(voices.path()).unwrap(),
-        )),
-    };
-    let cfg = EngineConfig {
-        max_running: 8,
-        max_seq_len: 1024,
-        max_queue: 64,
-        ..Default::default()
-    };
-    let (engine, _) = start(cfg, parts).unwrap();
-    // Health answers "ok" only once the engine has warmed up.
+    let library = Arc::new(VoiceLibrary::open(voices.path()).unwrap());
+    let members = (0..engines)
+        .map(|i| {
+            let parts = EngineParts {
+                model: higgs_model::HiggsAudioModel::load(
+                    &fixture("llm"),
+                    DType::F32,
+                    &Device::Cpu,
+                )
+                .unwrap(),
+                codec: higgs_codec::Codec::load(&fixture("codec"), &Device::Cpu).unwrap(),
+                tokenizer: higgs_text::TextTokenizer::from_model_dir(fixture("text-tokenizer"))
+                    .unwrap(),
+                voices: Some(library.clone()),
+            };
+            let cfg = EngineConfig {
+                max_running,
+                max_seq_len: 1024,
+                max_queue: 64,
+                label: i.to_string(),
+                ..Default::default()
+            };
+            PoolMember {
+                device: "cpu".into(),
+                engine: Ok(start(cfg, parts).unwrap().0),
+            }
+        })
+        .collect();
+    let engine = EnginePool::new(members, PoolPolicy::default()).unwrap();
+    // Health answers "ok" only once the engines have warmed up.
     assert!(engine.wait_ready(std::time::Duration::from_secs(120)));
     let service = Service {
-        engine: higgs_engine::EnginePool::single(engine, "cpu"),
-        voices: Some(Arc::new(VoiceLibrary::open(voices.path()).unwrap())),
+        engine,
+        voices: Some(library),
         config: Arc::new(ServiceConfig::default()),
         device: "cpu".into(),
         uploader: None,
