@@ -622,3 +622,125 @@ fn json_logs_are_one_object_per_line_with_the_request_id() {
     }
     assert!(found, "no JSON access line for /v1/models:\n{log}");
 }
+
+/// `serve --devices cpu,cpu`: two engines behind one server. Concurrent requests reach both,
+/// `/health` lists each engine and the totals, `/metrics` labels each engine's series.
+#[test]
+fn two_cpu_engines_behind_one_demo_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let voices = higgs_testkit::workspace_root().join("voices");
+    let (mut server, url) = demo_server(
+        &log,
+        &[
+            "--devices",
+            "cpu,cpu",
+            "--max-running",
+            "2",
+            "--voices",
+            voices.to_str().unwrap(),
+        ],
+    );
+    let result = url.map(|url| {
+        let speech = |i: usize| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let body = serde_json::json!({"model": "tts-1", "input": format!("Request {i} here."),
+                    "voice": "belinda", "response_format": "wav", "max_new_tokens": 30});
+                ureq::post(&format!("{url}/v1/audio/speech"))
+                    .set("content-type", "application/json")
+                    .send_string(&body.to_string())
+                    .map(|r| {
+                        let mut audio = Vec::new();
+                        let _ = std::io::Read::read_to_end(&mut r.into_reader(), &mut audio);
+                        audio.len()
+                    })
+                    .map_err(|e| e.to_string())
+            })
+        };
+        let sizes: Vec<Result<usize, String>> = (0..4)
+            .map(speech)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        // The engines count a request's end just after its last byte went out: poll briefly.
+        let mut health = serde_json::Value::Null;
+        for _ in 0..50 {
+            let body = ureq::get(&format!("{url}/health")).call().unwrap();
+            health = serde_json::from_str(&body.into_string().unwrap()).unwrap();
+            if health["queue"]["requests_finished"] == 4 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let metrics = ureq::get(&format!("{url}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        (sizes, health, metrics)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let (sizes, h, metrics) = result.unwrap_or_else(|| panic!("never healthy:\n{log}"));
+    for s in &sizes {
+        assert!(s.as_ref().is_ok_and(|n| *n > 44), "{sizes:?}\n{log}");
+    }
+    assert_eq!(h["status"], "healthy", "{h}");
+    assert_eq!(h["device"], "cpu,cpu", "{h}");
+    assert_eq!(h["queue"]["slots"], 4, "{h}");
+    assert_eq!(h["queue"]["requests_finished"], 4, "{h}");
+    let engines = h["engines"].as_array().unwrap();
+    assert_eq!(engines.len(), 2, "{h}");
+    for (i, e) in engines.iter().enumerate() {
+        assert_eq!(e["engine"], i, "{h}");
+        assert_eq!(e["status"], "serving", "{h}");
+        assert_eq!(e["queue"]["slots"], 2, "{h}");
+        assert!(
+            e["queue"]["requests_finished"].as_u64().unwrap() > 0,
+            "engine {i} got no request: {h}"
+        );
+        assert!(
+            metrics.contains(&format!("higgs_kv_cache_bytes{{engine=\"{i}\"}} ")),
+            "{metrics}"
+        );
+    }
+    for line in [
+        "higgs_engines{state=\"serving\"} 2",
+        "higgs_engines{state=\"failed\"} 0",
+        "higgs_pool_slots 4",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    assert!(
+        log.contains("2 engines behind one admission front (cpu,cpu)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn devices_that_this_build_cannot_run_fail_at_once() {
+    let out = bin()
+        .args(["serve", "--demo", "--host", "127.0.0.1", "--port", "0"])
+        .args(["--devices", "cuda:0,cuda:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cuda:0") && err.contains("without CUDA support"),
+        "{err}"
+    );
+    let out = bin()
+        .args(["serve", "--demo", "--port", "0", "--devices", "cpu,cuda:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be mixed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
