@@ -139,11 +139,9 @@ pub fn join(list: &[EngineDevice]) -> String {
 /// GPUs this process sees (0 on a build without CUDA, or when the driver does not answer).
 pub fn visible_gpus() -> usize {
     #[cfg(feature = "cuda")]
-    {
-        candle_core::cuda_backend::cudarc::driver::CudaContext::device_count()
-            .map_or(0, |n| usize::try_from(n).unwrap_or(0))
+    if let Ok(n) = candle_core::cuda_backend::cudarc::driver::CudaContext::device_count() {
+        return usize::try_from(n).unwrap_or(0);
     }
-    #[cfg(not(feature = "cuda"))]
     0
 }
 
