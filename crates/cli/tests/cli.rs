@@ -744,3 +744,47 @@ fn devices_that_this_build_cannot_run_fail_at_once() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `bench --devices cpu,cpu`: the in-process bench over a pool of two engines spreads the requests
+/// over both and reports the split (what the multi-GPU scaling runs read).
+#[test]
+fn in_process_bench_over_two_engines_reports_the_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_checkpoint(tmp.path());
+    let json = tmp.path().join("pool.json");
+    let out = bin()
+        .args(["bench", "--model"])
+        .arg(tmp.path().join("model"))
+        .arg("--codec")
+        .arg(tmp.path().join("codec"))
+        .args([
+            "--devices",
+            "cpu,cpu",
+            "--concurrency",
+            "4",
+            "--requests",
+            "8",
+        ])
+        .args(["--frames", "20", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["engines"], 2, "{doc}");
+    assert_eq!(doc["device"], "cpu,cpu", "{doc}");
+    let level = &doc["levels"][0];
+    assert_eq!(level["failed"], 0, "{level}");
+    let split: Vec<u64> = level["per_engine_finished"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(split.iter().sum::<u64>(), 8, "{level}");
+    assert!(split.iter().all(|&n| n >= 2), "unbalanced: {split:?}");
+}

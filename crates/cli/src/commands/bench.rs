@@ -7,8 +7,8 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use higgs_engine::{
-    start, EngineConfig, EngineParts, Event, GenerateRequest, GenerationParams, Prompting,
-    RasParams, SamplingParams,
+    start, EngineConfig, EngineParts, EnginePool, Event, GenerateRequest, GenerationParams,
+    PoolMember, PoolPolicy, Prompting, RasParams, SamplingParams,
 };
 use higgs_text::{Message, Role};
 use std::path::PathBuf;
@@ -30,6 +30,11 @@ pub struct BenchArgs {
     device: crate::device::DeviceArg,
     #[arg(long, value_enum, default_value = "auto")]
     dtype: crate::device::DtypeArg,
+    /// In-process mode: one engine per listed device behind one pool, as `serve --devices`
+    /// (`cuda:0,cuda:1`, `cuda` = every visible GPU, `cpu,cpu`); `--concurrency` is then the total
+    /// over the engines [default: one engine on --device].
+    #[arg(long, value_parser = crate::device::parse_devices)]
+    devices: Option<crate::device::DevicesArg>,
     /// Benchmark a RUNNING server instead (e.g. http://127.0.0.1:8000): streamed
     /// `/v1/audio/speech` requests in raw PCM; time to first audio = first body byte.
     #[arg(long)]
@@ -91,6 +96,8 @@ struct LevelResult {
     ttfa_p95_ms: f64,
     forward_calls: u64,
     mean_batch: f64,
+    /// Requests each engine finished over the level (`--devices`: how the pool spread them).
+    per_engine_finished: Vec<u64>,
     /// Requests that failed (a model that ended its audio before the first frame, `no_audio`,
     /// is counted apart).
     failed: usize,
@@ -168,13 +175,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         device: a.device,
         dtype: a.dtype,
     };
-    let Loaded {
-        model,
-        codec,
-        tokenizer,
-    } = load.load()?;
-    let device = format!("{:?}", model.device());
-    let load_s = t_load.elapsed().as_secs_f64();
+    // Without --devices: one engine on --device (the GPU suite's numbers stay comparable).
+    let devices = match &a.devices {
+        Some(d) => crate::device::engine_devices(Some(d), a.device, crate::device::visible_gpus())?,
+        None => Vec::new(),
+    };
+    let voices = match &a.voices {
+        Some(d) => Some(std::sync::Arc::new(
+            higgs_engine::voices::VoiceLibrary::open(d)
+                .with_context(|| format!("opening the voice directory {}", d.display()))?,
+        )),
+        None => None,
+    };
     let mut cfg = EngineConfig {
         max_running: max_c,
         // --mix: room for a voice reference in the prompt (as the soak's server, 1024).
@@ -187,21 +199,44 @@ pub fn run(a: BenchArgs) -> Result<()> {
         ..Default::default()
     };
     a.stream.apply(&mut cfg)?;
-    let (engine, _join) = start(
-        cfg,
-        EngineParts {
+    let start_one = |label: usize, loaded: Loaded| {
+        let Loaded {
             model,
             codec,
             tokenizer,
-            voices: match &a.voices {
-                Some(d) => Some(std::sync::Arc::new(
-                    higgs_engine::voices::VoiceLibrary::open(d)
-                        .with_context(|| format!("opening the voice directory {}", d.display()))?,
-                )),
-                None => None,
-            },
-        },
-    )?;
+        } = loaded;
+        let cfg = EngineConfig {
+            label: label.to_string(),
+            ..cfg.clone()
+        };
+        let parts = EngineParts {
+            model,
+            codec,
+            tokenizer,
+            voices: voices.clone(),
+        };
+        anyhow::Ok(start(cfg, parts)?.0)
+    };
+    let (engine, device) = if devices.is_empty() {
+        let loaded = load.load()?;
+        let device = format!("{:?}", loaded.model.device());
+        (
+            EnginePool::single(start_one(0, loaded)?, device.clone()),
+            device,
+        )
+    } else {
+        let mut members = Vec::new();
+        for (i, d) in devices.iter().enumerate() {
+            let h = start_one(i, load.load_on(crate::device::engine_device(*d)?)?)?;
+            members.push(PoolMember {
+                device: d.to_string(),
+                engine: Ok(h),
+            });
+        }
+        let pool = EnginePool::new(members, PoolPolicy::default())?;
+        (pool, crate::device::join(&devices))
+    };
+    let load_s = t_load.elapsed().as_secs_f64();
     let t_warm = Instant::now();
     if !engine.wait_ready(Duration::from_secs(600)) {
         anyhow::bail!("the engine stopped during its warm-up (see the log above)");
@@ -259,6 +294,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for &c in &levels {
         let n = a.requests.unwrap_or(c);
         let before = engine.stats();
+        let before_each = engine.statuses();
         let t0 = Instant::now();
         // A closed loop: at most `c` in flight; the engine queues the rest.
         let mut handles = Vec::new();
@@ -320,7 +356,22 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         let outs: Vec<_> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
         let wall = t0.elapsed().as_secs_f64();
+        // An engine publishes its counters after the step that ended its last request: wait for
+        // every request of the level to be counted (briefly), so the per-engine split is whole.
+        let ended = |s: &higgs_engine::EngineStats| {
+            s.requests_finished + s.requests_failed + s.requests_cancelled
+        };
+        let settle = Instant::now() + Duration::from_secs(2);
+        while ended(&engine.stats()) < ended(&before) + n as u64 && Instant::now() < settle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let after = engine.stats();
+        let per_engine_finished = engine
+            .statuses()
+            .iter()
+            .zip(&before_each)
+            .map(|(a, b)| a.stats.requests_finished - b.stats.requests_finished)
+            .collect();
         let frames_total: usize = outs.iter().map(|o| o.1).sum();
         let audio_s = frames_total as f64 / 25.0;
         let mut ttfa: Vec<f64> = outs.iter().map(|o| o.2.as_secs_f64() * 1e3).collect();
@@ -354,6 +405,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             ttfa_p95_ms: percentile(&mut ttfa, 0.95),
             forward_calls: calls,
             mean_batch: seqs as f64 / calls.max(1) as f64,
+            per_engine_finished,
             failed: outs.iter().filter(|o| !o.0 && !o.5).count(),
             no_audio: outs.iter().filter(|o| o.5).count(),
             cancelled_by_client: if a.mix {
@@ -389,10 +441,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
             r.phase_codec_s,
             r.phase_step_s
         );
+        if engine.len() > 1 {
+            println!(
+                "  {} engines ({device}): requests finished per engine {:?}",
+                engine.len(),
+                r.per_engine_finished
+            );
+        }
         results.push(r);
     }
     if let Some(p) = &a.json {
-        let doc = serde_json::json!({"device": device, "load_s": load_s, "warmup_s": warmup_s, "model": a.model, "levels": results});
+        let doc = serde_json::json!({"device": device, "engines": engine.len(), "load_s": load_s, "warmup_s": warmup_s, "model": a.model, "levels": results});
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }

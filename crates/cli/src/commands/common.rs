@@ -32,7 +32,11 @@ pub struct Loaded {
 
 impl LoadArgs {
     pub fn load(&self) -> Result<Loaded> {
-        let device = device::select(self.device, 0)?;
+        self.load_on(device::select(self.device, 0)?)
+    }
+
+    /// [`Self::load`] onto `device` (one engine of several).
+    pub fn load_on(&self, device: candle_core::Device) -> Result<Loaded> {
         let dtype = device::dtype(self.dtype, &device);
         device::configure_numerics(&device, dtype);
         let tok_path = self.tokenizer.clone().unwrap_or_else(|| self.model.clone());
