@@ -86,7 +86,7 @@ impl EngineState {
 /// The pool's state, from its engines'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolState {
-    /// No engine serves yet and none failed... or some failed and the rest still warm up.
+    /// No engine serves yet; at least one still warms up (others may have failed).
     Loading,
     /// At least one engine serves and none failed (others may still warm up).
     Ready,
