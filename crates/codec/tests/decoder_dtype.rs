@@ -116,12 +116,21 @@ fn bf16_decoder_batches_like_single_decodes() {
     let one = codec.decode(&codes).unwrap();
     let row0: Vec<f32> = both.get(0).unwrap().to_vec1().unwrap();
     let row1: Vec<f32> = both.get(1).unwrap().to_vec1().unwrap();
-    assert_eq!(row0, one, "batch row 0 differs from the single decode");
-    assert_eq!(
-        row1,
-        codec.decode(&reversed).unwrap(),
-        "batch row 1 differs from the single decode"
-    );
+    let single1 = codec.decode(&reversed).unwrap();
+    if higgs_testkit::test_device().is_cuda() {
+        // cuBLAS picks other bf16 GEMM kernels for another batch size (H100: not bit-equal);
+        // rows that mixed would be ~0 dB apart, rounding differences are far above the bound.
+        for (row, single, i) in [(&row0, &one, 0), (&row1, &single1, 1)] {
+            let snr = snr_db(row, single);
+            assert!(
+                snr >= MIN_SNR_DB,
+                "batch row {i} vs its single decode: {snr:.1} dB"
+            );
+        }
+    } else {
+        assert_eq!(row0, one, "batch row 0 differs from the single decode");
+        assert_eq!(row1, single1, "batch row 1 differs from the single decode");
+    }
 }
 
 #[test]
