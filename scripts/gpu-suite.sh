@@ -5,7 +5,8 @@
 # .gpu/commit (see docs/BENCHMARKS.md "GPU suite"; scripts/gpu-pack.sh makes them).
 # Writes $OUT/suite.json (or docs/bench/gpu-suite/<date>-<commit>.json without $OUT) with a
 # `summary` object and the raw levels, and compares the summary with
-# docs/bench/gpu-suite/baseline.json: any figure more than 10 % worse prints REGRESSION.
+# docs/bench/gpu-suite/baseline.json (baseline-h100.json on an H100, GPU_SUITE_BASELINE=FILE to
+# choose): any figure more than 10 % worse prints REGRESSION.
 # Finishes inside 9 minutes (every step has its own timeout).
 set -u
 ROOT=$(pwd)
@@ -67,7 +68,14 @@ timeout 170 $B bench --url "http://127.0.0.1:$PORT" --voice belinda --concurrenc
 curl -s "http://127.0.0.1:$PORT/metrics" > "$RAW/metrics.txt"
 kill $SRV; wait $SRV 2>/dev/null
 echo "== 4. summary"
-python3 - "$RAW" "$DEST/$NAME.json" "$ROOT/docs/bench/gpu-suite/baseline.json" <<'PY'
+# The baseline of this card type when there is one (baseline-h100.json on an H100: cards differ by
+# their memory bandwidth, so an H100 run against the H200 baseline reads as a regression).
+BASE=$ROOT/docs/bench/gpu-suite/baseline.json
+case "$(cat "$RAW/nvidia-smi.txt")" in *H100*) CARD=h100 ;; *H200*) CARD=h200 ;; *) CARD=other ;; esac
+[ -f "$ROOT/docs/bench/gpu-suite/baseline-$CARD.json" ] && BASE=$ROOT/docs/bench/gpu-suite/baseline-$CARD.json
+BASE=${GPU_SUITE_BASELINE:-$BASE}
+echo "baseline: $BASE"
+python3 - "$RAW" "$DEST/$NAME.json" "$BASE" <<'PY'
 import json, os, re, sys
 raw, out, base = sys.argv[1:4]
 def load(n):

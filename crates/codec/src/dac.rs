@@ -73,12 +73,16 @@ impl ResidualUnit {
     }
 }
 
-impl Module for ResidualUnit {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl ResidualUnit {
+    fn forward_marked(&self, x: &Tensor, mark: &mut Mark<'_>) -> candle_core::Result<Tensor> {
         let y = self.snake1.forward(x)?;
+        mark(DecoderOp::Snake)?;
         let y = self.conv1.forward(&y)?;
+        mark(DecoderOp::DilatedConv)?;
         let y = self.snake2.forward(&y)?;
+        mark(DecoderOp::Snake)?;
         let y = self.conv2.forward(&y)?;
+        mark(DecoderOp::PointwiseConv)?;
         let (_, _, lx) = x.dims3()?;
         let (_, _, ly) = y.dims3()?;
         // dac.py crops the skip when the branch is shorter (never with "same" padding).
@@ -88,7 +92,15 @@ impl Module for ResidualUnit {
         } else {
             x.clone()
         };
-        x + y
+        let out = (x + y)?;
+        mark(DecoderOp::ResidualAdd)?;
+        Ok(out)
+    }
+}
+
+impl Module for ResidualUnit {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_marked(x, &mut |_| Ok(()))
     }
 }
 
@@ -272,15 +284,59 @@ impl DecoderBlock {
     }
 }
 
-impl Module for DecoderBlock {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = self.conv_t.forward(&self.snake.forward(x)?)?;
+impl DecoderBlock {
+    fn forward_marked(&self, x: &Tensor, mark: &mut Mark<'_>) -> candle_core::Result<Tensor> {
+        let x = self.snake.forward(x)?;
+        mark(DecoderOp::Snake)?;
+        let mut x = self.conv_t.forward(&x)?;
+        mark(DecoderOp::ConvTranspose)?;
         for u in &self.units {
-            x = u.forward(&x)?;
+            x = u.forward_marked(&x, mark)?;
         }
         Ok(x)
     }
 }
+
+/// The kinds of work in a decoder forward, for [`Decoder::forward_marked`] (a profiler syncs
+/// the device at each mark and charges the time since the previous one to the op).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecoderOp {
+    /// Codes → latent: the quantizer's codebook lookups and `fc_post2` (before the decoder).
+    Quantizer,
+    /// dtype casts in and out of [`Decoder::dtype`].
+    Cast,
+    /// The first k7 conv (latent → widest channels).
+    ConvIn,
+    Snake,
+    /// The up-sampling transposed convs.
+    ConvTranspose,
+    /// The dilated k7 convs of the residual units.
+    DilatedConv,
+    /// The k1 convs of the residual units.
+    PointwiseConv,
+    ResidualAdd,
+    /// The last k7 conv to one channel.
+    ConvOut,
+}
+
+impl DecoderOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Quantizer => "quantizer_fc_post2",
+            Self::Cast => "cast",
+            Self::ConvIn => "conv_in",
+            Self::Snake => "snake",
+            Self::ConvTranspose => "conv_transpose",
+            Self::DilatedConv => "dilated_conv_k7",
+            Self::PointwiseConv => "pointwise_conv_k1",
+            Self::ResidualAdd => "residual_add",
+            Self::ConvOut => "conv_out",
+        }
+    }
+}
+
+/// Called after each op of a decoder forward, in order.
+pub type Mark<'a> = dyn FnMut(DecoderOp) -> candle_core::Result<()> + 'a;
 
 /// DAC `Decoder`: conv k7 → up-blocks → Snake → conv k7 to one channel (no tanh).
 #[derive(Debug, Clone)]
@@ -388,15 +444,30 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// [`Module::forward`] calling `mark` after each op (the one forward; `forward` passes a
+    /// no-op). For profiling: `dev bench-codec --profile` syncs the device in `mark`.
+    pub fn forward_marked(&self, x: &Tensor, mark: &mut Mark<'_>) -> candle_core::Result<Tensor> {
+        let x = x.to_dtype(self.dtype)?;
+        mark(DecoderOp::Cast)?;
+        let mut x = self.conv_in.forward(&x)?;
+        mark(DecoderOp::ConvIn)?;
+        for b in &self.blocks {
+            x = b.forward_marked(&x, mark)?;
+        }
+        let x = self.snake.forward(&x)?;
+        mark(DecoderOp::Snake)?;
+        let x = self.conv_out.forward(&x)?;
+        mark(DecoderOp::ConvOut)?;
+        let x = x.to_dtype(DType::F32)?;
+        mark(DecoderOp::Cast)?;
+        Ok(x)
+    }
+}
+
 impl Module for Decoder {
     /// `[B, D, frames]` → `[B, 1, frames * hop]` (f32 in and out, whatever [`Self::dtype`]).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = self.conv_in.forward(&x.to_dtype(self.dtype)?)?;
-        for b in &self.blocks {
-            x = b.forward(&x)?;
-        }
-        self.conv_out
-            .forward(&self.snake.forward(&x)?)?
-            .to_dtype(DType::F32)
+        self.forward_marked(x, &mut |_| Ok(()))
     }
 }

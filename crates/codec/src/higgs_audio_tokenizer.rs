@@ -3,7 +3,7 @@
 
 use crate::checkpoint::Weights;
 use crate::config::CodecConfig;
-use crate::dac::{Decoder, Encoder};
+use crate::dac::{Decoder, DecoderOp, Encoder, Mark};
 use crate::error::{CodecError, Result};
 use crate::hubert::Hubert;
 use crate::layers::linear;
@@ -315,8 +315,15 @@ impl Codec {
     /// Decodes a batch of equally long code sequences `[B, n_q, T]` → `[B, T * hop]` (on the
     /// codec device).
     pub fn decode_batch(&self, codes: &Tensor) -> Result<Tensor> {
+        self.decode_batch_marked(codes, &mut |_| Ok(()))
+    }
+
+    /// [`Codec::decode_batch`] calling `mark` after each decoder op ([`Decoder::forward_marked`]);
+    /// the quantizer and `fc_post2` are marked [`DecoderOp::Quantizer`].
+    pub fn decode_batch_marked(&self, codes: &Tensor, mark: &mut Mark<'_>) -> Result<Tensor> {
         let (_, post) = self.decode_latent(codes)?;
-        let wav = self.decoder.forward(&post)?;
+        mark(DecoderOp::Quantizer)?;
+        let wav = self.decoder.forward_marked(&post, mark)?;
         Ok(wav.squeeze(1)?)
     }
 

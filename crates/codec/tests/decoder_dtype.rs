@@ -153,10 +153,17 @@ fn fused_and_generic_snake_agree_in_bf16() {
 
 #[test]
 fn pointwise_matmul_keeps_golden_accuracy() {
-    // The pointwise convs of both DAC stacks as one matmul: same maths, another summation order.
+    // The pointwise convs of both DAC stacks as one matmul: same maths, another
+    // summation order; and candle's conv1d (`HIGGS_CODEC_POINTWISE=generic`, the default).
+    for direct in [true, false] {
+        pointwise_path_keeps_golden_accuracy(direct);
+    }
+}
+
+fn pointwise_path_keeps_golden_accuracy(direct_pointwise: bool) {
     let g = Golden::load("codec/golden.safetensors");
     let codec = load_with(CodecOptions {
-        direct_pointwise: true,
+        direct_pointwise,
         ..CodecOptions::default()
     });
     for (case, codes, expected) in cases(&g) {
@@ -166,7 +173,7 @@ fn pointwise_matmul_keeps_golden_accuracy() {
             .zip(&expected)
             .map(|(a, e)| (a - e).abs())
             .fold(0f32, f32::max);
-        eprintln!("{case}: pointwise matmul max |diff| {d:.2e}");
+        eprintln!("{case}: direct pointwise {direct_pointwise}: max |diff| {d:.2e}");
         assert_eq!(wav.len(), expected.len());
         assert!(
             d <= 1e-4,
@@ -192,9 +199,50 @@ fn pointwise_matmul_keeps_golden_accuracy() {
         let actual: Vec<Vec<i64>> = codes.to_dtype(DType::I64).unwrap().to_vec2().unwrap();
         assert_eq!(
             actual, expected,
-            "{case}: codes differ with the pointwise matmul"
+            "{case}: codes differ with direct pointwise {direct_pointwise}"
         );
         checked += 1;
     }
     assert!(checked > 0, "no 24 kHz encode case in the golden file");
+}
+
+#[test]
+fn marked_decode_is_the_decode_and_marks_every_op() {
+    // `dev bench-codec --profile` times ops through `decode_batch_marked`: it must be the same
+    // computation as `decode_batch` and mark each op of the architecture once per occurrence.
+    use higgs_codec::DecoderOp;
+    use std::collections::BTreeMap;
+    let g = Golden::load("codec/golden.safetensors");
+    let codec = load(DType::F32, true);
+    let (_, codes, _) = cases(&g).into_iter().next().unwrap();
+    let batch = Tensor::stack(&[&codes, &codes], 0).unwrap();
+    let plain: Vec<Vec<f32>> = codec.decode_batch(&batch).unwrap().to_vec2().unwrap();
+    let mut seen: BTreeMap<DecoderOp, usize> = BTreeMap::new();
+    let mut order = Vec::new();
+    let marked: Vec<Vec<f32>> = codec
+        .decode_batch_marked(&batch, &mut |op| {
+            *seen.entry(op).or_default() += 1;
+            order.push(op);
+            Ok(())
+        })
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    assert_eq!(marked, plain);
+    let blocks = codec.config().ratios.len();
+    let units = 3 * blocks; // three residual units per up-sampling block
+    let expected = BTreeMap::from([
+        (DecoderOp::Quantizer, 1),
+        (DecoderOp::Cast, 2),
+        (DecoderOp::ConvIn, 1),
+        (DecoderOp::Snake, blocks + 2 * units + 1),
+        (DecoderOp::ConvTranspose, blocks),
+        (DecoderOp::DilatedConv, units),
+        (DecoderOp::PointwiseConv, units),
+        (DecoderOp::ResidualAdd, units),
+        (DecoderOp::ConvOut, 1),
+    ]);
+    assert_eq!(seen, expected);
+    assert_eq!(order.first(), Some(&DecoderOp::Quantizer));
+    assert_eq!(order.last(), Some(&DecoderOp::Cast));
 }

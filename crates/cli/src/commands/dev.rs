@@ -19,6 +19,9 @@ pub enum DevCommand {
     MakeCheckpoint(MakeCheckpointArgs),
     /// Time decode steps of a model: B sequences with a given context, one forward per step.
     BenchStep(BenchStepArgs),
+    /// Time the codec's streaming window decode: B windows of `context + new + context` frames,
+    /// batched as the engine's audio worker batches them; `--profile` splits one decode by op.
+    BenchCodec(BenchCodecArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,11 +92,149 @@ pub struct BenchStepArgs {
     json: bool,
 }
 
+#[derive(Args)]
+pub struct BenchCodecArgs {
+    /// Audio tokenizer directory.
+    #[arg(long, env = "AUDIO_TOKENIZER_PATH")]
+    codec: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Comma-separated batch sizes (windows decoded together).
+    #[arg(long, default_value = "1,64,256")]
+    batch: String,
+    /// New frames per window (the engine's chunk: 4, 25, 50, then 100).
+    #[arg(long, default_value_t = 25)]
+    new_frames: usize,
+    /// Context frames on each side (default: the decoder's receptive field, as the engine).
+    #[arg(long)]
+    context: Option<usize>,
+    /// Timed decodes per batch size (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// One more decode per batch size with a device sync after every op, timed by op kind
+    /// (the syncs cost time of their own: compare shares, not the total).
+    #[arg(long)]
+    profile: bool,
+    /// Print results as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
 pub fn run(cmd: DevCommand) -> Result<()> {
     match cmd {
         DevCommand::MakeCheckpoint(a) => make_checkpoint(a),
         DevCommand::BenchStep(a) => bench_step(a),
+        DevCommand::BenchCodec(a) => bench_codec(a),
     }
+}
+
+fn parse_batches(list: &str) -> Result<Vec<usize>> {
+    list.split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&b| b > 0)
+                .with_context(|| {
+                    format!("bad --batch entry {s:?}: use positive integers, e.g. 1,64,256")
+                })
+        })
+        .collect()
+}
+
+fn bench_codec(a: BenchCodecArgs) -> Result<()> {
+    use higgs_codec::{Codec, DecoderOp};
+    use std::collections::BTreeMap;
+    let dev = device::select(a.device, 0)?;
+    let opts = crate::options::codec_options()?;
+    let t0 = Instant::now();
+    let codec = Codec::load_with(&a.codec, &dev, &opts)
+        .with_context(|| format!("loading the audio tokenizer from {}", a.codec.display()))?;
+    device::sync(&dev)?;
+    eprintln!(
+        "codec loaded in {:.2}s on {dev:?} ({opts:?})",
+        t0.elapsed().as_secs_f64()
+    );
+    if a.new_frames == 0 || a.runs == 0 {
+        bail!("--new-frames and --runs must be at least 1");
+    }
+    let ctx = a.context.unwrap_or(codec.decoder_receptive_field_frames());
+    let frames = ctx + a.new_frames + ctx;
+    let (n_q, size) = (codec.num_codebooks(), codec.codebook_size() as u64);
+    for b in parse_batches(&a.batch)? {
+        // Deterministic codes spread over the codebooks (a multiplicative hash of the index).
+        let codes: Vec<u32> = (0..(b * n_q * frames) as u64)
+            .map(|i| (i.wrapping_mul(2654435761) >> 7) % size)
+            .map(|c| c as u32)
+            .collect();
+        let codes =
+            candle_core::Tensor::from_vec(codes, (b, n_q, frames), &candle_core::Device::Cpu)?;
+        let decode = || -> Result<()> {
+            codec.decode_window(&codes, ctx, a.new_frames)?;
+            device::sync(&dev)
+        };
+        decode()?;
+        let mut times: Vec<f64> = (0..a.runs)
+            .map(|_| {
+                let t = Instant::now();
+                decode().map(|_| t.elapsed().as_secs_f64())
+            })
+            .collect::<Result<_>>()?;
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let audio_s = (b * a.new_frames) as f64 / codec.frame_rate() as f64;
+        let mut ops: BTreeMap<DecoderOp, (f64, usize)> = BTreeMap::new();
+        if a.profile {
+            device::sync(&dev)?;
+            let mut last = Instant::now();
+            codec.decode_batch_marked(&codes, &mut |op| {
+                dev.synchronize()?;
+                let now = Instant::now();
+                let e = ops.entry(op).or_default();
+                e.0 += (now - last).as_secs_f64();
+                e.1 += 1;
+                last = now;
+                Ok(())
+            })?;
+        }
+        let total: f64 = ops.values().map(|v| v.0).sum();
+        if a.json {
+            let profile: serde_json::Map<String, serde_json::Value> = ops
+                .iter()
+                .map(|(op, (s, n))| {
+                    (
+                        op.name().to_string(),
+                        serde_json::json!({"ms": s * 1e3, "calls": n}),
+                    )
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"batch": b, "new_frames": a.new_frames, "context_frames": ctx,
+                    "window_frames": frames, "runs": a.runs, "decode_ms": median * 1e3,
+                    "decode_ms_min": times[0] * 1e3, "audio_s_per_s": audio_s / median,
+                    "device": format!("{dev:?}"), "options": format!("{opts:?}"),
+                    "profile_ms": if a.profile { serde_json::Value::Object(profile) } else { serde_json::Value::Null },
+                    "profile_total_ms": total * 1e3})
+            );
+        } else {
+            println!(
+                "batch {b:4}  window {frames} frames ({} new)  decode {:8.2} ms  {:8.1} audio-s/s",
+                a.new_frames,
+                median * 1e3,
+                audio_s / median
+            );
+            for (op, (s, n)) in &ops {
+                println!(
+                    "    {:20} {:8.2} ms  {:5.1} %  ({n} calls)",
+                    op.name(),
+                    s * 1e3,
+                    100.0 * s / total.max(f64::MIN_POSITIVE)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn make_checkpoint(a: MakeCheckpointArgs) -> Result<()> {
@@ -169,15 +310,7 @@ fn bench_step(a: BenchStepArgs) -> Result<()> {
     device::sync(&dev)?;
     let load_s = t0.elapsed().as_secs_f64();
     let cfg = model.config().clone();
-    let batches: Vec<usize> = a
-        .batch
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse::<usize>()
-                .with_context(|| format!("bad --batch entry {s:?}"))
-        })
-        .collect::<Result<_>>()?;
+    let batches = parse_batches(&a.batch)?;
     eprintln!("model loaded in {load_s:.2}s on {dev:?} as {dtype:?}");
     for &b in &batches {
         let mut cache = model.new_cache(b, a.context + a.steps + a.steps.clamp(1, 10) + 8)?;
