@@ -232,6 +232,59 @@ fn codec_encode_decode_round_trip() {
 }
 
 #[test]
+fn bench_codec_reports_each_batch_and_a_profile_that_covers_the_decoder() {
+    let codec = higgs_testkit::fixture("codec");
+    let out = bin()
+        .args(["dev", "bench-codec", "--codec"])
+        .arg(&codec)
+        .args(["--device", "cpu", "--batch", "1,2", "--new-frames", "4"])
+        .args(["--context", "3", "--runs", "1", "--profile", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (l, b) in lines.iter().zip([1, 2]) {
+        assert_eq!(l["batch"], b);
+        assert_eq!(l["window_frames"], 3 + 4 + 3);
+        let ms = l["decode_ms"].as_f64().unwrap();
+        let rate = l["audio_s_per_s"].as_f64().unwrap();
+        // audio-s/s counts only the new frames (40 ms each) of every window.
+        let expected = b as f64 * 4.0 * 0.04 / (ms / 1e3);
+        assert!((rate - expected).abs() <= 1e-6 * expected, "{l}");
+        let profile = l["profile_ms"].as_object().unwrap();
+        for op in [
+            "quantizer_fc_post2",
+            "snake",
+            "conv_transpose",
+            "dilated_conv_k7",
+            "conv_out",
+        ] {
+            assert!(
+                profile[op]["calls"].as_u64().unwrap() >= 1,
+                "{op} missing: {l}"
+            );
+        }
+    }
+    // A bad batch list is refused with what to type instead.
+    let out = bin()
+        .args(["dev", "bench-codec", "--codec"])
+        .arg(&codec)
+        .args(["--device", "cpu", "--batch", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("positive integers"));
+}
+
+#[test]
 fn serve_without_weights_asks_first_and_downloads_only_when_told() {
     let tmp = tempfile::tempdir().unwrap();
     // A closed port stands in for an unreachable hub.
