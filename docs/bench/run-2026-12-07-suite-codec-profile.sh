@@ -9,20 +9,15 @@ SECONDS=0
 RES=/tmp/res; rm -rf $RES; mkdir -p $RES
 find / -name 'libcudnn*.so*' -not -path '/proc/*' 2>/dev/null | head -20 > $RES/cudnn_libs.txt
 CUDNN_DIR=$(dirname "$(grep -m1 'libcudnn.so.9$' $RES/cudnn_libs.txt || echo /nonexistent/x)")
-if [ "${SKIP_SUITE:-0}" != 1 ]; then
-  OUT=$RES GPU_SUITE_SKIP_FUSED=1 timeout 400 bash scripts/gpu-suite.sh 2>&1 | tee $RES/suite_console.txt | grep -E "^==|REGRESSION|^ok|fused/ops|http/engine|FAILED|panicked|test result|baseline" | cut -c1-200
-else
-  for lib in libcublas.so.13 libcurand.so.10 libnvrtc.so.13 libcudart.so.13; do
-    d=$(dirname "$(find / -name "$lib" -not -path '/proc/*' 2>/dev/null | head -1)")
-    export LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-}
-  done
-  mkdir -p /tmp/gpu; xz -dc .gpu/higgs-serve.xz > /tmp/gpu/higgs-serve; chmod +x /tmp/gpu/higgs-serve
-  [ -f /tmp/full/codec/config.json ] || /tmp/gpu/higgs-serve dev make-checkpoint --preset full --layout legacy --out /tmp/full 2>&1 | tail -1
-fi
-[ -n "${LD_LIBRARY_PATH:-}" ] || for lib in libcublas.so.13 libcurand.so.10 libnvrtc.so.13 libcudart.so.13; do
+# LIMIT: the call's time limit (seconds); the suite runs last in what is left of it.
+LIMIT=${LIMIT:-600}
+for lib in libcublas.so.13 libcurand.so.10 libnvrtc.so.13 libcudart.so.13; do
   d=$(dirname "$(find / -name "$lib" -not -path '/proc/*' 2>/dev/null | head -1)")
   export LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-}
 done
+mkdir -p /tmp/gpu; xz -dc .gpu/higgs-serve.xz > /tmp/gpu/higgs-serve; chmod +x /tmp/gpu/higgs-serve
+[ -f /tmp/full/codec/config.json ] || /tmp/gpu/higgs-serve dev make-checkpoint --preset full --layout legacy --out /tmp/full 2>&1 | tail -1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $RES/nvidia-smi.txt
 B=/tmp/gpu/higgs-serve
 C=/tmp/full/codec
 echo "== codec window decode profile (full-size random codec)"
@@ -43,7 +38,7 @@ PY
 prof f32_matmul $B HIGGS_CODEC_DTYPE=f32 HIGGS_CODEC_POINTWISE=matmul
 prof f32_conv1d $B HIGGS_CODEC_DTYPE=f32 HIGGS_CODEC_POINTWISE=generic
 prof bf16_matmul $B HIGGS_CODEC_DTYPE=bf16 HIGGS_CODEC_POINTWISE=matmul
-[ $SECONDS -lt 420 ] && prof f32_convt_generic $B HIGGS_CODEC_DTYPE=f32 HIGGS_CODEC_CONVT=generic
+prof f32_convt_generic $B HIGGS_CODEC_DTYPE=f32 HIGGS_CODEC_CONVT=generic
 if [ -f .gpu/cudnn-higgs-serve.xz ]; then
   echo "== cuDNN build (libcudnn: $CUDNN_DIR)"
   xz -dc .gpu/cudnn-higgs-serve.xz > /tmp/gpu/cudnn-higgs-serve; chmod +x /tmp/gpu/cudnn-higgs-serve
@@ -69,8 +64,12 @@ except Exception as ex:
 PY
   # The suite's engine.json is the base build's levels of this call; the cuDNN build's beside it.
   for n in cudnn; do
-    [ $SECONDS -lt 470 ] || { echo "no time left for the cudnn engine levels"; break; }
-    timeout $((560 - SECONDS)) $D bench $M --concurrency 32,256 --frames 250 --json $RES/engine_$n.json 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-200
+    timeout 110 $D bench $M --concurrency 32,256 --frames 250 --json $RES/engine_$n.json 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-200
   done
+fi
+if [ "${SKIP_SUITE:-0}" != 1 ]; then
+  left=$((LIMIT - SECONDS - 25)); echo "== suite with ${left}s left"
+  OUT=$RES GPU_SUITE_SKIP_FUSED=1 timeout $left bash scripts/gpu-suite.sh > $RES/suite_console.txt 2>&1
+  grep -E "^==|REGRESSION|^ok|http/engine|FAILED|panicked|test result|baseline|concurrency" $RES/suite_console.txt | cut -c1-200
 fi
 cd /tmp && tar -cJf "$OUT/res.tar.xz" res && ls -la "$OUT"
