@@ -30,7 +30,7 @@ pub fn model_options() -> ModelOptions {
 
 /// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`: the generic transposed convolution
 /// / Snake on CUDA too. `HIGGS_CODEC_POINTWISE=matmul|generic`: pointwise convs as one matmul
-/// (off by default until a GPU suite run shows it is no slower) or candle's conv1d. `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in bf16 (default f32, as
+/// (the default since GPU suite run 7) or candle's conv1d (`generic`). `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in bf16 (default f32, as
 /// the reference); any other value than `f32`/`bf16` is refused.
 fn pointwise_matmul() -> anyhow::Result<bool> {
     match std::env::var("HIGGS_CODEC_POINTWISE") {

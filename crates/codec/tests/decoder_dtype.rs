@@ -153,8 +153,8 @@ fn fused_and_generic_snake_agree_in_bf16() {
 
 #[test]
 fn pointwise_matmul_keeps_golden_accuracy() {
-    // The pointwise convs of both DAC stacks as one matmul: same maths, another
-    // summation order; and candle's conv1d (`HIGGS_CODEC_POINTWISE=generic`, the default).
+    // The pointwise convs of both DAC stacks as one matmul (the default): same maths, another
+    // summation order; and candle's conv1d (`HIGGS_CODEC_POINTWISE=generic`).
     for direct in [true, false] {
         pointwise_path_keeps_golden_accuracy(direct);
     }
