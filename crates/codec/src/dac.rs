@@ -71,9 +71,7 @@ impl ResidualUnit {
     fn radius(&self) -> usize {
         (self.conv1.kernel_size() - 1) / 2 * self.dilation + (self.conv2.kernel_size() - 1) / 2
     }
-}
 
-impl ResidualUnit {
     fn forward_marked(&self, x: &Tensor, mark: &mut Mark<'_>) -> candle_core::Result<Tensor> {
         let y = self.snake1.forward(x)?;
         mark(DecoderOp::Snake)?;
@@ -282,9 +280,7 @@ impl DecoderBlock {
             stride: self.stride,
         })
     }
-}
 
-impl DecoderBlock {
     fn forward_marked(&self, x: &Tensor, mark: &mut Mark<'_>) -> candle_core::Result<Tensor> {
         let x = self.snake.forward(x)?;
         mark(DecoderOp::Snake)?;
@@ -442,9 +438,7 @@ impl Decoder {
         reach += (self.conv_out.kernel_size() - 1) / 2;
         reach.div_ceil(hop)
     }
-}
 
-impl Decoder {
     /// [`Module::forward`] calling `mark` after each op (the one forward; `forward` passes a
     /// no-op). For profiling: `dev bench-codec --profile` syncs the device in `mark`.
     pub fn forward_marked(&self, x: &Tensor, mark: &mut Mark<'_>) -> candle_core::Result<Tensor> {
