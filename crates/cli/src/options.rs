@@ -30,14 +30,16 @@ pub fn model_options() -> ModelOptions {
 
 /// `HIGGS_CODEC_CONVT=generic`, `HIGGS_CODEC_SNAKE=generic`: the generic transposed convolution
 /// / Snake on CUDA too. `HIGGS_CODEC_POINTWISE=matmul|generic`: pointwise convs as one matmul
-/// (the default since GPU suite run 7) or candle's conv1d (`generic`). `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in bf16 (default f32, as
-/// the reference); any other value than `f32`/`bf16` is refused.
-fn pointwise_matmul() -> anyhow::Result<bool> {
-    match std::env::var("HIGGS_CODEC_POINTWISE") {
-        Err(_) => Ok(CodecOptions::default().direct_pointwise),
-        Ok(v) if v.eq_ignore_ascii_case("matmul") => Ok(true),
+/// (the default since GPU suite run 7) or candle's conv1d (`generic`).
+/// `HIGGS_CODEC_CONV=fused|generic`: the other stride-1 convs through the column kernel + one
+/// GEMM, or candle's conv1d (the default). `HIGGS_CODEC_DTYPE=bf16`: the acoustic decoder in
+/// bf16 (default f32, as the reference); any other value than `f32`/`bf16` is refused.
+fn either(var: &str, on: &str, default: bool) -> anyhow::Result<bool> {
+    match std::env::var(var) {
+        Err(_) => Ok(default),
+        Ok(v) if v.eq_ignore_ascii_case(on) => Ok(true),
         Ok(v) if v.eq_ignore_ascii_case("generic") => Ok(false),
-        Ok(v) => anyhow::bail!("HIGGS_CODEC_POINTWISE={v:?}: use matmul or generic"),
+        Ok(v) => anyhow::bail!("{var}={v:?}: use {on} or generic"),
     }
 }
 
@@ -51,7 +53,16 @@ pub fn codec_options() -> anyhow::Result<CodecOptions> {
     Ok(CodecOptions {
         native_conv_transpose: !generic("HIGGS_CODEC_CONVT"),
         fused_snake: !generic("HIGGS_CODEC_SNAKE"),
-        direct_pointwise: pointwise_matmul()?,
+        direct_pointwise: either(
+            "HIGGS_CODEC_POINTWISE",
+            "matmul",
+            CodecOptions::default().direct_pointwise,
+        )?,
+        fused_conv: either(
+            "HIGGS_CODEC_CONV",
+            "fused",
+            CodecOptions::default().fused_conv,
+        )?,
         decoder_dtype,
     })
 }

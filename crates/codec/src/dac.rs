@@ -41,7 +41,8 @@ impl ResidualUnit {
                     dilation,
                     ..Default::default()
                 },
-            )?,
+            )?
+            .with_fused(opts.fused_conv)?,
             snake2: Snake1d::load(w, &p(2), ch, opts)?,
             conv2: Conv1d::load(
                 w,
@@ -73,9 +74,7 @@ impl ResidualUnit {
     }
 
     fn forward_marked(&self, x: &Tensor, mark: &mut Mark<'_>) -> candle_core::Result<Tensor> {
-        let y = self.snake1.forward(x)?;
-        mark(DecoderOp::Snake)?;
-        let y = self.conv1.forward(&y)?;
+        let y = snake_then_conv(&self.snake1, &self.conv1, x, mark)?;
         mark(DecoderOp::DilatedConv)?;
         let y = self.snake2.forward(&y)?;
         mark(DecoderOp::Snake)?;
@@ -100,6 +99,23 @@ impl Module for ResidualUnit {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.forward_marked(x, &mut |_| Ok(()))
     }
+}
+
+/// `conv(snake(x))`, marking the Snake: after it, or before the conv when the conv computes it
+/// inside its column kernel ([`Conv1d::fuses_snake`]; the conv's mark then includes it).
+fn snake_then_conv(
+    snake: &Snake1d,
+    conv: &Conv1d,
+    x: &Tensor,
+    mark: &mut Mark<'_>,
+) -> candle_core::Result<Tensor> {
+    if conv.fuses_snake(snake, x) {
+        mark(DecoderOp::Snake)?;
+        return conv.forward_snake(snake, x);
+    }
+    let y = snake.forward(x)?;
+    mark(DecoderOp::Snake)?;
+    conv.forward(&y)
 }
 
 fn load_units(
@@ -360,7 +376,8 @@ impl Decoder {
                 in_ch: Some(latent_dim),
                 ..Default::default()
             },
-        )?;
+        )?
+        .with_fused(opts.fused_conv)?;
         let mut ch = conv_in.out_channels();
         let mut blocks = Vec::with_capacity(n);
         for (i, s) in ratios.iter().enumerate() {
@@ -377,7 +394,8 @@ impl Decoder {
                 in_ch: Some(ch),
                 ..Default::default()
             },
-        )?;
+        )?
+        .with_fused(opts.fused_conv)?;
         if blocks.is_empty() {
             return Err(CodecError::Input(
                 "decoder has no up-sampling blocks".into(),
@@ -449,9 +467,7 @@ impl Decoder {
         for b in &self.blocks {
             x = b.forward_marked(&x, mark)?;
         }
-        let x = self.snake.forward(&x)?;
-        mark(DecoderOp::Snake)?;
-        let x = self.conv_out.forward(&x)?;
+        let x = snake_then_conv(&self.snake, &self.conv_out, &x, mark)?;
         mark(DecoderOp::ConvOut)?;
         let x = x.to_dtype(DType::F32)?;
         mark(DecoderOp::Cast)?;

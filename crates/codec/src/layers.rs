@@ -15,6 +15,13 @@ pub(crate) struct Conv1d {
     /// [`CodecOptions::direct_pointwise`] is on: one batched matmul, no im2col copy in and no
     /// transposing copy out (candle's conv1d does both).
     pointwise: Option<Tensor>,
+    /// `[out, rows]` when the conv has stride 1, one group and kernel > 1 and
+    /// [`CodecOptions::fused_conv`] is on: the weight flattened to `[out, in * k]`, then the bias
+    /// as one column, then zero columns up to `rows` (a multiple of 8). On CUDA the forward is
+    /// then the column kernel ([`higgs_kernels::conv_cols`], with the preceding Snake computed
+    /// inside it where there is one) and one batched GEMM that also adds the bias.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    cols: Option<Tensor>,
     bias: Option<Tensor>,
     padding: usize,
     stride: usize,
@@ -88,6 +95,7 @@ impl Conv1d {
         Ok(Self {
             weight,
             pointwise: None,
+            cols: None,
             bias,
             padding,
             stride,
@@ -111,10 +119,91 @@ impl Conv1d {
         Ok(self)
     }
 
+    /// With `fused` on and a stride-1, one-group conv of kernel > 1, forward on CUDA through
+    /// the column kernel and one GEMM ([`CodecOptions::fused_conv`]); otherwise unchanged.
+    pub fn with_fused(mut self, fused: bool) -> Result<Self> {
+        let (out, inp, k) = self.weight.dims3()?;
+        if !fused || k == 1 || self.stride != 1 || self.groups != 1 {
+            return Ok(self);
+        }
+        let taps = inp * k;
+        let mut parts = vec![self.weight.reshape((out, taps))?];
+        let mut filled = taps;
+        if let Some(b) = &self.bias {
+            parts.push(b.reshape((out, 1))?);
+            filled += 1;
+        }
+        // Rows rounded up to a multiple of 8 keep the GEMM's leading dimension 16-byte
+        // aligned for f32 and bf16 (cuBLAS's tensor-core kernels want that).
+        let rows = filled.next_multiple_of(8);
+        if rows > filled {
+            parts.push(Tensor::zeros(
+                (out, rows - filled),
+                self.weight.dtype(),
+                self.weight.device(),
+            )?);
+        }
+        self.cols = Some(Tensor::cat(&parts, 1)?.contiguous()?);
+        Ok(self)
+    }
+
+    /// The column path applies to `x` (loaded with it, on CUDA, f32 or bf16).
+    #[cfg(feature = "cuda")]
+    fn takes_cols(&self, x: &Tensor) -> bool {
+        self.cols.is_some() && x.device().is_cuda() && matches!(x.dtype(), DType::F32 | DType::BF16)
+    }
+
+    /// Whether [`Self::forward_snake`] computes `snake` inside this conv's column kernel (no
+    /// pass of its own) for `x`; profilers mark the Snake before the conv then.
+    pub fn fuses_snake(&self, snake: &Snake1d, x: &Tensor) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.takes_cols(x) && snake.fused_alphas(x).is_some() {
+            return true;
+        }
+        let _ = (snake, x);
+        false
+    }
+
+    /// `self(snake(x))`: one column kernel + GEMM when [`Self::fuses_snake`], else Snake then
+    /// the conv.
+    pub fn forward_snake(&self, snake: &Snake1d, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if self.takes_cols(x) {
+            if let Some(alphas) = snake.fused_alphas(x) {
+                return self.forward_cols(x, Some(alphas));
+            }
+        }
+        self.forward(&snake.forward(x)?)
+    }
+
+    /// The column kernel (with Snake's alphas, if given) and one GEMM with the bias column.
+    #[cfg(feature = "cuda")]
+    fn forward_cols(
+        &self,
+        x: &Tensor,
+        snake: Option<(&Tensor, &Tensor)>,
+    ) -> candle_core::Result<Tensor> {
+        let Some(w) = &self.cols else {
+            candle_core::bail!("conv: the column path was not loaded")
+        };
+        let spec = higgs_kernels::ConvCols {
+            kernel: self.kernel_size(),
+            dilation: self.dilation,
+            padding: self.padding,
+            rows: w.dims()[1],
+            bias_row: self.bias.is_some(),
+        };
+        let cols = higgs_kernels::conv_cols(&x.contiguous()?, snake, spec)?;
+        // [out, rows] x [B, rows, L] -> [B, out, L]: the weight broadcast over the batch
+        // (stride 0, one strided-batched GEMM), bias included.
+        w.broadcast_matmul(&cols)
+    }
+
     /// The same convolution with weights (and so activations) in `dtype`.
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         Ok(Self {
             weight: self.weight.to_dtype(dtype)?,
+            cols: self.cols.as_ref().map(|c| c.to_dtype(dtype)).transpose()?,
             pointwise: self
                 .pointwise
                 .as_ref()
@@ -138,6 +227,10 @@ impl Conv1d {
 
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if self.takes_cols(x) {
+            return self.forward_cols(x, None);
+        }
         let y = match &self.pointwise {
             // [out, in] x [B, in, T] -> [B, out, T]: the weight broadcast over the batch
             // (stride 0, one strided-batched GEMM).
@@ -319,6 +412,13 @@ impl Snake1d {
         })
     }
 
+    /// The f32 `[C]` alpha and 1/alpha of the fused kernel, when it runs for `x`.
+    #[cfg(feature = "cuda")]
+    fn fused_alphas(&self, x: &Tensor) -> Option<(&Tensor, &Tensor)> {
+        (self.fused && x.device().is_cuda() && matches!(x.dtype(), DType::F32 | DType::BF16))
+            .then_some((&self.alpha_f32, &self.inv_alpha_f32))
+    }
+
     /// The same activation for `dtype` inputs (the fused kernel keeps its f32 alphas).
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         Ok(Self {
@@ -332,8 +432,8 @@ impl Snake1d {
 impl Module for Snake1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if self.fused && x.device().is_cuda() && matches!(x.dtype(), DType::F32 | DType::BF16) {
-            return higgs_kernels::snake(&x.contiguous()?, &self.alpha_f32, &self.inv_alpha_f32);
+        if let Some((alpha, inv_alpha)) = self.fused_alphas(x) {
+            return higgs_kernels::snake(&x.contiguous()?, alpha, inv_alpha);
         }
         let s = x.broadcast_mul(&self.alpha)?.sin()?.sqr()?;
         x + s.broadcast_mul(&self.inv_alpha)?
@@ -371,4 +471,99 @@ pub(crate) fn mean_var(x: &Tensor, dim: D) -> candle_core::Result<(Tensor, Tenso
     let centered = x.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean_keepdim(dim)?;
     Ok((mean, var))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use candle_core::Device;
+
+    fn conv(cin: usize, cout: usize, k: usize, dilation: usize, bias: bool) -> Conv1d {
+        let dev = Device::Cpu;
+        Conv1d {
+            weight: Tensor::randn(0f32, 1.0, (cout, cin, k), &dev).unwrap(),
+            pointwise: None,
+            cols: None,
+            bias: bias.then(|| Tensor::randn(0f32, 1.0, cout, &dev).unwrap()),
+            padding: (k - 1) / 2 * dilation,
+            stride: 1,
+            dilation,
+            groups: 1,
+        }
+    }
+
+    #[test]
+    fn fused_weight_times_the_kernels_columns_is_the_convolution() {
+        // What `conv_cols.cu` writes, built here with candle ops in the same row order
+        // (channel-major taps, the ones row, zero rows), times `with_fused`'s weight must be
+        // conv1d: this pins the layout contract between the weight and the CUDA kernel.
+        let dev = Device::Cpu;
+        for (cin, cout, k, dilation, bias) in [
+            (3, 5, 7, 3, true),
+            (4, 1, 7, 1, true),
+            (2, 3, 3, 2, false),
+            (8, 4, 7, 9, true),
+        ] {
+            let c = conv(cin, cout, k, dilation, bias).with_fused(true).unwrap();
+            let w = c.cols.as_ref().unwrap();
+            let rows = w.dims()[1];
+            assert_eq!(rows % 8, 0);
+            assert!(rows >= cin * k + usize::from(bias));
+            let (b, t) = (2, 40);
+            let x = Tensor::randn(0f32, 1.0, (b, cin, t), &dev).unwrap();
+            let expected = c.forward(&x).unwrap(); // conv1d on the CPU
+            let l = c.output_len(t).unwrap();
+            let xp = x.pad_with_zeros(2, c.padding, c.padding).unwrap();
+            let mut parts = Vec::new();
+            for ch in 0..cin {
+                for tap in 0..k {
+                    parts.push(
+                        xp.narrow(1, ch, 1)
+                            .unwrap()
+                            .narrow(2, tap * dilation, l)
+                            .unwrap(),
+                    );
+                }
+            }
+            if bias {
+                parts.push(Tensor::ones((b, 1, l), DType::F32, &dev).unwrap());
+            }
+            while parts.len() < rows {
+                parts.push(Tensor::zeros((b, 1, l), DType::F32, &dev).unwrap());
+            }
+            let cols = Tensor::cat(&parts, 1).unwrap();
+            let got = w.broadcast_matmul(&cols).unwrap();
+            assert_eq!(got.dims(), expected.dims());
+            let d: f32 = (got - &expected)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d < 1e-4, "cin {cin} k {k} d {dilation}: max |diff| {d}");
+        }
+    }
+
+    #[test]
+    fn only_stride_one_single_group_wide_kernels_take_the_column_path() {
+        assert!(conv(2, 2, 7, 1, true)
+            .with_fused(false)
+            .unwrap()
+            .cols
+            .is_none());
+        assert!(conv(2, 2, 1, 1, true)
+            .with_fused(true)
+            .unwrap()
+            .cols
+            .is_none());
+        let mut strided = conv(2, 2, 4, 1, true);
+        strided.stride = 2;
+        assert!(strided.with_fused(true).unwrap().cols.is_none());
+        let mut grouped = conv(2, 2, 7, 1, true);
+        grouped.groups = 2;
+        assert!(grouped.with_fused(true).unwrap().cols.is_none());
+    }
 }

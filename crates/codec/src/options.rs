@@ -15,6 +15,13 @@ pub struct CodecOptions {
     /// (`HIGGS_CODEC_POINTWISE=matmul`, the default; `generic`: conv1d), on every device. On since
     /// GPU suite run 7 (H100: no regression, +4 % at c=256 in a same-binary A/B, same audio).
     pub direct_pointwise: bool,
+    /// Stride-1 convolutions with kernel > 1 (the residual units' dilated k7 convs, the
+    /// decoder's first and last conv) on CUDA as the column kernel + one batched GEMM
+    /// ([`higgs_kernels::conv_cols`]: coalesced columns written straight in the GEMM's layout,
+    /// the preceding Snake computed inside it, the bias folded into the GEMM) instead of
+    /// candle's im2col conv1d (`HIGGS_CODEC_CONV=fused|generic`). Off until a GPU suite run
+    /// turns it on.
+    pub fused_conv: bool,
     /// dtype of the acoustic decoder's weights and activations (`HIGGS_CODEC_DTYPE=bf16|f32`).
     /// The reference decodes in f32; bf16 halves the decoder's memory traffic (its cost is
     /// mostly im2col copies, not arithmetic) at a measured accuracy (docs/BENCHMARKS.md). The
@@ -28,6 +35,7 @@ impl Default for CodecOptions {
             native_conv_transpose: true,
             fused_snake: true,
             direct_pointwise: true,
+            fused_conv: false,
             decoder_dtype: DType::F32,
         }
     }

@@ -1,7 +1,9 @@
 //! The codec's throughput options against the reference goldens, on the CPU and
 //! (`HIGGS_TEST_DEVICE=cuda`) on the GPU: the acoustic decoder in bf16
 //! (`CodecOptions::decoder_dtype`; not bit-exact, within an accuracy bound, with the fused bf16
-//! Snake kernel on CUDA) and pointwise convs as one matmul (`direct_pointwise`; golden accuracy).
+//! Snake kernel on CUDA), pointwise convs as one matmul (`direct_pointwise`; golden accuracy) and
+//! the other stride-1 convs through the column kernel + one GEMM on CUDA (`fused_conv`; golden
+//! accuracy, batch rows independent).
 #![allow(clippy::unwrap_used)]
 
 use candle_core::{DType, Tensor};
@@ -79,19 +81,32 @@ fn bf16_decoder_stays_within_the_accuracy_bound() {
     let g = Golden::load("codec/golden.safetensors");
     let all = cases(&g);
     assert!(!all.is_empty(), "no decode cases in the golden file");
-    let bf16 = load(DType::BF16, true);
+    // Both conv paths: candle's conv1d and (on CUDA) the column kernel + GEMM in bf16.
+    let bf16: Vec<(bool, Codec)> = [false, true]
+        .into_iter()
+        .map(|fused_conv| {
+            let opts = CodecOptions {
+                decoder_dtype: DType::BF16,
+                fused_conv,
+                ..CodecOptions::default()
+            };
+            (fused_conv, load_with(opts))
+        })
+        .collect();
     let f32_codec = load(DType::F32, true);
-    for (case, codes, expected) in all {
-        let wav = bf16.decode(&codes).unwrap();
-        let snr = snr_db(&wav, &expected);
-        eprintln!("{case}: bf16 decoder SNR {snr:.1} dB against the f32 reference");
+    for ((case, codes, expected), (fused_conv, bf16)) in
+        all.iter().flat_map(|c| bf16.iter().map(move |b| (c, b)))
+    {
+        let wav = bf16.decode(codes).unwrap();
+        let snr = snr_db(&wav, expected);
+        eprintln!("{case}: bf16 decoder (fused conv {fused_conv}) SNR {snr:.1} dB against the f32 reference");
         assert!(
             snr >= MIN_SNR_DB,
             "{case}: SNR {snr:.1} dB < {MIN_SNR_DB} dB"
         );
         // The option must not leak into the default decoder: f32 stays at golden accuracy.
-        let exact = f32_codec.decode(&codes).unwrap();
-        let snr_f32 = snr_db(&exact, &expected);
+        let exact = f32_codec.decode(codes).unwrap();
+        let snr_f32 = snr_db(&exact, expected);
         assert!(
             snr_f32 > snr + 20.0,
             "{case}: f32 decoder SNR {snr_f32:.1} dB is not far above bf16's {snr:.1} dB"
@@ -152,20 +167,68 @@ fn fused_and_generic_snake_agree_in_bf16() {
 }
 
 #[test]
-fn pointwise_matmul_keeps_golden_accuracy() {
+fn conv_paths_keep_golden_accuracy() {
     // The pointwise convs of both DAC stacks as one matmul (the default): same maths, another
-    // summation order; and candle's conv1d (`HIGGS_CODEC_POINTWISE=generic`).
-    for direct in [true, false] {
-        pointwise_path_keeps_golden_accuracy(direct);
+    // summation order; candle's conv1d (`HIGGS_CODEC_POINTWISE=generic`); and with the other
+    // stride-1 convs through the column kernel + GEMM (`HIGGS_CODEC_CONV=fused`; on CUDA: the
+    // kernel's indexing, zero padding, fused Snake and bias row; elsewhere conv1d as before).
+    for (direct_pointwise, fused_conv) in [(true, false), (false, false), (true, true)] {
+        conv_path_keeps_golden_accuracy(CodecOptions {
+            direct_pointwise,
+            fused_conv,
+            ..CodecOptions::default()
+        });
     }
 }
 
-fn pointwise_path_keeps_golden_accuracy(direct_pointwise: bool) {
+#[test]
+fn fused_conv_batches_like_single_decodes() {
+    // The column kernel indexes the batch by grid row: two different rows of one batch must each
+    // decode as they do alone (within the fixture tolerance: cuBLAS may pick another kernel).
     let g = Golden::load("codec/golden.safetensors");
+    let (case, codes, expected) = cases(&g).into_iter().next().unwrap();
     let codec = load_with(CodecOptions {
-        direct_pointwise,
+        fused_conv: true,
         ..CodecOptions::default()
     });
+    let codes = codes.to_dtype(DType::I64).unwrap();
+    let t = codes.dim(1).unwrap();
+    let rev: Vec<u32> = (0..t as u32).rev().collect();
+    let idx = Tensor::from_vec(rev, t, codes.device()).unwrap();
+    let reversed = codes.index_select(&idx, 1).unwrap();
+    let both = codec
+        .decode_batch(&Tensor::stack(&[&codes, &reversed], 0).unwrap())
+        .unwrap();
+    let single1 = codec.decode(&reversed).unwrap();
+    let max_diff = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let row0: Vec<f32> = both.get(0).unwrap().to_vec1().unwrap();
+    let row1: Vec<f32> = both.get(1).unwrap().to_vec1().unwrap();
+    let (d0, d1) = (max_diff(&row0, &expected), max_diff(&row1, &single1));
+    eprintln!("{case}: fused conv batch rows: max |diff| {d0:.2e} (golden), {d1:.2e} (single)");
+    assert!(
+        d0 <= 1e-4,
+        "{case}: batch row 0 is {d0:.2e} from the golden"
+    );
+    assert!(
+        d1 <= 1e-4,
+        "{case}: batch row 1 is {d1:.2e} from its single decode"
+    );
+}
+
+fn conv_path_keeps_golden_accuracy(opts: CodecOptions) {
+    let g = Golden::load("codec/golden.safetensors");
+    let codec = load_with(opts);
+    let CodecOptions {
+        direct_pointwise,
+        fused_conv,
+        ..
+    } = opts;
     for (case, codes, expected) in cases(&g) {
         let wav = codec.decode(&codes).unwrap();
         let d = wav
@@ -173,7 +236,9 @@ fn pointwise_path_keeps_golden_accuracy(direct_pointwise: bool) {
             .zip(&expected)
             .map(|(a, e)| (a - e).abs())
             .fold(0f32, f32::max);
-        eprintln!("{case}: direct pointwise {direct_pointwise}: max |diff| {d:.2e}");
+        eprintln!(
+            "{case}: direct pointwise {direct_pointwise}, fused conv {fused_conv}: max |diff| {d:.2e}"
+        );
         assert_eq!(wav.len(), expected.len());
         assert!(
             d <= 1e-4,
@@ -199,7 +264,7 @@ fn pointwise_path_keeps_golden_accuracy(direct_pointwise: bool) {
         let actual: Vec<Vec<i64>> = codes.to_dtype(DType::I64).unwrap().to_vec2().unwrap();
         assert_eq!(
             actual, expected,
-            "{case}: codes differ with direct pointwise {direct_pointwise}"
+            "{case}: codes differ with direct pointwise {direct_pointwise}, fused conv {fused_conv}"
         );
         checked += 1;
     }

@@ -10,8 +10,11 @@
 //! | [`decode_qkv`], [`decode_softmax`], [`add_rmsnorm`] | the model's graphed decode step |
 //! | [`kv_write_rows`] | the model's K/V cache writes of prefill pieces |
 //! | [`snake`] | the codec's `Snake1d` |
+//! | [`conv_cols`] | the codec's stride-1 convolutions (columns for one GEMM, Snake and bias folded in) |
 //! | [`sample_rows`] | the engine's sampler: temperature/top-k/top-p/draw of audio rows in one launch |
 
+#[cfg(feature = "cuda")]
+mod conv_cols;
 #[cfg(feature = "cuda")]
 mod decode;
 #[cfg(feature = "cuda")]
@@ -23,6 +26,8 @@ mod snake;
 #[cfg(feature = "cuda")]
 mod swiglu;
 
+#[cfg(feature = "cuda")]
+pub use conv_cols::{conv_cols, ConvCols};
 #[cfg(feature = "cuda")]
 pub use decode::{add_rmsnorm, decode_qkv, decode_softmax, kv_write_rows};
 #[cfg(feature = "cuda")]
