@@ -53,7 +53,8 @@ impl ResidualUnit {
                     ..Default::default()
                 },
             )?
-            .with_direct_pointwise(opts.direct_pointwise)?,
+            .with_direct_pointwise(opts.direct_pointwise)?
+            .with_fused(opts.fused_conv)?,
             dilation,
         })
     }
@@ -76,9 +77,7 @@ impl ResidualUnit {
     fn forward_marked(&self, x: &Tensor, mark: &mut Mark<'_>) -> candle_core::Result<Tensor> {
         let y = snake_then_conv(&self.snake1, &self.conv1, x, mark)?;
         mark(DecoderOp::DilatedConv)?;
-        let y = self.snake2.forward(&y)?;
-        mark(DecoderOp::Snake)?;
-        let y = self.conv2.forward(&y)?;
+        let y = snake_then_conv(&self.snake2, &self.conv2, &y, mark)?;
         mark(DecoderOp::PointwiseConv)?;
         let (_, _, lx) = x.dims3()?;
         let (_, _, ly) = y.dims3()?;

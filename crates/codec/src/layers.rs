@@ -15,7 +15,7 @@ pub(crate) struct Conv1d {
     /// [`CodecOptions::direct_pointwise`] is on: one batched matmul, no im2col copy in and no
     /// transposing copy out (candle's conv1d does both).
     pointwise: Option<Tensor>,
-    /// `[out, rows]` when the conv has stride 1, one group and kernel > 1 and
+    /// `[out, rows]` when the conv has stride 1 and one group and
     /// [`CodecOptions::fused_conv`] is on: the weight flattened to `[out, in * k]`, then the bias
     /// as one column, then zero columns up to `rows` (a multiple of 8). On CUDA the forward is
     /// then the column kernel ([`higgs_kernels::conv_cols`], with the preceding Snake computed
@@ -119,11 +119,13 @@ impl Conv1d {
         Ok(self)
     }
 
-    /// With `fused` on and a stride-1, one-group conv of kernel > 1, forward on CUDA through
-    /// the column kernel and one GEMM ([`CodecOptions::fused_conv`]); otherwise unchanged.
+    /// With `fused` on and a stride-1, one-group conv, forward on CUDA through the column
+    /// kernel and one GEMM ([`CodecOptions::fused_conv`]; for a pointwise conv the "columns" are
+    /// the input itself with the preceding Snake applied and the ones row appended: a fused
+    /// conv takes precedence over [`Self::with_direct_pointwise`]); otherwise unchanged.
     pub fn with_fused(mut self, fused: bool) -> Result<Self> {
         let (out, inp, k) = self.weight.dims3()?;
-        if !fused || k == 1 || self.stride != 1 || self.groups != 1 {
+        if !fused || self.stride != 1 || self.groups != 1 {
             return Ok(self);
         }
         let taps = inp * k;
@@ -504,6 +506,7 @@ mod tests {
             (4, 1, 7, 1, true),
             (2, 3, 3, 2, false),
             (8, 4, 7, 9, true),
+            (6, 6, 1, 1, true),
         ] {
             let c = conv(cin, cout, k, dilation, bias).with_fused(true).unwrap();
             let w = c.cols.as_ref().unwrap();
@@ -548,17 +551,13 @@ mod tests {
     }
 
     #[test]
-    fn only_stride_one_single_group_wide_kernels_take_the_column_path() {
-        assert!(conv(2, 2, 7, 1, true)
-            .with_fused(false)
-            .unwrap()
-            .cols
-            .is_none());
-        assert!(conv(2, 2, 1, 1, true)
-            .with_fused(true)
-            .unwrap()
-            .cols
-            .is_none());
+    fn only_stride_one_single_group_convs_take_the_column_path() {
+        let fused = |k: usize, on: bool| conv(2, 2, k, 1, true).with_fused(on).unwrap();
+        assert!(fused(7, false).cols.is_none());
+        assert!(fused(1, false).cols.is_none());
+        assert!(fused(7, true).cols.is_some());
+        // Pointwise too (its columns are the Snake'd input plus the ones row).
+        assert!(fused(1, true).cols.is_some());
         let mut strided = conv(2, 2, 4, 1, true);
         strided.stride = 2;
         assert!(strided.with_fused(true).unwrap().cols.is_none());

@@ -15,12 +15,12 @@ pub struct CodecOptions {
     /// (`HIGGS_CODEC_POINTWISE=matmul`, the default; `generic`: conv1d), on every device. On since
     /// GPU suite run 7 (H100: no regression, +4 % at c=256 in a same-binary A/B, same audio).
     pub direct_pointwise: bool,
-    /// Stride-1 convolutions with kernel > 1 (the residual units' dilated k7 convs, the
+    /// Stride-1 convolutions (the residual units' dilated k7 and pointwise convs, the
     /// decoder's first and last conv) on CUDA as the column kernel + one batched GEMM
     /// ([`higgs_kernels::conv_cols`]: coalesced columns written straight in the GEMM's layout,
     /// the preceding Snake computed inside it, the bias folded into the GEMM) instead of
-    /// candle's im2col conv1d (`HIGGS_CODEC_CONV=fused|generic`). Off until a GPU suite run
-    /// turns it on.
+    /// candle's im2col conv1d / the pointwise matmul (`HIGGS_CODEC_CONV=fused|generic`). Off
+    /// until a GPU suite run turns it on.
     pub fused_conv: bool,
     /// dtype of the acoustic decoder's weights and activations (`HIGGS_CODEC_DTYPE=bf16|f32`).
     /// The reference decodes in f32; bf16 halves the decoder's memory traffic (its cost is
