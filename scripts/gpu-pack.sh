@@ -53,7 +53,7 @@ case "${1:-}" in
     cargo build --release --features cuda -p higgs-serve
     xz -T0 -6 -c target/release/higgs-serve > .gpu/higgs-serve.xz
     pack_tests cuda higgs-engine:sampling_device
-    pack_tests cuda higgs-model:decode_graph higgs-codec:parity higgs-codec:decoder_dtype
+    pack_tests cuda higgs-model:decode_graph higgs-codec:parity higgs-codec:decoder_dtype higgs-codec:streaming
     pack_fixtures codec ;;
   parity)
     pack_tests cuda higgs-model:parity

@@ -32,7 +32,7 @@ FIX=$W/fixtures; mkdir -p $FIX
 for f in .gpu/fixtures-*.tar.xz; do [ -f "$f" ] && tar -xJf "$f" -C $FIX; done
 needs() { case "$1" in
   t_model_parity|t_engine_generation_parity) echo "llm text-tokenizer prompts" ;;
-  t_codec_parity) echo "codec" ;;
+  t_codec_parity|t_codec_streaming|t_codec_decoder_dtype) echo "codec" ;;
   *) echo "" ;; esac; }
 : > "$RAW/cuda_tests.txt"
 for t in $W/t_*; do

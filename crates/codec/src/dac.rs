@@ -6,7 +6,7 @@ use crate::checkpoint::Weights;
 use crate::error::{CodecError, Result};
 use crate::layers::{Conv1d, Conv1dConfig, ConvTranspose1d, Pad, Snake1d};
 use crate::options::CodecOptions;
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 
 /// Dilations of the three residual units of every DAC block (fixed by the architecture).
 pub(crate) const RESIDUAL_DILATIONS: [usize; 3] = [1, 3, 9];
@@ -91,6 +91,22 @@ impl ResidualUnit {
         let out = (x + y)?;
         mark(DecoderOp::ResidualAdd)?;
         Ok(out)
+    }
+}
+
+impl ResidualUnit {
+    /// Input samples a streaming step keeps: both convs' reach, each side.
+    fn history(&self) -> usize {
+        2 * (self.conv1.padding() + self.conv2.padding())
+    }
+
+    /// One streaming step: `buf` = [`Self::history`] previous inputs + `n` new ones → the `n`
+    /// outputs `history / 2` samples behind the newest input (no padding: the history is it).
+    fn step(&self, buf: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.conv1.conv(buf, Some(&self.snake1), 0)?;
+        let y = self.conv2.conv(&y, Some(&self.snake2), 0)?;
+        let (_, _, n) = y.dims3()?;
+        buf.narrow(2, self.history() / 2, n)? + y
     }
 }
 
@@ -349,6 +365,112 @@ impl DecoderOp {
 /// Called after each op of a decoder forward, in order.
 pub type Mark<'a> = dyn FnMut(DecoderOp) -> candle_core::Result<()> + 'a;
 
+/// Where the rows of a [`Decoder::step`] lie in their streams: the decoder zero-pads every
+/// layer's input before a stream's first sample and after its last, and a step must too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepSpan {
+    /// Frame index (in the stream) of the step's first new frame.
+    pub first_frame: usize,
+    /// The stream's length in frames once it is known: frames from there on are padding, and
+    /// the steps that carry them flush the stream's delayed tail.
+    pub total_frames: Option<usize>,
+}
+
+/// What a batch of streams carries from one [`Decoder::step`] to the next: the last input
+/// samples of every layer that looks back (`[B, C, history]` each, in layer order; zeros at a
+/// stream's start, which is the decoder's own zero padding). Rows are streams.
+#[derive(Debug, Clone)]
+pub struct DecoderState {
+    history: Vec<Tensor>,
+}
+
+impl DecoderState {
+    /// Streams in the batch.
+    pub fn batch(&self) -> usize {
+        self.history.first().map_or(0, |h| h.dims()[0])
+    }
+
+    /// The states of `parts`' streams as one batch, in order (streams at different points can
+    /// step together: each row carries its own history).
+    pub fn cat(parts: &[&DecoderState]) -> Result<DecoderState> {
+        let Some(first) = parts.first() else {
+            return Err(CodecError::Input("no decoder states to join".into()));
+        };
+        let history = (0..first.history.len())
+            .map(|i| {
+                let layer: Vec<&Tensor> = parts.iter().map(|p| &p.history[i]).collect();
+                Tensor::cat(&layer, 0)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(DecoderState { history })
+    }
+
+    /// Streams `rows` of this batch, in that order.
+    pub fn rows(&self, rows: &[usize]) -> Result<DecoderState> {
+        let Some(first) = self.history.first() else {
+            return Ok(self.clone());
+        };
+        let idx: Vec<u32> = rows.iter().map(|r| *r as u32).collect();
+        let idx = Tensor::from_vec(idx, rows.len(), first.device())?;
+        let history = self
+            .history
+            .iter()
+            .map(|h| h.index_select(&idx, 0))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(DecoderState { history })
+    }
+}
+
+/// Zeroes, per row, the samples of `x` (`[B, C, L]`, sample `q` of row `b` at stream time
+/// `first_frame * rate - delay + q`) that lie before the stream's start or past its end.
+fn mask_outside(
+    x: Tensor,
+    spans: &[StepSpan],
+    rate: usize,
+    delay: usize,
+) -> candle_core::Result<Tensor> {
+    let (b, _, l) = x.dims3()?;
+    if spans.len() != b {
+        candle_core::bail!("{} spans for a batch of {b}", spans.len())
+    }
+    let (mut lo, mut hi) = (Vec::with_capacity(b), Vec::with_capacity(b));
+    for s in spans {
+        let start = s.first_frame * rate;
+        // Valid q: delay - start <= q < total * rate + delay - start.
+        lo.push((delay.saturating_sub(start)).min(l));
+        hi.push(
+            s.total_frames
+                .map_or(l, |t| (t * rate + delay).saturating_sub(start).min(l)),
+        );
+    }
+    if lo.iter().all(|v| *v == 0) && hi.iter().all(|v| *v == l) {
+        return Ok(x);
+    }
+    let dev = x.device();
+    let as_col = |v: Vec<usize>| {
+        Tensor::from_vec(
+            v.into_iter().map(|v| v as f32).collect::<Vec<_>>(),
+            (b, 1, 1),
+            dev,
+        )
+    };
+    let q = Tensor::arange(0f32, l as f32, dev)?.reshape((1, 1, l))?;
+    let keep = (q.broadcast_ge(&as_col(lo)?)?.to_dtype(x.dtype())?
+        * q.broadcast_lt(&as_col(hi)?)?.to_dtype(x.dtype())?)?;
+    x.broadcast_mul(&keep)
+}
+
+/// Appends `x` to a layer's history: returns `[history | x]` and keeps its last `history`
+/// samples for the next step.
+fn with_history(h: &mut Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    let keep = h.dims()[2];
+    let buf = Tensor::cat(&[&*h, x], 2)?;
+    let len = buf.dims()[2];
+    // A copy, so the state does not pin the whole buffer.
+    *h = buf.narrow(2, len - keep, keep)?.contiguous()?;
+    Ok(buf)
+}
+
 /// DAC `Decoder`: conv k7 → up-blocks → Snake → conv k7 to one channel (no tanh).
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -454,6 +576,83 @@ impl Decoder {
         }
         reach += (self.conv_out.kernel_size() - 1) / 2;
         reach.div_ceil(hop)
+    }
+
+    /// Channels and history of every layer a streaming step carries state for, in step order.
+    fn history_shapes(&self) -> Vec<(usize, usize)> {
+        let mut shapes = vec![(self.conv_in.in_channels(), 2 * self.conv_in.padding())];
+        for b in &self.blocks {
+            shapes.push((b.conv_t.in_channels(), b.conv_t.history()));
+            let ch = b.conv_t.out_channels();
+            shapes.extend(b.units.iter().map(|u| (ch, u.history())));
+        }
+        shapes.push((self.conv_out.in_channels(), 2 * self.conv_out.padding()));
+        shapes
+    }
+
+    /// The state of `batch` streams that start now (zeros: the decoder's left padding).
+    pub fn initial_state(&self, batch: usize, device: &Device) -> Result<DecoderState> {
+        let history = self
+            .history_shapes()
+            .into_iter()
+            .map(|(c, h)| Tensor::zeros((batch, c, h), self.dtype, device))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(DecoderState { history })
+    }
+
+    /// How many output samples a [`Self::step`]'s audio lags its input frames: the outputs of a
+    /// step whose first new frame is `f` start at stream sample `f * hop - delay`.
+    pub fn step_delay(&self) -> usize {
+        let mut delay = self.conv_in.padding();
+        for b in &self.blocks {
+            delay = delay * b.stride + b.conv_t.padding();
+            delay += b.units.iter().map(|u| u.history() / 2).sum::<usize>();
+        }
+        delay + self.conv_out.padding()
+    }
+
+    /// One streaming step of a batch of streams: latent `[B, D, n]` (the next `n` frames of
+    /// every stream, f32) → `[B, 1, n * hop]` f32 samples, [`Self::step_delay`] behind (samples
+    /// before a stream's start or past its end are the caller's to drop). Every layer keeps its
+    /// last inputs in `state` instead of re-decoding context frames, so a step costs its new
+    /// frames only; the result equals the one-shot decode up to summation order.
+    pub fn step(
+        &self,
+        x: &Tensor,
+        state: &mut DecoderState,
+        spans: &[StepSpan],
+    ) -> candle_core::Result<Tensor> {
+        if state.history.len() != self.blocks.len() * (1 + RESIDUAL_DILATIONS.len()) + 2 {
+            candle_core::bail!("decoder state of another decoder")
+        }
+        let mut hist = state.history.iter_mut();
+        let mut next = || {
+            hist.next()
+                .ok_or_else(|| candle_core::Error::Msg("decoder state too short".into()))
+        };
+        let (mut rate, mut delay) = (1, 0);
+        let x = mask_outside(x.to_dtype(self.dtype)?, spans, rate, delay)?;
+        let buf = with_history(next()?, &x)?;
+        let mut x = self.conv_in.conv(&buf, None, 0)?;
+        delay += self.conv_in.padding();
+        x = mask_outside(x, spans, rate, delay)?;
+        for b in &self.blocks {
+            let buf = with_history(next()?, &x)?;
+            x = b.conv_t.step(&b.snake.forward(&buf)?)?;
+            rate *= b.stride;
+            delay = delay * b.stride + b.conv_t.padding();
+            x = mask_outside(x, spans, rate, delay)?;
+            for u in &b.units {
+                let buf = with_history(next()?, &x)?;
+                x = u.step(&buf)?;
+                delay += u.history() / 2;
+                x = mask_outside(x, spans, rate, delay)?;
+            }
+        }
+        let buf = with_history(next()?, &x)?;
+        self.conv_out
+            .conv(&buf, Some(&self.snake), 0)?
+            .to_dtype(DType::F32)
     }
 
     /// [`Module::forward`] calling `mark` after each op (the one forward; `forward` passes a

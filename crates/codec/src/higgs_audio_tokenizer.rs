@@ -3,7 +3,7 @@
 
 use crate::checkpoint::Weights;
 use crate::config::CodecConfig;
-use crate::dac::{Decoder, DecoderOp, Encoder, Mark};
+use crate::dac::{Decoder, DecoderOp, DecoderState, Encoder, Mark, StepSpan};
 use crate::error::{CodecError, Result};
 use crate::hubert::Hubert;
 use crate::layers::linear;
@@ -341,6 +341,48 @@ impl Codec {
         Ok(self
             .decode_batch(codes)?
             .narrow(1, left * hop, n_new * hop)?)
+    }
+
+    /// The state of `batch` streams about to start layer-wise streaming decode
+    /// ([`Codec::decode_step`]).
+    pub fn initial_step_state(&self, batch: usize) -> Result<DecoderState> {
+        self.decoder.initial_state(batch, &self.device)
+    }
+
+    /// How many samples [`Codec::decode_step`]'s audio lags its frames (see there).
+    pub fn step_delay_samples(&self) -> usize {
+        self.decoder.step_delay()
+    }
+
+    /// Frames of padding after a stream's last frame that flush its delayed tail: a step
+    /// covering frames up to `total + step_flush_frames()` ends the stream's audio.
+    pub fn step_flush_frames(&self) -> usize {
+        self.step_delay_samples().div_ceil(self.hop_length())
+    }
+
+    /// Layer-wise streaming decode: the next `n` frames `[B, n_q, n]` of `B` streams →
+    /// `[B, n * hop]` samples; row `b`'s samples start at stream sample
+    /// `spans[b].first_frame * hop - step_delay_samples()` (drop those before 0 and from
+    /// `total_frames * hop` on). Each decoder layer carries its last inputs in `state` (one row
+    /// per stream, from [`Codec::initial_step_state`]), so a step decodes its new frames only —
+    /// no context frames decoded twice as with [`Codec::decode_window`] — and the samples equal
+    /// the one-shot decode's up to summation order. Frames past a stream's `total_frames` (its
+    /// flush) may hold any valid codes: they are padding.
+    pub fn decode_step(
+        &self,
+        codes: &Tensor,
+        state: &mut DecoderState,
+        spans: &[StepSpan],
+    ) -> Result<Tensor> {
+        if state.batch() != codes.dims().first().copied().unwrap_or(0) {
+            return Err(CodecError::Input(format!(
+                "a step of {:?} codes for a state of {} streams",
+                codes.dims(),
+                state.batch()
+            )));
+        }
+        let (_, post) = self.decode_latent(codes)?;
+        Ok(self.decoder.step(&post, state, spans)?.squeeze(1)?)
     }
 
     /// [`Codec::decode`] returning the intermediates.

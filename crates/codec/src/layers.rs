@@ -108,6 +108,11 @@ impl Conv1d {
         self.weight.dims()[0]
     }
 
+    /// Input channels (all groups).
+    pub fn in_channels(&self) -> usize {
+        self.weight.dims()[1] * self.groups
+    }
+
     /// With `direct` on and a pointwise conv, forward as one batched matmul
     /// ([`CodecOptions::direct_pointwise`]); otherwise unchanged.
     pub fn with_direct_pointwise(mut self, direct: bool) -> Result<Self> {
@@ -169,13 +174,49 @@ impl Conv1d {
     /// `self(snake(x))`: one column kernel + GEMM when [`Self::fuses_snake`], else Snake then
     /// the conv.
     pub fn forward_snake(&self, snake: &Snake1d, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.conv(x, Some(snake), self.padding)
+    }
+
+    /// Zeros each side of the input in [`Module::forward`]: `(k - 1) / 2 * dilation` for the
+    /// "same" convs of the decoder, which is also how far an output reaches to either side.
+    pub fn padding(&self) -> usize {
+        self.padding
+    }
+
+    /// `self(snake(x))` (Snake optional) with `padding` zeros each side instead of the conv's
+    /// own: `0` for a streaming step whose input already carries the neighbours
+    /// ([`crate::streaming`]). The one code path of every forward.
+    pub fn conv(
+        &self,
+        x: &Tensor,
+        snake: Option<&Snake1d>,
+        padding: usize,
+    ) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cuda")]
         if self.takes_cols(x) {
-            if let Some(alphas) = snake.fused_alphas(x) {
-                return self.forward_cols(x, Some(alphas));
+            match snake.map(|s| s.fused_alphas(x)) {
+                None => return self.forward_cols(x, None, padding),
+                Some(Some(alphas)) => return self.forward_cols(x, Some(alphas), padding),
+                Some(None) => return self.forward_cols(&snake_or(snake, x)?, None, padding),
             }
         }
-        self.forward(&snake.forward(x)?)
+        let x = snake_or(snake, x)?;
+        let y = match &self.pointwise {
+            // [out, in] x [B, in, T] -> [B, out, T]: the weight broadcast over the batch
+            // (stride 0, one strided-batched GEMM).
+            Some(w) => w.broadcast_matmul(&x.contiguous()?)?,
+            None => x.conv1d(
+                &self.weight,
+                padding,
+                self.stride,
+                self.dilation,
+                self.groups,
+            )?,
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
+            None => Ok(y),
+        }
     }
 
     /// The column kernel (with Snake's alphas, if given) and one GEMM with the bias column.
@@ -184,6 +225,7 @@ impl Conv1d {
         &self,
         x: &Tensor,
         snake: Option<(&Tensor, &Tensor)>,
+        padding: usize,
     ) -> candle_core::Result<Tensor> {
         let Some(w) = &self.cols else {
             candle_core::bail!("conv: the column path was not loaded")
@@ -191,7 +233,7 @@ impl Conv1d {
         let spec = higgs_kernels::ConvCols {
             kernel: self.kernel_size(),
             dilation: self.dilation,
-            padding: self.padding,
+            padding,
             rows: w.dims()[1],
             bias_row: self.bias.is_some(),
         };
@@ -229,26 +271,15 @@ impl Conv1d {
 
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        #[cfg(feature = "cuda")]
-        if self.takes_cols(x) {
-            return self.forward_cols(x, None);
-        }
-        let y = match &self.pointwise {
-            // [out, in] x [B, in, T] -> [B, out, T]: the weight broadcast over the batch
-            // (stride 0, one strided-batched GEMM).
-            Some(w) => w.broadcast_matmul(&x.contiguous()?)?,
-            None => x.conv1d(
-                &self.weight,
-                self.padding,
-                self.stride,
-                self.dilation,
-                self.groups,
-            )?,
-        };
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
-            None => Ok(y),
-        }
+        self.conv(x, None, self.padding)
+    }
+}
+
+/// `snake(x)`, or `x` without one.
+fn snake_or(snake: Option<&Snake1d>, x: &Tensor) -> candle_core::Result<Tensor> {
+    match snake {
+        Some(s) => s.forward(x),
+        None => Ok(x.clone()),
     }
 }
 
@@ -324,6 +355,10 @@ impl ConvTranspose1d {
         self.out_channels
     }
 
+    pub fn in_channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
     /// The same transposed convolution in `dtype`.
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         Ok(Self {
@@ -341,19 +376,15 @@ impl ConvTranspose1d {
     }
 }
 
-impl Module for ConvTranspose1d {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl ConvTranspose1d {
+    /// The transposed convolution without padding, crop or bias: `(L - 1) * s + k` samples,
+    /// output `q` at `q - padding` of the torch layer's.
+    fn full(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c_in, l_in) = x.dims3()?;
-        // torch length: (L-1)*s - 2p + k + output_padding, starting at offset p of the full result.
-        let out_len = ((l_in - 1) * self.stride + self.kernel + self.output_padding)
-            .saturating_sub(2 * self.padding);
         if self.native && x.device().is_cuda() {
-            let full = x
+            return x
                 .contiguous()?
-                .conv_transpose1d(&self.weight, 0, 0, self.stride, 1, 1)?;
-            return full
-                .narrow(2, self.padding, out_len)?
-                .broadcast_add(&self.bias.reshape((1, (), 1))?);
+                .conv_transpose1d(&self.weight, 0, 0, self.stride, 1, 1);
         }
         let (s, m, c_out) = (self.stride, self.blocks, self.out_channels);
         // col[b, i, o, j, r] = sum_c x[b, c, i] * w[c, o, j*s + r]: input i, tap j*s + r.
@@ -377,7 +408,50 @@ impl Module for ConvTranspose1d {
             });
         }
         let full = full.ok_or_else(|| candle_core::Error::Msg("empty transposed conv".into()))?;
-        full.narrow(2, self.padding, out_len)?
+        // The generic formulation pads every input to m*s taps; torch's full length is shorter
+        // by m*s - k.
+        full.narrow(2, 0, (l_in - 1) * s + self.kernel)
+    }
+
+    /// Input samples a streaming step keeps from the previous one: output `j` is fed by inputs
+    /// `i` with `0 <= j + p - i*s < k`, so the outputs of new inputs `b..b+n` that no later input
+    /// touches, `b*s - p .. (b+n)*s - p`, also need inputs `b - (ceil(k/s) - 1) .. b`.
+    pub fn history(&self) -> usize {
+        self.blocks - 1
+    }
+
+    /// Output `j` of input `i` lands `i*s - padding` samples in: how far a streaming step's
+    /// outputs lag its inputs, in output samples.
+    pub fn padding(&self) -> usize {
+        self.padding
+    }
+
+    /// One streaming step: `x` = the [`Self::history`] previous inputs followed by `n` new ones
+    /// → the `n * s` outputs that are final now (see [`Self::history`]), bias added.
+    pub fn step(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, l) = x.dims3()?;
+        let n = l
+            .checked_sub(self.history())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "transposed conv step of {l} samples has no new input"
+                ))
+            })?;
+        self.full(x)?
+            .narrow(2, self.history() * self.stride, n * self.stride)?
+            .broadcast_add(&self.bias.reshape((1, (), 1))?)
+    }
+}
+
+impl Module for ConvTranspose1d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, l_in) = x.dims3()?;
+        // torch length: (L-1)*s - 2p + k + output_padding, starting at offset p of the full result.
+        let out_len = ((l_in - 1) * self.stride + self.kernel + self.output_padding)
+            .saturating_sub(2 * self.padding);
+        self.full(x)?
+            .narrow(2, self.padding, out_len)?
             .broadcast_add(&self.bias.reshape((1, (), 1))?)
     }
 }

@@ -44,7 +44,7 @@ pub mod streaming;
 pub use codes::Codes;
 pub use codes_file::{read_codes, write_codes, CodesFile};
 pub use config::{CheckpointLayout, CodecConfig, HubertConfig};
-pub use dac::DecoderOp;
+pub use dac::{DecoderOp, DecoderState, StepSpan};
 pub use error::{CodecError, Result};
 pub use higgs_audio_tokenizer::{Codec, DecodeTrace, EncodeTrace};
 pub use options::CodecOptions;

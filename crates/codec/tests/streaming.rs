@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Tensor};
 use higgs_codec::streaming::STREAMING_TOLERANCE;
-use higgs_codec::{Codec, StreamingDecoder};
+use higgs_codec::{Codec, CodecOptions, StepSpan, StreamingDecoder};
 use higgs_testkit::fixtures_root;
 use std::sync::OnceLock;
 
@@ -139,4 +139,152 @@ fn measured_receptive_field_is_within_the_architectural_bound() {
         hi - mid
     );
     assert!(mid - lo <= bound && hi - mid <= bound);
+}
+
+/// Layer-wise streaming ([`Codec::decode_step`]) of `codes` `[n_q, T]` in steps of `chunk`
+/// frames, the stream's end known only at its flush (as when EOS comes after the last frame):
+/// the samples of stream times `0..T * hop`.
+fn decode_in_steps(c: &Codec, codes: &Tensor, chunk: usize) -> Vec<f32> {
+    let frames = codes.dim(1).unwrap();
+    let mut state = c.initial_step_state(1).unwrap();
+    let flush = c.step_flush_frames();
+    let padded = Tensor::cat(
+        &[
+            codes,
+            &Tensor::zeros(
+                (codes.dim(0).unwrap(), flush + chunk),
+                codes.dtype(),
+                codes.device(),
+            )
+            .unwrap(),
+        ],
+        1,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut f = 0;
+    while f < frames + flush {
+        let n = chunk;
+        let span = StepSpan {
+            first_frame: f,
+            total_frames: (f + n > frames).then_some(frames),
+        };
+        let piece = c
+            .decode_step(
+                &padded.narrow(1, f, n).unwrap().unsqueeze(0).unwrap(),
+                &mut state,
+                &[span],
+            )
+            .unwrap();
+        assert_eq!(piece.dims(), &[1, n * c.hop_length()]);
+        out.extend(piece.squeeze(0).unwrap().to_vec1::<f32>().unwrap());
+        f += n;
+    }
+    let d = c.step_delay_samples();
+    out[d..d + frames * c.hop_length()].to_vec()
+}
+
+#[test]
+fn layer_streaming_matches_one_shot_for_several_step_sizes() {
+    // Both conv paths (on CUDA the fused one runs the column kernel with padding 0 on each
+    // layer's history + new samples; elsewhere it is conv1d as the default).
+    let fused = Codec::load_with(
+        &fixtures_root().join("codec"),
+        &higgs_testkit::test_device(),
+        &CodecOptions {
+            fused_conv: true,
+            ..CodecOptions::default()
+        },
+    )
+    .unwrap();
+    let frames = 64;
+    let codes = random_codes(frames, 0x1a7e);
+    for c in [codec(), &fused] {
+        let one_shot = c.decode(&codes).unwrap();
+        assert!(c.step_delay_samples() > 0);
+        for chunk in [1usize, 4, 7, 25, 64] {
+            let streamed = decode_in_steps(c, &codes, chunk);
+            let d = max_diff(&streamed, &one_shot);
+            assert!(
+                d <= STREAMING_TOLERANCE,
+                "step {chunk}: max |streamed - one-shot| = {d:.2e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn layer_streaming_rows_are_independent_streams() {
+    // Three streams batched at different points: A from its start, B ending (and flushing)
+    // while A goes on, C joining two steps late with a fresh state. Each row must decode as
+    // its stream alone.
+    let c = codec();
+    let hop = c.hop_length();
+    let chunk = 7;
+    let flush = c.step_flush_frames();
+    let (ta, tb, tc) = (40usize, 12usize, 20usize);
+    let codes = [
+        random_codes(ta, 1),
+        random_codes(tb, 2),
+        random_codes(tc, 3),
+    ];
+    let pad = |x: &Tensor, t: usize| {
+        Tensor::cat(
+            &[
+                x,
+                &Tensor::zeros((x.dim(0).unwrap(), 200 - t), x.dtype(), x.device()).unwrap(),
+            ],
+            1,
+        )
+        .unwrap()
+    };
+    let padded: Vec<Tensor> = codes
+        .iter()
+        .zip([ta, tb, tc])
+        .map(|(x, t)| pad(x, t))
+        .collect();
+    let totals = [ta, tb, tc];
+    let mut outs: [Vec<f32>; 3] = Default::default();
+    let mut ab = c.initial_step_state(2).unwrap();
+    let mut state = None;
+    let mut f = [0usize; 3];
+    for step in 0..(ta + flush).div_ceil(chunk) {
+        let rows: Vec<usize> = if step < 2 { vec![0, 1] } else { vec![0, 1, 2] };
+        if step == 2 {
+            let fresh = c.initial_step_state(1).unwrap();
+            state = Some(higgs_codec::DecoderState::cat(&[&ab, &fresh]).unwrap());
+        }
+        let st = state.as_mut().unwrap_or(&mut ab);
+        let batch: Vec<Tensor> = rows
+            .iter()
+            .map(|&r| padded[r].narrow(1, f[r], chunk).unwrap())
+            .collect();
+        let spans: Vec<StepSpan> = rows
+            .iter()
+            .map(|&r| StepSpan {
+                first_frame: f[r],
+                total_frames: Some(totals[r]),
+            })
+            .collect();
+        let wav = c
+            .decode_step(&Tensor::stack(&batch, 0).unwrap(), st, &spans)
+            .unwrap();
+        for (i, &r) in rows.iter().enumerate() {
+            outs[r].extend(wav.get(i).unwrap().to_vec1::<f32>().unwrap());
+            f[r] += chunk;
+        }
+    }
+    let d = c.step_delay_samples();
+    for (r, (x, t)) in codes.iter().zip(totals).enumerate() {
+        let one_shot = c.decode(x).unwrap();
+        let got = &outs[r][d..d + t * hop];
+        let diff = max_diff(got, &one_shot);
+        assert!(
+            diff <= STREAMING_TOLERANCE,
+            "stream {r}: max |diff| {diff:.2e}"
+        );
+    }
+    // Row selection keeps each stream's history: A alone from the joint state steps on exactly.
+    let a = state.unwrap().rows(&[0]).unwrap();
+    assert_eq!(a.batch(), 1);
 }

@@ -115,6 +115,11 @@ pub struct BenchCodecArgs {
     /// (the syncs cost time of their own: compare shares, not the total).
     #[arg(long)]
     profile: bool,
+    /// Time layer-wise streaming steps instead (`Codec::decode_step`: each layer keeps its
+    /// last inputs, no context frames are decoded): B streams in steady state, `--new-frames`
+    /// per step. Not with `--profile`.
+    #[arg(long, conflicts_with = "profile")]
+    layer_streaming: bool,
     /// Print results as JSON lines.
     #[arg(long)]
     json: bool,
@@ -158,7 +163,11 @@ fn bench_codec(a: BenchCodecArgs) -> Result<()> {
     if a.new_frames == 0 || a.runs == 0 {
         bail!("--new-frames and --runs must be at least 1");
     }
-    let ctx = a.context.unwrap_or(codec.decoder_receptive_field_frames());
+    let ctx = if a.layer_streaming {
+        0
+    } else {
+        a.context.unwrap_or(codec.decoder_receptive_field_frames())
+    };
     let frames = ctx + a.new_frames + ctx;
     let (n_q, size) = (codec.num_codebooks(), codec.codebook_size() as u64);
     for b in parse_batches(&a.batch)? {
@@ -169,8 +178,21 @@ fn bench_codec(a: BenchCodecArgs) -> Result<()> {
             .collect();
         let codes =
             candle_core::Tensor::from_vec(codes, (b, n_q, frames), &candle_core::Device::Cpu)?;
+        // Layer-wise steps run on from a warm state, far from the streams' start (no masks).
+        let state = std::cell::RefCell::new(codec.initial_step_state(b)?);
+        let step = std::cell::Cell::new(1000usize);
         let decode = || -> Result<()> {
-            codec.decode_window(&codes, ctx, a.new_frames)?;
+            if a.layer_streaming {
+                let first_frame = step.get() * a.new_frames;
+                step.set(step.get() + 1);
+                let span = higgs_codec::StepSpan {
+                    first_frame,
+                    total_frames: None,
+                };
+                codec.decode_step(&codes, &mut state.borrow_mut(), &vec![span; b])?;
+            } else {
+                codec.decode_window(&codes, ctx, a.new_frames)?;
+            }
             device::sync(&dev)
         };
         decode()?;
@@ -211,6 +233,7 @@ fn bench_codec(a: BenchCodecArgs) -> Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"batch": b, "new_frames": a.new_frames, "context_frames": ctx,
+                    "layer_streaming": a.layer_streaming,
                     "window_frames": frames, "runs": a.runs, "decode_ms": median * 1e3,
                     "decode_ms_min": times[0] * 1e3, "audio_s_per_s": audio_s / median,
                     "device": format!("{dev:?}"), "options": format!("{opts:?}"),
