@@ -3,7 +3,8 @@
 # (`HIGGS_CODEC_CONV=fused`) against candle's conv1d (`generic`), same binary, same call:
 # window-decode profiles, the same codes decoded both ways (audio SNR), then the GPU suite with
 # `HIGGS_CODEC_CONV=fused` for every command (its gate to become the default), then engine levels
-# with `generic` for the same-call comparison. Carry: .gpu (scripts/gpu-pack.sh suite).
+# with `generic` for the same-call comparison; also layer-wise streaming steps
+# (`bench-codec --layer-streaming`) against the windows. Carry: .gpu (scripts/gpu-pack.sh suite).
 # Results: $OUT/res.tar.xz + console.
 set -u
 SECONDS=0
@@ -24,7 +25,6 @@ prof() { # NAME ENV...
   local name=$1; shift
   env "$@" timeout 60 $B dev bench-codec --codec $C --device cuda --batch 1,4,32 --new-frames 4 --runs 5 --json > $RES/codec_$name.jsonl 2> $RES/codec_$name.err
   env "$@" timeout 90 $B dev bench-codec --codec $C --device cuda --batch 1,32,256 --new-frames 25 --runs 5 --profile --json >> $RES/codec_$name.jsonl 2>> $RES/codec_$name.err
-  env "$@" timeout 60 $B dev bench-codec --codec $C --device cuda --batch 64 --new-frames 100 --runs 3 --json >> $RES/codec_$name.jsonl 2>> $RES/codec_$name.err
   python3 - "$name" $RES/codec_$name.jsonl <<'PY'
 import json, sys
 for l in open(sys.argv[2]):
@@ -35,10 +35,22 @@ for l in open(sys.argv[2]):
 PY
   tail -2 $RES/codec_$name.err | grep -i error
 }
+steps() { # NAME ENV... : layer-wise streaming steps (no context frames), same batches
+  local name=$1; shift
+  { env "$@" timeout 60 $B dev bench-codec --codec $C --device cuda --batch 1,4,32 --new-frames 4 --runs 5 --layer-streaming --json
+    env "$@" timeout 60 $B dev bench-codec --codec $C --device cuda --batch 1,32,256 --new-frames 25 --runs 5 --layer-streaming --json
+  } > $RES/steps_$name.jsonl 2> $RES/steps_$name.err
+  python3 - "$name" $RES/steps_$name.jsonl <<'PY'
+import json, sys
+for l in open(sys.argv[2]):
+    if l.startswith("{"):
+        d = json.loads(l); print(f"steps {sys.argv[1]:12} b={d['batch']:3} new={d['new_frames']:3} step {d['decode_ms']:8.2f} ms {d['audio_s_per_s']:8.1f} audio-s/s")
+PY
+  tail -2 $RES/steps_$name.err | grep -i error
+}
 prof f32_generic HIGGS_CODEC_CONV=generic
 prof f32_fused HIGGS_CODEC_CONV=fused
-prof bf16_generic HIGGS_CODEC_CONV=generic HIGGS_CODEC_DTYPE=bf16
-prof bf16_fused HIGGS_CODEC_CONV=fused HIGGS_CODEC_DTYPE=bf16
+steps f32_fused HIGGS_CODEC_CONV=fused
 echo "== same codes decoded both ways"
 for n in generic fused; do
   HIGGS_CODEC_CONV=$n timeout 60 $B synth $M --text "Same codes, two convolution paths." --force-audio --max-new-tokens 120 --seed 3 --out $RES/synth_$n.wav > $RES/synth_$n.log 2>&1; echo "synth $n rc=$?"
@@ -54,7 +66,7 @@ try:
 except Exception as ex:
     print("audio compare failed:", ex)
 PY
-left=$((LIMIT - SECONDS - 110)); echo "== suite with HIGGS_CODEC_CONV=fused, ${left}s left"
+left=$((LIMIT - SECONDS - 90)); echo "== suite with HIGGS_CODEC_CONV=fused, ${left}s left"
 HIGGS_CODEC_CONV=fused OUT=$RES GPU_SUITE_SKIP_FUSED=1 timeout $left bash scripts/gpu-suite.sh > $RES/suite_console.txt 2>&1
 grep -E "^==|REGRESSION|^ok|http/engine|FAILED|panicked|test result|baseline|concurrency|^skip" $RES/suite_console.txt | cut -c1-220
 left=$((LIMIT - SECONDS - 15)); echo "== engine with HIGGS_CODEC_CONV=generic, ${left}s left"
