@@ -49,4 +49,4 @@ pub use error::{CodecError, Result};
 pub use higgs_audio_tokenizer::{Codec, DecodeTrace, EncodeTrace};
 pub use options::CodecOptions;
 pub use random_checkpoint::{write_random_checkpoint, Preset};
-pub use streaming::{StreamingDecoder, Window, WindowPlanner};
+pub use streaming::{Step, StepAudio, StreamingDecoder, Window, WindowPlanner};

@@ -43,7 +43,25 @@ pub struct WindowPlanner {
     base: usize,
     /// Absolute number of frames whose audio was already produced.
     emitted: usize,
+    /// Layer-wise streaming ([`WindowPlanner::next_step`]): frames already fed to the stream's
+    /// decoder state.
+    fed: usize,
     finished: bool,
+}
+
+/// One layer-wise streaming step of one stream ([`Codec::decode_step`]): the frames its decoder
+/// state has not seen yet, up to the right context of the frames the step lets out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Frames `first_frame..first_frame + n_real`, then, when the step ends the stream,
+    /// [`Codec::step_flush_frames`] frames of padding (codebook-major).
+    pub codes: Codes,
+    pub first_frame: usize,
+    pub n_real: usize,
+    /// The stream's length, when this step ends it.
+    pub total_frames: Option<usize>,
+    /// Frames whose audio is complete after this step (the engine's chunk bookkeeping).
+    pub emit_end: usize,
 }
 
 impl WindowPlanner {
@@ -55,6 +73,7 @@ impl WindowPlanner {
             frames: Vec::new(),
             base: 0,
             emitted: 0,
+            fed: 0,
             finished: false,
         }
     }
@@ -128,6 +147,53 @@ impl WindowPlanner {
         })
     }
 
+    /// The layer-wise streaming step that lets out the frames [`Self::next_window`] would (same
+    /// readiness and chunking, plan with no left context; a finished stream's whole tail at
+    /// once): it feeds every frame not fed yet up to that window's end (so each step has new
+    /// frames), plus `flush_frames` frames of padding when it ends the stream.
+    pub fn next_step(&self, min_new: usize, max_new: usize, flush_frames: usize) -> Option<Step> {
+        // Once the stream is finished its whole tail goes in one step (with the flush): a later
+        // chunk would find its frames already fed by this one's right context.
+        let max_new = if self.finished { usize::MAX } else { max_new };
+        let w = self.next_window(min_new, max_new)?;
+        let emit_end = w.start_frame + w.n_new;
+        let total = self.frames_received();
+        let win_end = (emit_end + self.right_context).min(total);
+        let last = self.finished && emit_end == total;
+        let first = self.fed.max(self.base);
+        let n_real = win_end.saturating_sub(first);
+        let pad = if last { flush_frames } else { 0 };
+        let mut data = Vec::with_capacity(self.n * (n_real + pad));
+        for k in 0..self.n {
+            for f in first..first + n_real {
+                data.push(self.frames[f - self.base][k]);
+            }
+            // Padding frames are masked to zeros by the decoder: any valid code does.
+            data.extend(std::iter::repeat_n(0, pad));
+        }
+        Some(Step {
+            codes: Codes {
+                num_codebooks: self.n,
+                data,
+            },
+            first_frame: first,
+            n_real,
+            total_frames: last.then_some(total),
+            emit_end,
+        })
+    }
+
+    /// Records that the step was queued (its frames are in the decoder state, its audio is on
+    /// the way).
+    pub fn accept_step(&mut self, s: &Step) {
+        self.fed = s.first_frame + s.n_real;
+        self.emitted = s.emit_end;
+        // `next_window` (under `next_step`) reads from the first frame not let out on.
+        let keep_from = self.emitted.max(self.base);
+        self.frames.drain(..keep_from - self.base);
+        self.base = keep_from;
+    }
+
     /// Records that the window's audio was produced; forgets frames no later window needs.
     pub fn accept(&mut self, w: &Window) {
         self.emitted = w.start_frame + w.n_new;
@@ -142,6 +208,59 @@ impl WindowPlanner {
     /// Finished and every frame's audio produced.
     pub fn is_done(&self) -> bool {
         self.finished && self.emitted == self.frames_received()
+    }
+}
+
+/// Turns a stream's [`Codec::decode_step`] outputs into audio of whole frames: a step's samples
+/// lag its frames by [`Codec::step_delay_samples`], which is not a whole number of frames, so the
+/// samples past the last complete frame wait for the next step.
+#[derive(Debug, Clone, Default)]
+pub struct StepAudio {
+    /// Samples decoded past the last frame let out.
+    pending: Vec<f32>,
+    /// Frames let out so far.
+    emitted: usize,
+}
+
+impl StepAudio {
+    /// Takes the samples of `step` (as [`Codec::decode_step`] returned them for this stream)
+    /// and returns the frames now complete: `(first frame, samples)`, or `None` if none is.
+    pub fn push(
+        &mut self,
+        step: &Step,
+        samples: &[f32],
+        hop: usize,
+        delay: usize,
+    ) -> Option<(usize, Vec<f32>)> {
+        // Stream sample of samples[0]; steps follow each other, so after the start this is
+        // exactly where the previous step's samples ended.
+        let skip = delay
+            .saturating_sub(step.first_frame * hop)
+            .min(samples.len());
+        let mut have = self.emitted * hop + self.pending.len();
+        let mut take = &samples[skip..];
+        if let Some(total) = step.total_frames {
+            take = &take[..take.len().min((total * hop).saturating_sub(have))];
+        }
+        self.pending.extend_from_slice(take);
+        have += take.len();
+        let ready = match step.total_frames {
+            Some(total) => total,
+            None => have / hop,
+        };
+        if ready <= self.emitted {
+            return None;
+        }
+        let n = ((ready - self.emitted) * hop).min(self.pending.len());
+        let out: Vec<f32> = self.pending.drain(..n).collect();
+        let first = self.emitted;
+        self.emitted = ready;
+        Some((first, out))
+    }
+
+    /// Frames let out so far.
+    pub fn frames_emitted(&self) -> usize {
+        self.emitted
     }
 }
 

@@ -288,3 +288,68 @@ fn layer_streaming_rows_are_independent_streams() {
     let a = state.unwrap().rows(&[0]).unwrap();
     assert_eq!(a.batch(), 1);
 }
+
+#[test]
+fn planned_layer_steps_let_out_the_one_shot_audio() {
+    // The engine's path in layer mode: frames arrive a few at a time, the planner (no left
+    // context) cuts steps with the windows' chunking, each step is decoded with the stream's
+    // state and `StepAudio` lets out whole frames; the stream ends by `finish` after its last
+    // frame. The audio must be the one-shot decode, in order.
+    use higgs_codec::{StepAudio, WindowPlanner};
+    let c = codec();
+    let (hop, r) = (c.hop_length(), c.decoder_receptive_field_frames());
+    let frames = 50;
+    let codes = random_codes(frames, 0xfeed);
+    let one_shot = c.decode(&codes).unwrap();
+    let n = c.num_codebooks();
+    let all: Vec<Vec<u32>> = codes.t().unwrap().to_vec2().unwrap();
+    for (arrive, chunk) in [(1usize, 4usize), (3, 25), (50, 8)] {
+        let mut plan = WindowPlanner::new(n, 0, r);
+        let mut state = c.initial_step_state(1).unwrap();
+        let mut audio = StepAudio::default();
+        let mut out = Vec::new();
+        let mut got = 0;
+        loop {
+            if got < frames {
+                let k = arrive.min(frames - got);
+                plan.push_frames(all[got..got + k].iter().cloned());
+                got += k;
+                if got == frames {
+                    plan.finish();
+                }
+            }
+            while let Some(step) = plan.next_step(chunk, chunk, c.step_flush_frames()) {
+                plan.accept_step(&step);
+                let len = step.codes.frames();
+                let t =
+                    Tensor::from_vec(step.codes.data.clone(), (1, n, len), &Device::Cpu).unwrap();
+                let span = StepSpan {
+                    first_frame: step.first_frame,
+                    total_frames: step.total_frames,
+                };
+                let wav = c.decode_step(&t, &mut state, &[span]).unwrap();
+                let samples = wav.squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+                if let Some((first, s)) = audio.push(&step, &samples, hop, c.step_delay_samples()) {
+                    assert_eq!(first * hop, out.len(), "frames let out out of order");
+                    // A frame is out once decoded: the step's samples reach `delay` short of
+                    // its newest frame, which is less than the windows' `r` frames.
+                    let last = (out.len() + s.len()) / hop;
+                    assert!(
+                        last * hop + c.step_delay_samples() <= got * hop || plan.is_done(),
+                        "frame {last} out before it was decoded"
+                    );
+                    out.extend(s);
+                }
+            }
+            if plan.is_done() {
+                break;
+            }
+        }
+        assert_eq!(audio.frames_emitted(), frames);
+        let d = max_diff(&out, &one_shot);
+        assert!(
+            d <= STREAMING_TOLERANCE,
+            "arrive {arrive} chunk {chunk}: max |diff| {d:.2e}"
+        );
+    }
+}
