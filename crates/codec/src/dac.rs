@@ -405,6 +405,31 @@ impl DecoderState {
         Ok(DecoderState { history })
     }
 
+    /// Writes `from`'s streams into rows `rows` of this batch (in place: a pool of stream
+    /// states that steps gather from with [`Self::rows`] and write back to).
+    pub fn set_rows(&self, rows: &[usize], from: &DecoderState) -> Result<()> {
+        if from.history.len() != self.history.len() || from.batch() != rows.len() {
+            return Err(CodecError::Input(format!(
+                "{} rows from a state of {} streams",
+                rows.len(),
+                from.batch()
+            )));
+        }
+        let Some(first) = self.history.first() else {
+            return Ok(());
+        };
+        let idx: Vec<u32> = rows.iter().map(|r| *r as u32).collect();
+        let idx = Tensor::from_vec(idx, (rows.len(), 1, 1), first.device())?;
+        for (pool, src) in self.history.iter().zip(&from.history) {
+            if src.elem_count() == 0 {
+                continue;
+            }
+            let at = idx.broadcast_as(src.shape())?.contiguous()?;
+            pool.scatter_set(&at, src, 0)?;
+        }
+        Ok(())
+    }
+
     /// Streams `rows` of this batch, in that order.
     pub fn rows(&self, rows: &[usize]) -> Result<DecoderState> {
         let Some(first) = self.history.first() else {

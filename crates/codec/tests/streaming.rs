@@ -284,9 +284,37 @@ fn layer_streaming_rows_are_independent_streams() {
             "stream {r}: max |diff| {diff:.2e}"
         );
     }
-    // Row selection keeps each stream's history: A alone from the joint state steps on exactly.
-    let a = state.unwrap().rows(&[0]).unwrap();
-    assert_eq!(a.batch(), 1);
+    // A pool of states: rows written with `set_rows` come back unchanged through `rows`, the
+    // others untouched. Two mid-stream states (after one step each) go into a pool of 4.
+    let _ = state;
+    let span = |f| StepSpan {
+        first_frame: f,
+        total_frames: None,
+    };
+    let mut live = c.initial_step_state(2).unwrap();
+    let two = Tensor::stack(&[random_codes(chunk, 4), random_codes(chunk, 10)], 0).unwrap();
+    c.decode_step(&two, &mut live, &[span(100), span(100)]).unwrap();
+    let pool = c.initial_step_state(4).unwrap();
+    pool.set_rows(&[3, 1], &live).unwrap();
+    let mut back = pool.rows(&[3, 1, 0]).unwrap();
+    let mut want =
+        higgs_codec::DecoderState::cat(&[&live, &c.initial_step_state(1).unwrap()]).unwrap();
+    let next = Tensor::stack(&vec![random_codes(chunk, 12); 3], 0).unwrap();
+    let spans = [span(100 + chunk), span(100 + chunk), span(100 + chunk)];
+    let got = c
+        .decode_step(&next, &mut back, &spans)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let exp = c
+        .decode_step(&next, &mut want, &spans)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(got, exp);
+    // The same codes after different histories differ: the rows really carry state.
+    assert_ne!(got[0], got[1]);
+    assert_ne!(got[0], got[2]);
 }
 
 #[test]

@@ -105,6 +105,16 @@ pub struct StreamArgs {
     /// re-decoding the context frames around each chunk.
     #[arg(long, env = "HIGGS_MAX_CHUNK_FRAMES", default_value_t = 100)]
     pub max_chunk_frames: usize,
+    /// How chunks are decoded: `windows` (each chunk with the decoder's receptive field of
+    /// context frames each side, decoded again for every chunk) or `layers` (every decoder layer
+    /// keeps its last inputs per stream: no context frame decoded twice; same audio).
+    #[arg(
+        long,
+        env = "HIGGS_CODEC_STREAMING",
+        value_enum,
+        default_value = "windows"
+    )]
+    pub codec_streaming: CodecStreamingArg,
     /// Decode audio on a thread of its own (`1`) or on the engine thread between steps (`0`);
     /// unset: a thread when the codec has a GPU stream of its own.
     #[arg(long, env = "HIGGS_CODEC_THREAD", value_parser = parse_switch)]
@@ -117,6 +127,12 @@ pub struct StreamArgs {
     /// kernel launch; measured by the GPU suite before it becomes the default).
     #[arg(long, env = "HIGGS_DEVICE_SAMPLER", value_enum, default_value = "ops")]
     pub device_sampler: DeviceSamplerArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecStreamingArg {
+    Windows,
+    Layers,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -150,6 +166,7 @@ impl StreamArgs {
         cfg.chunk_frames = self.chunk_frames;
         cfg.max_chunk_frames = self.max_chunk_frames;
         cfg.codec_thread = self.codec_thread;
+        cfg.layer_streaming = self.codec_streaming == CodecStreamingArg::Layers;
         cfg.profile_sync = self.profile_sync;
         cfg.device_sampler = match self.device_sampler {
             DeviceSamplerArg::Ops => higgs_engine::sampling::DeviceSampler::Ops,

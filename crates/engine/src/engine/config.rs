@@ -28,6 +28,11 @@ pub struct EngineConfig {
     pub max_chunk_frames: usize,
     /// Codec context frames each side of a decode window (default: the decoder's receptive field).
     pub codec_context: Option<usize>,
+    /// Layer-wise streaming decode: each stream's decoder layers keep their last inputs between
+    /// chunks (`Codec::decode_step`), so no context frame is decoded twice; off: each chunk is
+    /// decoded as a window with `codec_context` frames each side. Same audio either way (up to
+    /// summation order). Off until a GPU suite run turns it on.
+    pub layer_streaming: bool,
     /// On a GPU, load the kernels and capture the decode-step CUDA graphs before serving, so the
     /// first requests do not pay for them.
     pub warmup: bool,
@@ -56,6 +61,7 @@ impl Default for EngineConfig {
             chunk_frames: 25,
             max_chunk_frames: 100,
             codec_context: None,
+            layer_streaming: false,
             warmup: true,
             codec_thread: None,
             profile_sync: false,
