@@ -225,8 +225,8 @@ fn layer_streaming_rows_are_independent_streams() {
     let (ta, tb, tc) = (40usize, 12usize, 20usize);
     let codes = [
         random_codes(ta, 1),
-        random_codes(tb, 2),
-        random_codes(tc, 3),
+        random_codes(tb, 6),
+        random_codes(tc, 10),
     ];
     let pad = |x: &Tensor, t: usize| {
         Tensor::cat(
