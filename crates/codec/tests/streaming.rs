@@ -293,7 +293,8 @@ fn layer_streaming_rows_are_independent_streams() {
     };
     let mut live = c.initial_step_state(2).unwrap();
     let two = Tensor::stack(&[random_codes(chunk, 4), random_codes(chunk, 10)], 0).unwrap();
-    c.decode_step(&two, &mut live, &[span(100), span(100)]).unwrap();
+    c.decode_step(&two, &mut live, &[span(100), span(100)])
+        .unwrap();
     let pool = c.initial_step_state(4).unwrap();
     pool.set_rows(&[3, 1], &live).unwrap();
     let mut back = pool.rows(&[3, 1, 0]).unwrap();

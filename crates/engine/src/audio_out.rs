@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
-use higgs_codec::Codec;
+use higgs_codec::{Codec, DecoderState, Step, StepAudio, StepSpan};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::audio_stream::Window;
@@ -55,9 +55,37 @@ pub struct WindowJob {
     pub first_frame: Option<Duration>,
     /// Frames generated when the window was cut (for the first-audio log).
     pub frames_received: usize,
-    pub window: Window,
+    pub chunk: Chunk,
     /// The request's tracing span (codec logs of this request are inside it).
     pub span: tracing::Span,
+}
+
+impl WindowJob {
+    fn window(&self) -> Option<&Window> {
+        match &self.chunk {
+            Chunk::Window(w) => Some(w),
+            Chunk::Step(_) => None,
+        }
+    }
+}
+
+/// What one job decodes: a window with context frames, or a layer-wise streaming step of the
+/// request's decoder state (`EngineConfig::layer_streaming`).
+pub enum Chunk {
+    Window(Window),
+    Step(Step),
+}
+
+/// Audio a step lets out: its first frame and the samples of its whole frames.
+type FramesOut = (usize, Vec<f32>);
+
+/// The decoder states of the requests decoded by layer-wise steps: one pool row per request.
+struct StepStreams {
+    /// `[capacity, C, history]` per decoder layer.
+    pool: DecoderState,
+    free: Vec<usize>,
+    /// Request id → its pool row and the audio its steps let out.
+    rows: HashMap<u64, (usize, StepAudio)>,
 }
 
 /// What the engine thread sends the audio worker.
@@ -124,6 +152,9 @@ pub struct AudioWorker<'c> {
     codec_nanos: Arc<AtomicU64>,
     /// The engine's `engine` metric label.
     label: Arc<str>,
+    /// Pool rows for layer-wise steps (`with_step_capacity`), allocated at the first step.
+    step_capacity: usize,
+    steps: Option<StepStreams>,
 }
 
 impl<'c> AudioWorker<'c> {
@@ -139,7 +170,15 @@ impl<'c> AudioWorker<'c> {
             failed_tx,
             codec_nanos,
             label: Arc::from("0"),
+            step_capacity: 0,
+            steps: None,
         }
+    }
+
+    /// Room for `n` requests decoded by layer-wise steps at once (the engine's running slots).
+    pub fn with_step_capacity(mut self, n: usize) -> Self {
+        self.step_capacity = n;
+        self
     }
 
     /// Labels this worker's metrics `engine="label"` (default `0`).
@@ -218,6 +257,7 @@ impl<'c> AudioWorker<'c> {
             AudioMsg::Forget(id) => {
                 self.dead.remove(&id);
                 self.first_audio.remove(&id);
+                self.release_row(id);
             }
         }
     }
@@ -233,10 +273,20 @@ impl<'c> AudioWorker<'c> {
         if jobs.is_empty() {
             return;
         }
+        let (steps, jobs): (Vec<WindowJob>, Vec<WindowJob>) = jobs
+            .into_iter()
+            .partition(|j| matches!(j.chunk, Chunk::Step(_)));
+        if !steps.is_empty() {
+            self.decode_steps(steps);
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        let window = WindowJob::window;
         let mut by_shape: HashMap<(usize, usize, usize), Vec<usize>> = HashMap::new();
         let mut queues: HashMap<u64, VecDeque<usize>> = HashMap::new();
         for (k, j) in jobs.iter().enumerate() {
-            let w = &j.window;
+            let Some(w) = window(j) else { continue };
             by_shape
                 .entry((w.codes.frames(), w.left, w.n_new))
                 .or_default()
@@ -246,16 +296,20 @@ impl<'c> AudioWorker<'c> {
         // First chunks first (they set the time to first audio), then the oldest windows.
         let mut groups: Vec<((usize, usize, usize), Vec<usize>)> = by_shape.into_iter().collect();
         groups.sort_by_key(|(_, g)| {
-            let first = g.iter().any(|&k| jobs[k].window.start_frame == 0);
+            let first = g
+                .iter()
+                .any(|&k| window(&jobs[k]).is_some_and(|w| w.start_frame == 0));
             (!first, g[0])
         });
         let mut audio: Vec<Option<Vec<f32>>> = vec![None; jobs.len()];
         let t0 = Instant::now();
         for ((len, left, n_new), group) in groups {
-            let n = jobs[group[0]].window.codes.num_codebooks;
+            let n = window(&jobs[group[0]]).map_or(0, |w| w.codes.num_codebooks);
             let mut flat = Vec::with_capacity(group.len() * n * len);
             for &k in &group {
-                flat.extend_from_slice(&jobs[k].window.codes.data);
+                if let Some(w) = window(&jobs[k]) {
+                    flat.extend_from_slice(&w.codes.data);
+                }
             }
             let t_group = Instant::now();
             let shape = (group.len(), n, len);
@@ -297,7 +351,10 @@ impl<'c> AudioWorker<'c> {
                         break;
                     };
                     q.pop_front();
-                    self.send_audio(&jobs[front], samples);
+                    if let Some(w) = window(&jobs[front]) {
+                        let (start, n) = (w.start_frame, w.n_new);
+                        self.send_audio(&jobs[front], start, n, samples);
+                    }
                 }
             }
         }
@@ -305,7 +362,167 @@ impl<'c> AudioWorker<'c> {
             .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
-    fn send_audio(&mut self, j: &WindowJob, samples: Vec<f32>) {
+    /// Decodes layer-wise steps: a request's steps in order (round `k` takes every request's
+    /// `k`-th step), the steps of one round batched by length across requests, each row's
+    /// decoder state gathered from and written back to the pool; whole frames go out as soon
+    /// as they are complete.
+    fn decode_steps(&mut self, jobs: Vec<WindowJob>) {
+        let t0 = Instant::now();
+        let mut order: Vec<u64> = Vec::new();
+        let mut queues: HashMap<u64, VecDeque<WindowJob>> = HashMap::new();
+        for j in jobs {
+            if !queues.contains_key(&j.id) {
+                order.push(j.id);
+            }
+            queues.entry(j.id).or_default().push_back(j);
+        }
+        loop {
+            let round: Vec<WindowJob> = order
+                .iter()
+                .filter_map(|id| queues.get_mut(id).and_then(VecDeque::pop_front))
+                .filter(|j| !self.dead.contains(&j.id))
+                .collect();
+            if round.is_empty() {
+                break;
+            }
+            let mut by_len: HashMap<usize, Vec<WindowJob>> = HashMap::new();
+            for j in round {
+                let len = match &j.chunk {
+                    Chunk::Step(s) => s.codes.frames(),
+                    Chunk::Window(_) => continue,
+                };
+                by_len.entry(len).or_default().push(j);
+            }
+            let mut groups: Vec<(usize, Vec<WindowJob>)> = by_len.into_iter().collect();
+            groups.sort_by_key(|(len, _)| *len);
+            for (_, group) in groups {
+                let t_group = Instant::now();
+                let res = self.decode_step_group(&group);
+                metrics::histogram!("higgs_codec_decode_seconds", "engine" => self.label.clone())
+                    .record(t_group.elapsed().as_secs_f64());
+                match res {
+                    Ok(out) => {
+                        for (j, audio) in group.iter().zip(out) {
+                            if let Some((start, samples)) = audio {
+                                let hop = self.codec.codec.hop_length();
+                                let n = samples.len() / hop;
+                                self.send_audio(j, start, n, samples);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let err = GenerationError::Internal(format!("codec decode failed: {e}"));
+                        for j in &group {
+                            self.release_row(j.id);
+                            if self.dead.insert(j.id) {
+                                j.span.in_scope(|| tracing::error!("{err}"));
+                                let _ = j.to.send(Event::Failed(err.clone()));
+                                let _ = self.failed_tx.send(j.id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.codec_nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// One batched step of `group` (steps of equal length of different requests): the audio
+    /// each lets out, `(first frame, samples)`.
+    fn decode_step_group(&mut self, group: &[WindowJob]) -> Result<Vec<Option<FramesOut>>, String> {
+        let codec = self.codec.codec;
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        if self.steps.is_none() {
+            let cap = self.step_capacity.max(group.len());
+            let pool = self
+                .codec
+                .with(|c| c.initial_step_state(cap))
+                .map_err(|e| err(&e))?;
+            self.steps = Some(StepStreams {
+                pool,
+                free: (0..cap).rev().collect(),
+                rows: HashMap::new(),
+            });
+        }
+        let Some(st) = self.steps.as_mut() else {
+            return Err("no step pool".into());
+        };
+        let mut rows = Vec::with_capacity(group.len());
+        let mut spans = Vec::with_capacity(group.len());
+        let mut flat = Vec::new();
+        let mut shape = (0, 0, 0);
+        for j in group {
+            let Chunk::Step(s) = &j.chunk else {
+                return Err("a window in a step group".into());
+            };
+            let row = match st.rows.get(&j.id) {
+                Some((row, _)) => *row,
+                None if s.first_frame == 0 => {
+                    let row = st
+                        .free
+                        .pop()
+                        .ok_or("more streams than decoder-state rows")?;
+                    // A fresh stream: its row starts from zeros (the decoder's left padding).
+                    let zeros = codec.initial_step_state(1).map_err(|e| err(&e))?;
+                    st.pool.set_rows(&[row], &zeros).map_err(|e| err(&e))?;
+                    st.rows.insert(j.id, (row, StepAudio::default()));
+                    row
+                }
+                None => return Err(format!("step at frame {} without its state", s.first_frame)),
+            };
+            rows.push(row);
+            spans.push(StepSpan {
+                first_frame: s.first_frame,
+                total_frames: s.total_frames,
+            });
+            flat.extend_from_slice(&s.codes.data);
+            shape = (group.len(), s.codes.num_codebooks, s.codes.frames());
+        }
+        let wav = self
+            .codec
+            .with(|c| -> Result<Tensor, String> {
+                let mut state = st.pool.rows(&rows).map_err(|e| err(&e))?;
+                let codes = Tensor::from_vec(flat, shape, c.device()).map_err(|e| err(&e))?;
+                let wav = c
+                    .decode_step(&codes, &mut state, &spans)
+                    .map_err(|e| err(&e))?;
+                st.pool.set_rows(&rows, &state).map_err(|e| err(&e))?;
+                Ok(wav)
+            })?
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.to_vec2::<f32>())
+            .map_err(|e| err(&e))?;
+        let (hop, delay) = (codec.hop_length(), codec.step_delay_samples());
+        let mut out = Vec::with_capacity(group.len());
+        for (j, samples) in group.iter().zip(wav) {
+            let Chunk::Step(s) = &j.chunk else {
+                continue;
+            };
+            let audio = st
+                .rows
+                .get_mut(&j.id)
+                .and_then(|(_, a)| a.push(s, &samples, hop, delay));
+            out.push(audio);
+            if s.total_frames.is_some() {
+                if let Some((row, _)) = st.rows.remove(&j.id) {
+                    st.free.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives a request's decoder-state row back (its stream ended or was dropped).
+    fn release_row(&mut self, id: u64) {
+        if let Some(st) = self.steps.as_mut() {
+            if let Some((row, _)) = st.rows.remove(&id) {
+                st.free.push(row);
+            }
+        }
+    }
+
+    fn send_audio(&mut self, j: &WindowJob, start_frame: usize, frames: usize, samples: Vec<f32>) {
         if let std::collections::hash_map::Entry::Vacant(e) = self.first_audio.entry(j.id) {
             let ttfa = j.submitted.elapsed();
             e.insert(ttfa);
@@ -323,8 +540,8 @@ impl<'c> AudioWorker<'c> {
         }
         let _ = j.to.send(Event::Audio {
             samples,
-            start_frame: j.window.start_frame,
-            frames: j.window.n_new,
+            start_frame,
+            frames,
         });
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use higgs_codec::Codec;
-use higgs_engine::audio_out::{AudioMsg, AudioWorker, SharedCodec, WindowJob};
+use higgs_engine::audio_out::{AudioMsg, AudioWorker, Chunk, SharedCodec, WindowJob};
 use higgs_engine::audio_stream::{Window, WindowPlanner};
 use higgs_engine::{Codes, Event, StopReason, Usage};
 use higgs_testkit::fixture;
@@ -31,7 +31,7 @@ fn t0() -> Instant {
     *T0.get_or_init(Instant::now)
 }
 
-fn job(id: u64, to: &UnboundedSender<Event>, w: Window) -> WindowJob {
+fn job(id: u64, to: &UnboundedSender<Event>, chunk: Chunk) -> WindowJob {
     WindowJob {
         id,
         to: to.clone(),
@@ -39,7 +39,7 @@ fn job(id: u64, to: &UnboundedSender<Event>, w: Window) -> WindowJob {
         queued: Duration::ZERO,
         first_frame: None,
         frames_received: 0,
-        window: w,
+        chunk,
         span: tracing::Span::none(),
     }
 }
@@ -65,13 +65,24 @@ fn finish(id: u64, to: &UnboundedSender<Event>) -> AudioMsg {
 
 #[test]
 fn windows_of_many_steps_and_requests_arrive_in_order_and_equal_one_shot_decodes() {
+    many_requests_arrive_in_order_and_equal_one_shot_decodes(false);
+}
+
+#[test]
+fn layer_steps_of_many_requests_arrive_in_order_and_equal_one_shot_decodes() {
+    // `EngineConfig::layer_streaming`: the same requests as layer-wise steps (each request's
+    // decoder state in a pool row of the worker, steps batched across requests by length).
+    many_requests_arrive_in_order_and_equal_one_shot_decodes(true);
+}
+
+fn many_requests_arrive_in_order_and_equal_one_shot_decodes(layers: bool) {
     let codec = Codec::load(&fixture("codec"), &higgs_testkit::test_device()).unwrap();
     let (n, size) = (codec.num_codebooks(), codec.codebook_size() as u32);
     let ctx = codec.decoder_receptive_field_frames();
     let shared = SharedCodec::new(&codec);
     let (failed_tx, failed_rx) = std::sync::mpsc::channel();
     let nanos = Arc::new(AtomicU64::new(0));
-    let mut worker = AudioWorker::new(&shared, failed_tx, nanos.clone());
+    let mut worker = AudioWorker::new(&shared, failed_tx, nanos.clone()).with_step_capacity(3);
 
     // Three requests of different lengths, cut into windows of different sizes, queued as the
     // engine would (one Decode message per step), with a text event in between.
@@ -81,7 +92,7 @@ fn windows_of_many_steps_and_requests_arrive_in_order_and_equal_one_shot_decodes
         .enumerate()
         .map(|(r, &len)| {
             (
-                WindowPlanner::new(n, ctx, ctx),
+                WindowPlanner::new(n, if layers { 0 } else { ctx }, ctx),
                 codes(n, len, size, r as u32),
             )
         })
@@ -100,9 +111,14 @@ fn windows_of_many_steps_and_requests_arrive_in_order_and_equal_one_shot_decodes
                 }
             }
             let want = 2 + r + step % 3;
-            if let Some(w) = s.next_window(want, want) {
+            if layers {
+                if let Some(st) = s.next_step(want, want, codec.step_flush_frames()) {
+                    s.accept_step(&st);
+                    jobs.push(job(r as u64, &chans[r].0, Chunk::Step(st)));
+                }
+            } else if let Some(w) = s.next_window(want, want) {
                 s.accept(&w);
-                jobs.push(job(r as u64, &chans[r].0, w));
+                jobs.push(job(r as u64, &chans[r].0, Chunk::Window(w)));
             }
         }
         if !jobs.is_empty() {
@@ -155,7 +171,16 @@ fn windows_of_many_steps_and_requests_arrive_in_order_and_equal_one_shot_decodes
                 }
                 Event::Text { .. } => {
                     saw_text = true;
-                    assert_eq!(Some(next_frame), text_at, "text between the same windows");
+                    // Layer steps let frames out once decoded, which can be before the
+                    // planner's chunk boundary.
+                    if layers {
+                        assert!(
+                            text_at.is_some_and(|t| next_frame >= t),
+                            "text after its audio"
+                        );
+                    } else {
+                        assert_eq!(Some(next_frame), text_at, "text between the same windows");
+                    }
                 }
                 Event::Finished { timings, .. } => {
                     assert_eq!(k, events.len() - 1, "Finished is the last event");
@@ -206,7 +231,10 @@ fn a_failed_decode_fails_only_its_requests_until_they_are_forgotten() {
         start_frame: 0,
     };
     worker.handle(vec![
-        AudioMsg::Decode(vec![job(1, &good_tx, good.clone()), job(2, &bad_tx, bad)]),
+        AudioMsg::Decode(vec![
+            job(1, &good_tx, Chunk::Window(good.clone())),
+            job(2, &bad_tx, Chunk::Window(bad)),
+        ]),
         AudioMsg::Event {
             id: 2,
             to: bad_tx.clone(),
@@ -233,7 +261,7 @@ fn a_failed_decode_fails_only_its_requests_until_they_are_forgotten() {
     // Once the engine has released it, the id may be used again and is delivered normally.
     worker.handle(vec![
         AudioMsg::Forget(2),
-        AudioMsg::Decode(vec![job(2, &bad_tx, good)]),
+        AudioMsg::Decode(vec![job(2, &bad_tx, Chunk::Window(good))]),
         finish(2, &bad_tx),
     ]);
     let again = drain(&mut bad_rx);
@@ -251,6 +279,10 @@ fn a_failed_decode_fails_only_its_requests_until_they_are_forgotten() {
         n_new: 6,
         start_frame: 0,
     };
-    worker.handle(vec![AudioMsg::Decode(vec![job(3, &gone_tx, w)])]);
+    worker.handle(vec![AudioMsg::Decode(vec![job(
+        3,
+        &gone_tx,
+        Chunk::Window(w),
+    )])]);
     assert_eq!(before, nanos.load(Ordering::Relaxed), "no decode ran");
 }

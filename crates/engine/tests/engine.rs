@@ -406,6 +406,39 @@ fn audio_thread_and_inline_decoding_deliver_the_same_events() {
     }
 }
 
+#[test]
+fn layer_streaming_delivers_the_windows_audio() {
+    // `EngineConfig::layer_streaming`: each request's decoder layers keep their inputs in a
+    // pool row of the audio worker instead of re-decoding context frames; concurrent requests
+    // (steps batched across them) get the same text, frames and audio as with windows.
+    let run = |layer_streaming: bool| {
+        let cfg = EngineConfig {
+            max_running: 3,
+            max_seq_len: 256,
+            max_queue: 8,
+            prefill_budget: 64,
+            layer_streaming,
+            ..Default::default()
+        };
+        let h = start(cfg, parts()).unwrap().0;
+        let streams: Vec<RequestStream> = (0..5).map(|i| h.submit(request(i)).unwrap()).collect();
+        let outs: Vec<Outcome> = streams.into_iter().map(collect).collect();
+        h.shutdown();
+        outs
+    };
+    let (layers, windows) = (run(true), run(false));
+    for (i, (l, w)) in layers.iter().zip(&windows).enumerate() {
+        assert!(l.finished && w.finished, "request {i}: {l:?} / {w:?}");
+        assert_eq!(l.text, w.text, "request {i}");
+        assert_eq!(l.frames, w.frames, "request {i}");
+        assert!(l.frames > 0);
+        assert!(
+            max_diff(&l.audio, &w.audio) <= higgs_codec::streaming::STREAMING_TOLERANCE,
+            "request {i}"
+        );
+    }
+}
+
 /// Sampled requests that may leave audio by EOS and go on in text mode (the HTTP case that
 /// failed on the GPU): the text tokens of a step are sampled together, yet each request's text
 /// and audio equal the same request alone (its own RNG), and none fails.

@@ -22,7 +22,7 @@ use higgs_text::{
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::audio_out::{AudioMsg, AudioOut, AudioWorker, SharedCodec, WindowJob};
+use crate::audio_out::{AudioMsg, AudioOut, AudioWorker, Chunk, SharedCodec, WindowJob};
 use crate::audio_stream::{SegmentDedelay, WindowPlanner};
 use crate::delay::Codes;
 use crate::prompt::check_tokenizer_matches;
@@ -113,7 +113,8 @@ pub fn start(
             std::thread::scope(|scope| {
                 let (failed_tx, failed_rx) = std::sync::mpsc::channel();
                 let worker = AudioWorker::new(&codec, failed_tx, shared.codec_nanos.clone())
-                    .with_label(shared.label.clone());
+                    .with_label(shared.label.clone())
+                    .with_step_capacity(if config.layer_streaming { config.max_running } else { 0 });
                 let warm = config.warmup && parts.model.device().is_cuda();
                 let shapes = codec_warmup_shapes(&config, &parts);
                 let nc = parts.model.config().num_codebooks;
@@ -514,7 +515,16 @@ impl<'p> Engine<'p> {
                 dedelay: None,
                 frames: Vec::new(),
             },
-            audio: WindowPlanner::new(n, self.context, self.context),
+            // Layer-wise steps carry the left context in the decoder state.
+            audio: WindowPlanner::new(
+                n,
+                if self.cfg.layer_streaming {
+                    0
+                } else {
+                    self.context
+                },
+                self.context,
+            ),
             usage: Usage {
                 auto_chunk_words: prepared.auto_chunk_words,
                 ..Usage::default()
@@ -874,15 +884,27 @@ impl<'p> Engine<'p> {
     /// (which batches windows of equal shape across requests).
     fn flush_audio(&mut self) {
         let mut jobs: Vec<WindowJob> = Vec::new();
+        let flush = self.parts.codec.step_flush_frames();
         for a in self.active.iter_mut() {
             let size = self.cfg.chunk_size(a.chunks_sent);
-            let Some(w) = a.audio.next_window(size, size) else {
-                continue;
+            let before = a.audio.frames_emitted();
+            let chunk = if self.cfg.layer_streaming {
+                let Some(s) = a.audio.next_step(size, size, flush) else {
+                    continue;
+                };
+                a.audio.accept_step(&s);
+                Chunk::Step(s)
+            } else {
+                let Some(w) = a.audio.next_window(size, size) else {
+                    continue;
+                };
+                a.audio.accept(&w);
+                Chunk::Window(w)
             };
-            a.audio.accept(&w);
+            let n_new = a.audio.frames_emitted() - before;
             a.chunks_sent += 1;
-            self.stats.audio_frames_total += w.n_new as u64;
-            a.usage.audio_frames += w.n_new;
+            self.stats.audio_frames_total += n_new as u64;
+            a.usage.audio_frames += n_new;
             jobs.push(WindowJob {
                 id: a.id,
                 to: a.events.clone(),
@@ -890,7 +912,7 @@ impl<'p> Engine<'p> {
                 queued: a.started - a.submitted,
                 first_frame: a.first_frame,
                 frames_received: a.audio.frames_received(),
-                window: w,
+                chunk,
                 span: a.span.clone(),
             });
         }
