@@ -3,8 +3,9 @@
 # (`HIGGS_CODEC_CONV=fused`) against candle's conv1d (`generic`), same binary, same call:
 # window-decode profiles, the same codes decoded both ways (audio SNR), then the GPU suite with
 # `HIGGS_CODEC_CONV=fused` for every command (its gate to become the default), then engine levels
-# with `generic` for the same-call comparison; also layer-wise streaming steps
-# (`bench-codec --layer-streaming`) against the windows. Carry: .gpu (scripts/gpu-pack.sh suite).
+# with layer-wise streaming (`HIGGS_CODEC_STREAMING=layers`, fused convs) and with `generic` for
+# the same-call comparison; also layer-wise streaming steps (`bench-codec --layer-streaming`)
+# against the windows. Carry: .gpu (scripts/gpu-pack.sh suite).
 # Results: $OUT/res.tar.xz + console.
 set -u
 SECONDS=0
@@ -66,9 +67,11 @@ try:
 except Exception as ex:
     print("audio compare failed:", ex)
 PY
-left=$((LIMIT - SECONDS - 90)); echo "== suite with HIGGS_CODEC_CONV=fused, ${left}s left"
+left=$((LIMIT - SECONDS - 180)); echo "== suite with HIGGS_CODEC_CONV=fused, ${left}s left"
 HIGGS_CODEC_CONV=fused OUT=$RES GPU_SUITE_SKIP_FUSED=1 timeout $left bash scripts/gpu-suite.sh > $RES/suite_console.txt 2>&1
 grep -E "^==|REGRESSION|^ok|http/engine|FAILED|panicked|test result|baseline|concurrency|^skip" $RES/suite_console.txt | cut -c1-220
+left=$((LIMIT - SECONDS - 15)); echo "== engine with HIGGS_CODEC_CONV=fused HIGGS_CODEC_STREAMING=layers, ${left}s left"
+[ $left -gt 40 ] && HIGGS_CODEC_CONV=fused HIGGS_CODEC_STREAMING=layers timeout $((left < 90 ? left : 90)) $B bench $M --concurrency 1,32,256 --frames 250 --json $RES/engine_layers.json 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-220
 left=$((LIMIT - SECONDS - 15)); echo "== engine with HIGGS_CODEC_CONV=generic, ${left}s left"
 [ $left -gt 40 ] && HIGGS_CODEC_CONV=generic timeout $left $B bench $M --concurrency 1,32,256 --frames 250 --json $RES/engine_generic.json 2>&1 | grep -E "concurrency|failed|rror" | cut -c1-220
 cd /tmp && tar -cJf "$OUT/res.tar.xz" res && ls -la "$OUT"

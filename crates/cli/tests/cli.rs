@@ -279,6 +279,20 @@ fn bench_codec_reports_each_batch_and_a_profile_that_covers_the_decoder() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("positive integers"));
+    // Layer-wise streaming steps: no context frames, one line per batch.
+    let out = bin()
+        .args(["dev", "bench-codec", "--codec"])
+        .arg(&codec)
+        .args(["--device", "cpu", "--batch", "2", "--new-frames", "4"])
+        .args(["--runs", "1", "--layer-streaming", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let l: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(l["layer_streaming"], true);
+    assert_eq!(l["window_frames"], 4);
+    assert!(l["decode_ms"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
