@@ -375,68 +375,54 @@ fn streamed_chunks_grow_and_stay_exact() {
     );
 }
 
-#[test]
-fn audio_thread_and_inline_decoding_deliver_the_same_events() {
-    let run = |codec_thread: bool| {
-        let cfg = EngineConfig {
-            max_running: 4,
-            max_seq_len: 256,
-            max_queue: 8,
-            prefill_budget: 64,
-            codec_thread: Some(codec_thread),
-            ..Default::default()
-        };
-        let h = start(cfg, parts()).unwrap().0;
-        let streams: Vec<RequestStream> = (0..4).map(|i| h.submit(request(i)).unwrap()).collect();
-        let outs: Vec<Outcome> = streams.into_iter().map(collect).collect();
-        h.shutdown();
-        outs
+/// `n` requests through an engine with `cfg`'s audio settings (4 slots, 8 queued).
+fn outcomes(n: usize, set: impl FnOnce(&mut EngineConfig)) -> Vec<Outcome> {
+    let mut cfg = EngineConfig {
+        max_running: 4,
+        max_seq_len: 256,
+        max_queue: 8,
+        prefill_budget: 64,
+        ..Default::default()
     };
-    let (threaded, inline) = (run(true), run(false));
-    for (i, (t, l)) in threaded.iter().zip(&inline).enumerate() {
-        assert!(t.finished && l.finished, "request {i}: {t:?} / {l:?}");
-        assert_eq!(t.text, l.text, "request {i}");
-        assert_eq!(t.frames, l.frames, "request {i}");
-        assert!(t.frames > 0);
-        // Window batches may group differently (the worker batches across steps).
+    set(&mut cfg);
+    let h = start(cfg, parts()).unwrap().0;
+    let streams: Vec<RequestStream> = (0..n).map(|i| h.submit(request(i)).unwrap()).collect();
+    let outs: Vec<Outcome> = streams.into_iter().map(collect).collect();
+    h.shutdown();
+    outs
+}
+
+/// Same text and frames, audio within the streaming tolerance (decode batches may group
+/// differently, so not bit-equal).
+fn assert_same_outcomes(a: &[Outcome], b: &[Outcome]) {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(x.finished && y.finished, "request {i}: {x:?} / {y:?}");
+        assert_eq!(x.text, y.text, "request {i}");
+        assert_eq!(x.frames, y.frames, "request {i}");
+        assert!(x.frames > 0);
         assert!(
-            max_diff(&t.audio, &l.audio) <= higgs_codec::streaming::STREAMING_TOLERANCE,
+            max_diff(&x.audio, &y.audio) <= higgs_codec::streaming::STREAMING_TOLERANCE,
             "request {i}"
         );
     }
 }
 
 #[test]
+fn audio_thread_and_inline_decoding_deliver_the_same_events() {
+    let threaded = outcomes(4, |c| c.codec_thread = Some(true));
+    let inline = outcomes(4, |c| c.codec_thread = Some(false));
+    assert_same_outcomes(&threaded, &inline);
+}
+
+#[test]
 fn layer_streaming_delivers_the_windows_audio() {
     // `EngineConfig::layer_streaming`: each request's decoder layers keep their inputs in a
     // pool row of the audio worker instead of re-decoding context frames; concurrent requests
-    // (steps batched across them) get the same text, frames and audio as with windows.
-    let run = |layer_streaming: bool| {
-        let cfg = EngineConfig {
-            max_running: 3,
-            max_seq_len: 256,
-            max_queue: 8,
-            prefill_budget: 64,
-            layer_streaming,
-            ..Default::default()
-        };
-        let h = start(cfg, parts()).unwrap().0;
-        let streams: Vec<RequestStream> = (0..5).map(|i| h.submit(request(i)).unwrap()).collect();
-        let outs: Vec<Outcome> = streams.into_iter().map(collect).collect();
-        h.shutdown();
-        outs
-    };
-    let (layers, windows) = (run(true), run(false));
-    for (i, (l, w)) in layers.iter().zip(&windows).enumerate() {
-        assert!(l.finished && w.finished, "request {i}: {l:?} / {w:?}");
-        assert_eq!(l.text, w.text, "request {i}");
-        assert_eq!(l.frames, w.frames, "request {i}");
-        assert!(l.frames > 0);
-        assert!(
-            max_diff(&l.audio, &w.audio) <= higgs_codec::streaming::STREAMING_TOLERANCE,
-            "request {i}"
-        );
-    }
+    // (steps batched across them, more requests than slots) get the same text, frames and
+    // audio as with windows.
+    let layers = outcomes(6, |c| c.layer_streaming = true);
+    let windows = outcomes(6, |_| {});
+    assert_same_outcomes(&layers, &windows);
 }
 
 /// Sampled requests that may leave audio by EOS and go on in text mode (the HTTP case that

@@ -3,8 +3,10 @@
 //! with the preceding `Snake1d` computed on the fly, and a row of ones for the bias.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::{CudaDType, CudaStorage, WrapErr};
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 
 use crate::op::{self, by_float_dtype, Ptx};
@@ -108,6 +110,62 @@ impl Cols {
     }
 }
 
+impl Cols {
+    /// Launches the plain or (with `alphas`) the Snake kernel for `x`'s dtype.
+    fn run(
+        &self,
+        x: &CudaStorage,
+        lx: &Layout,
+        alphas: Option<(CudaView<'_, f32>, CudaView<'_, f32>)>,
+    ) -> Result<(CudaStorage, Shape)> {
+        let l = self.launch(lx)?;
+        if let Some((al, ia)) = &alphas {
+            let c = l.args[0] as usize;
+            if al.len() != c || ia.len() != c {
+                candle_core::bail!("conv_cols: alpha has {} values for {c} channels", al.len())
+            }
+        }
+        let alphas = alphas.as_ref();
+        let out = match alphas {
+            None => by_float_dtype!(x.dtype(), "conv_cols", |T, kernel| {
+                launch_typed::<T>(kernel, x, lx, None, &l)?
+            }),
+            Some(a) => by_float_dtype!(x.dtype(), "snake_conv_cols", |T, kernel| {
+                launch_typed::<T>(kernel, x, lx, Some(a), &l)?
+            }),
+        };
+        Ok((out, l.shape))
+    }
+}
+
+/// One launch of `kernel` (`[snake_]conv_cols_{f32,bf16}`): x, [alpha, inv_alpha,] cols, scalars.
+fn launch_typed<T: CudaDType + DeviceRepr>(
+    kernel: &str,
+    x: &CudaStorage,
+    lx: &Layout,
+    alphas: Option<&(CudaView<'_, f32>, CudaView<'_, f32>)>,
+    l: &Launch,
+) -> Result<CudaStorage> {
+    let dev = x.device().clone();
+    let xs = op::view::<T>(x, lx, "conv_cols x")?;
+    let func = dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)?;
+    // SAFETY: the grid covers every element of [B, rows, L]; each is written once.
+    let out = unsafe { dev.alloc::<T>(l.elems)? };
+    let mut b = func.builder();
+    b.arg(&xs);
+    if let Some((al, ia)) = alphas {
+        b.arg(al);
+        b.arg(ia);
+    }
+    b.arg(&out);
+    for a in &l.args {
+        b.arg(a);
+    }
+    // SAFETY: argument types and order match the four entry points of conv_cols.cu.
+    unsafe { b.launch(l.cfg) }.w()?;
+    Ok(CudaStorage::wrap_cuda_slice(out, dev))
+}
+
 impl candle_core::CustomOp1 for Cols {
     fn name(&self) -> &'static str {
         "higgs-conv-cols"
@@ -118,29 +176,7 @@ impl candle_core::CustomOp1 for Cols {
     }
 
     fn cuda_fwd(&self, x: &CudaStorage, lx: &Layout) -> Result<(CudaStorage, Shape)> {
-        let Launch {
-            shape,
-            elems,
-            cfg,
-            args,
-        } = self.launch(lx)?;
-        let dev = x.device().clone();
-        let out = by_float_dtype!(x.dtype(), "conv_cols", |T, kernel| {
-            let xs = op::view::<T>(x, lx, "conv_cols x")?;
-            let func = dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)?;
-            // SAFETY: the grid covers every element of [B, rows, L]; each is written once.
-            let out = unsafe { dev.alloc::<T>(elems)? };
-            let mut b = func.builder();
-            b.arg(&xs);
-            b.arg(&out);
-            for a in &args {
-                b.arg(a);
-            }
-            // SAFETY: argument types match `conv_cols_f32` / `conv_cols_bf16`.
-            unsafe { b.launch(cfg) }.w()?;
-            CudaStorage::wrap_cuda_slice(out, dev.clone())
-        });
-        Ok((out, shape))
+        self.run(x, lx, None)
     }
 }
 
@@ -170,36 +206,8 @@ impl candle_core::CustomOp3 for Cols {
         inv_alpha: &CudaStorage,
         li: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let Launch {
-            shape,
-            elems,
-            cfg,
-            args,
-        } = self.launch(lx)?;
         let al = op::view::<f32>(alpha, la, "snake alpha")?;
         let ia = op::view::<f32>(inv_alpha, li, "snake inv_alpha")?;
-        let c = args[0] as usize;
-        if al.len() != c || ia.len() != c {
-            candle_core::bail!("conv_cols: alpha has {} values for {c} channels", al.len())
-        }
-        let dev = x.device().clone();
-        let out = by_float_dtype!(x.dtype(), "snake_conv_cols", |T, kernel| {
-            let xs = op::view::<T>(x, lx, "conv_cols x")?;
-            let func = dev.get_or_load_custom_func(kernel, PTX.name, PTX.source)?;
-            // SAFETY: the grid covers every element of [B, rows, L]; each is written once.
-            let out = unsafe { dev.alloc::<T>(elems)? };
-            let mut b = func.builder();
-            b.arg(&xs);
-            b.arg(&al);
-            b.arg(&ia);
-            b.arg(&out);
-            for a in &args {
-                b.arg(a);
-            }
-            // SAFETY: argument types match `snake_conv_cols_f32` / `snake_conv_cols_bf16`.
-            unsafe { b.launch(cfg) }.w()?;
-            CudaStorage::wrap_cuda_slice(out, dev.clone())
-        });
-        Ok((out, shape))
+        self.run(x, lx, Some((al, ia)))
     }
 }
